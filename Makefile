@@ -1,0 +1,49 @@
+# custseg: `make demo` and `make test` are the two set-up commands (each builds .venv itself).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SCALE ?= s
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-fast lint format bench clean java venv dist
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev,bench]"
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+java:
+	@command -v java >/dev/null 2>&1 || { echo "Java 17+ is required for Spark: install a JDK (e.g. apt-get install openjdk-17-jdk-headless) and set JAVA_HOME." >&2; exit 1; }
+	@v=$$(java -version 2>&1 | awk -F'"' '/version/ {print $$2}' | cut -d. -f1); \
+	  if [ "$${v:-0}" -lt 17 ] 2>/dev/null; then echo "Java 17+ is required for Spark 4, found $$v (java -version)." >&2; exit 1; fi
+
+demo: $(STAMP) java
+	$(VENV)/bin/custseg demo
+
+test: $(STAMP) java
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP) java
+	$(PY) -m pytest -m "not slow and not cluster" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check lib jobs tests bench
+	$(VENV)/bin/ruff format --check lib jobs tests bench
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format lib jobs tests bench
+	$(VENV)/bin/ruff check --fix lib jobs tests bench
+
+bench: $(STAMP) java
+	$(PY) -m bench.run --scale $(SCALE)
+
+dist: $(STAMP)
+	./deploy/package.sh
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info lib/*.egg-info .pytest_cache .ruff_cache data spark-warehouse metastore_db derby.log

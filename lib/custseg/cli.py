@@ -1,0 +1,137 @@
+"""Command line: ``custseg generate | run <stage> | demo``; also the entry of every jobs/*.py.
+
+``run`` is what spark-submit, Databricks wheel tasks and EMR steps call: it parses
+arguments, loads the config (failing fast on a bad one), gets the session, runs one
+stage (or the whole pipeline), records the run in gold.job_runs and exits non-zero
+with the error logged when anything fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from datetime import date
+
+log = logging.getLogger("custseg")
+
+
+def setup_logging(level: str = "INFO") -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("py4j", "deltalake"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _iso_date(text: str) -> str:
+    try:
+        return date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--date must be YYYY-MM-DD, got {text!r}") from None
+
+
+def _kv(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--set takes key=value, got {text!r}")
+    key, value = text.split("=", 1)
+    return key.strip(), value
+
+
+def add_job_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--conf", default=None, help="config file (default: $CUSTSEG_CONF or conf/local.yaml)")
+    p.add_argument("--date", required=True, type=_iso_date, help="batch / snapshot date YYYY-MM-DD")
+    p.add_argument("--set", dest="overrides", action="append", type=_kv, default=[], metavar="KEY=VALUE",
+                   help="override a config key (YAML value), repeatable")
+    p.add_argument("--log-level", default=os.environ.get("CUSTSEG_LOG_LEVEL", "INFO"))
+
+
+def parse_job_args(stage: str | None, argv: list[str] | None = None) -> argparse.Namespace:
+    """Arguments of one job (``stage`` fixed) or of ``custseg run`` (stage positional)."""
+    p = argparse.ArgumentParser(prog=f"custseg-{stage}" if stage else "custseg run")
+    if stage is None:
+        p.add_argument("stage", help="ingest | conform | features | ... | pipeline")
+    add_job_args(p)
+    args = p.parse_args(argv)
+    if stage is not None:
+        args.stage = stage
+    return args
+
+
+def run_job(args: argparse.Namespace, demo: bool = False, spark=None) -> int:
+    """Run a stage or the pipeline for ``args.date``; 0 on success, 1 on failure (recorded)."""
+    import yaml
+
+    from custseg.config import ConfigError, load_config
+    from custseg.runs import RunRecorder, record_run
+    from custseg.session import get_session
+    from custseg.stages import PIPELINE, StageContext, get_stage
+    from custseg.stages.context import absolute
+    from custseg.storage import StorageSettings, Tables
+
+    setup_logging(args.log_level)
+    try:
+        conf = load_config(args.conf)
+        if args.overrides:
+            conf = conf.with_overrides({k: yaml.safe_load(v) for k, v in args.overrides})
+        names = PIPELINE if args.stage == "pipeline" else [args.stage]
+        stages = [(n, get_stage(n)) for n in names]
+    except (ConfigError, KeyError) as exc:
+        log.error("%s", exc)
+        return 2
+    conf.log_effective(log)
+    spark = spark or get_session(conf, f"custseg-{args.stage}")
+    settings = StorageSettings.from_config(conf)
+    tables = Tables(spark, StorageSettings(**{**settings.__dict__, "root": absolute(settings.root)}))
+    log.info("tables: %s (engine %s)", absolute(settings.root), tables.engine_name)
+    for name, fn in stages:
+        recorder = RunRecorder(job=name, run_date=args.date)
+        ctx = StageContext(spark, conf, args.date, tables, recorder, demo=demo)
+        try:
+            with recorder.stage(name):
+                fn(ctx)
+        except Exception as exc:
+            log.exception("stage %s failed for %s", name, args.date)
+            record_run(spark, tables, recorder, "failed", exc)
+            return 1
+        record_run(spark, tables, recorder, "succeeded")
+        log.info(
+            "stage %s %s: rows_in=%d rows_out=%d quarantined=%d in %.1fs",
+            name, args.date, recorder.rows_in, recorder.rows_out, recorder.quarantined,
+            recorder.stage_seconds.get(name, 0.0),
+        )
+    return 0
+
+
+def job_main(stage: str, argv: list[str] | None = None) -> int:
+    """Entry point of jobs/<stage>.py and of the wheel's ``custseg-<stage>`` scripts."""
+    return run_job(parse_job_args(stage, argv))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__.strip().splitlines()[0])
+        print("usage: custseg generate [...] | custseg run <stage> --date D [--conf F] | custseg demo [...]")
+        return 0 if argv else 2
+    cmd, rest = argv[0], argv[1:]
+    if cmd == "generate":
+        from custseg.datagen import main as generate_main
+
+        setup_logging()
+        return generate_main(rest) or 0
+    if cmd == "run":
+        return run_job(parse_job_args(None, rest))
+    if cmd == "demo":
+        from custseg.demo import main as demo_main
+
+        return demo_main(rest)
+    print(f"unknown command {cmd!r}; try: generate, run, demo", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""bronze -> silver: typing, de-duplication, identity keys, PII hashing."""

@@ -1,0 +1,116 @@
+"""bronze.orders -> silver.orders and silver.order_items.
+
+Net line revenue = qty x unit_price x (1 - discount), rounded to cents. An order is
+resolved to a customer by its customer_id, else by the loyalty phone a POS ticket
+carries; guest orders keep a null customer_key (they still count for baskets).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.window import Window
+
+from custseg.pii import identity_key, normalize_phone
+from custseg.sources.base import parse_ts
+
+ORDER_COLUMNS = [
+    "order_id", "customer_key", "order_ts", "order_date", "channel", "store_id", "status",
+    "n_lines", "n_units", "gross_revenue", "discount_amount", "net_revenue", "_batch_date",
+]
+ITEM_COLUMNS = [
+    "order_id", "line_no", "customer_key", "order_ts", "order_date", "channel", "status", "sku",
+    "qty", "unit_price", "discount", "gross_revenue", "net_revenue",
+]
+
+
+def latest_orders(bronze: DataFrame) -> DataFrame:
+    """One row per order_id: the copy from the latest batch wins (a re-sent order replaces the old)."""
+    w = Window.partitionBy("order_id").orderBy(F.col("_batch_date").desc(), F.col("_source_file").desc())
+    return bronze.withColumn("_r", F.row_number().over(w)).where(F.col("_r") == 1).drop("_r")
+
+
+def resolve_customer(customers: DataFrame, salt: str, country_code: str = "44") -> Callable[[DataFrame], DataFrame]:
+    """Adds ``customer_key``: from customer_id when known to CRM, else from the loyalty phone."""
+    by_phone = (
+        customers.where(F.col("phone_key").isNotNull())
+        .groupBy("phone_key")
+        # A phone shared by two customers resolves to neither: never merge people on a guess.
+        .agg(F.min("customer_key").alias("phone_customer_key"), F.count("*").alias("_n"))
+        .where(F.col("_n") == 1)
+        .drop("_n")
+    )
+    known = customers.select(F.col("customer_key").alias("_known_key"))
+
+    def transform(orders: DataFrame) -> DataFrame:
+        cid = F.nullif(F.trim("customer_id"), F.lit(""))
+        with_keys = orders.withColumn("_cid_key", identity_key("customer_id", cid, salt)).withColumn(
+            "_phone_key", identity_key("phone", normalize_phone("loyalty_phone", country_code), salt)
+        )
+        return (
+            with_keys.join(known, F.col("_cid_key") == F.col("_known_key"), how="left")
+            .join(by_phone, F.col("_phone_key") == F.col("phone_key"), how="left")
+            .withColumn("customer_key", F.coalesce("_known_key", "phone_customer_key"))
+            .drop("_cid_key", "_phone_key", "_known_key", "phone_key", "phone_customer_key")
+        )
+
+    return transform
+
+
+def order_items(orders: DataFrame) -> DataFrame:
+    """Exploded, typed order lines."""
+    lines = orders.select(
+        F.trim("order_id").alias("order_id"),
+        "customer_key",
+        parse_ts("order_ts").alias("order_ts"),
+        F.lower(F.trim("channel")).alias("channel"),
+        F.lower(F.trim("status")).alias("status"),
+        F.posexplode("items").alias("pos", "item"),
+    )
+    qty = F.col("item.qty").try_cast("int")
+    price = F.col("item.unit_price").try_cast("decimal(12,2)")
+    discount = F.coalesce(F.col("item.discount").try_cast("double"), F.lit(0.0))
+    gross = (qty * price).cast("decimal(14,2)")
+    net = F.round(qty * price.cast("double") * (F.lit(1.0) - discount), 2).cast("decimal(14,2)")
+    return lines.select(
+        "order_id",
+        (F.col("pos") + 1).alias("line_no"),
+        "customer_key",
+        "order_ts",
+        F.to_date("order_ts").alias("order_date"),
+        "channel",
+        "status",
+        F.trim("item.sku").alias("sku"),
+        qty.alias("qty"),
+        price.alias("unit_price"),
+        F.round(discount, 4).alias("discount"),
+        gross.alias("gross_revenue"),
+        net.alias("net_revenue"),
+    )
+
+
+def orders_from_items(orders: DataFrame, items: DataFrame) -> DataFrame:
+    """Order headers with totals summed from their lines."""
+    totals = items.groupBy("order_id").agg(
+        F.count("*").alias("n_lines"),
+        F.sum("qty").cast("long").alias("n_units"),
+        F.sum("gross_revenue").cast("decimal(16,2)").alias("gross_revenue"),
+        F.sum("net_revenue").cast("decimal(16,2)").alias("net_revenue"),
+    )
+    header = orders.select(
+        F.trim("order_id").alias("order_id"),
+        "customer_key",
+        parse_ts("order_ts").alias("order_ts"),
+        F.lower(F.trim("channel")).alias("channel"),
+        F.nullif(F.trim("store_id"), F.lit("")).alias("store_id"),
+        F.lower(F.trim("status")).alias("status"),
+        "_batch_date",
+    )
+    return (
+        header.join(totals, on="order_id", how="inner")
+        .withColumn("order_date", F.to_date("order_ts"))
+        .withColumn("discount_amount", (F.col("gross_revenue") - F.col("net_revenue")).cast("decimal(16,2)"))
+        .select(*ORDER_COLUMNS)
+    )

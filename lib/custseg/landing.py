@@ -1,0 +1,60 @@
+"""The landing zone: ``<landing>/<source>/<YYYY-MM-DD>/*``.
+
+Listing goes through Hadoop's FileSystem API when the path has a scheme other than
+``file`` (s3://, abfss://, dbfs:/ ...), so the same code lists a laptop folder and a bucket.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pyspark.sql import SparkSession
+
+
+def batch_path(landing: str, source: str, batch_date: str) -> str:
+    return f"{landing.rstrip('/')}/{source}/{batch_date}"
+
+
+def list_files(spark: SparkSession, path: str) -> list[tuple[str, int]]:
+    """(path, size) of the data files in a batch folder; [] when it does not exist.
+
+    Hidden and marker files (``_SUCCESS``, ``.crc``) are left out, as Spark's readers do.
+    """
+    scheme = urlparse(path).scheme
+    if scheme in ("", "file"):
+        local = Path(path.removeprefix("file:"))
+        if not local.is_dir():
+            return []
+        return sorted(
+            (str(p), p.stat().st_size)
+            for p in local.rglob("*")
+            if p.is_file() and not p.name.startswith((".", "_"))
+        )
+    jvm = spark.sparkContext._jvm  # noqa: SLF001
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    fs = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())  # noqa: SLF001
+    if not fs.exists(hpath):
+        return []
+    out = []
+    it = fs.listFiles(hpath, True)
+    while it.hasNext():
+        st = it.next()
+        name = st.getPath().getName()
+        if not name.startswith((".", "_")):
+            out.append((st.getPath().toString(), st.getLen()))
+    return sorted(out)
+
+
+def available_dates(landing: str, source: str) -> list[str]:
+    """Batch dates present locally for a source (used by `custseg demo` and tests)."""
+    root = Path(landing) / source
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and len(p.name) == 10)
+
+
+def ensure_dir(path: str) -> None:
+    if urlparse(path).scheme in ("", "file"):
+        os.makedirs(path.removeprefix("file:"), exist_ok=True)

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Pack lib/ and submit a job:
+#   ./spark-submit.sh <job> [--conf F] [--date D] [--set k=v] [-- spark-submit args]
+# Spark args may also come before the job args when they start with --master/--deploy-mode/...:
+#   ./spark-submit.sh pipeline --date 2026-06-30 --master spark://host:7077
+# Uses $SPARK_HOME/bin/spark-submit when set, else the one from the project's venv.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+job="${1:?usage: ./spark-submit.sh <job> [--conf F] [--date D] [spark-submit args]}"; shift
+job_file="$here/jobs/$job.py"
+[ -f "$job_file" ] || { echo "no such job: $job (jobs/: $(cd "$here/jobs" && ls *.py | sed 's/\.py$//' | tr '\n' ' '))" >&2; exit 2; }
+
+spark_args=(); job_args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --) shift; spark_args+=("$@"); break ;;
+    --master|--deploy-mode|--driver-memory|--executor-memory|--executor-cores|--num-executors|--total-executor-cores|--name|--queue|--packages|--jars|--repositories|--properties-file)
+      spark_args+=("$1" "$2"); shift 2 ;;
+    --spark-conf) spark_args+=(--conf "$2"); shift 2 ;;
+    --conf) job_args+=(--conf "$2"); conf_file="$2"; shift 2 ;;
+    *) job_args+=("$1"); shift ;;
+  esac
+done
+
+dist="$here/dist"; mkdir -p "$dist"
+zip_file="$dist/custseg-lib.zip"
+# Rebuild the zip only when lib/ changed, so repeated submits are quick.
+if [ ! -f "$zip_file" ] || [ -n "$(find "$here/lib/custseg" -newer "$zip_file" -name '*.py' -print -quit)" ]; then
+  rm -f "$zip_file"
+  (cd "$here/lib" && python3 - "$zip_file" <<'PY'
+import os, sys, zipfile
+with zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED) as z:
+    for root, _, files in os.walk("custseg"):
+        for f in files:
+            if f.endswith(".py"):
+                z.write(os.path.join(root, f))
+PY
+  )
+fi
+
+submit="${SPARK_HOME:+$SPARK_HOME/bin/spark-submit}"
+[ -n "$submit" ] || submit="$here/.venv/bin/spark-submit"
+[ -x "$submit" ] || submit="$(command -v spark-submit || true)"
+[ -n "$submit" ] || { echo "spark-submit not found: set SPARK_HOME or run 'make venv'" >&2; exit 2; }
+
+# conf/ travels with the job (cluster deploy mode reads it from the working directory).
+files=$(ls "$here"/conf/*.yaml | tr '\n' ',' | sed 's/,$//')
+export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$here/.venv/bin/python}"
+export PYTHONPATH="$here/lib${PYTHONPATH:+:$PYTHONPATH}"
+has_master=0
+for a in "${spark_args[@]+"${spark_args[@]}"}"; do [ "$a" = "--master" ] && has_master=1; done
+[ $has_master -eq 1 ] || spark_args+=(--master "${SPARK_MASTER:-local[2]}")
+
+exec "$submit" \
+  --name "custseg-$job" \
+  --py-files "$zip_file" \
+  --files "$files" \
+  --conf spark.sql.session.timeZone=UTC \
+  --conf "spark.executorEnv.PYTHONPATH=$zip_file" \
+  "${spark_args[@]}" \
+  "$job_file" "${job_args[@]}"

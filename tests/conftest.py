@@ -1,0 +1,60 @@
+"""One Spark session for the whole test run (local[2], UI off, few shuffle partitions)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "lib"))
+sys.path.insert(0, str(ROOT))
+
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("CUSTSEG_PII_SALT", "test-salt-for-unit-tests")
+
+SHARED = ROOT.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from pyspark.sql import SparkSession
+
+    warehouse = tempfile.mkdtemp(prefix="custseg-warehouse-")
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("custseg-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.default.parallelism", "4")
+        .config("spark.sql.adaptive.enabled", "true")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.sql.warehouse.dir", warehouse)
+        .config("spark.driver.memory", "3g")
+        .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+    shutil.rmtree(warehouse, ignore_errors=True)
+
+
+@pytest.fixture()
+def tmp_root(tmp_path):
+    """A scratch folder for tables and landing files of one test."""
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def shared_datasets():
+    path = SHARED / "datasets"
+    if not path.exists():
+        pytest.skip("../shared/datasets is not beside this checkout")
+    return path
