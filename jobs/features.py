@@ -1,22 +1,11 @@
-"""Job `features`: silver -> gold.customer_features for the snapshot date.
+"""Job `features`: silver -> gold.customer_features (RFM, LRFMC, behaviour, churn, CLV) for the snapshot date.
 
-    ./spark-submit.sh features --date 2026-06-30 [--conf conf/cluster.yaml] [spark args]
+    ./spark-submit.sh features --date 2026-06-30 [--conf conf/cluster.yaml] [--master spark://host:7077]
 """
 
-import sys
+from custseg.cli import job_entry
 
-from custseg.cli import job_main, parse_job_args
-
-STAGE = "features"
-
-
-def parse_args(argv=None):
-    return parse_job_args(STAGE, argv)
-
-
-def main(argv=None) -> int:
-    return job_main(STAGE, argv)
-
+parse_args, main = job_entry("features")
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -1,22 +1,11 @@
 """Job `pipeline`: every stage in order for one date.
 
-    ./spark-submit.sh pipeline --date 2026-06-30 [--conf conf/cluster.yaml] [spark args]
+    ./spark-submit.sh pipeline --date 2026-06-30 [--conf conf/cluster.yaml] [--master spark://host:7077]
 """
 
-import sys
+from custseg.cli import job_entry
 
-from custseg.cli import job_main, parse_job_args
-
-STAGE = "pipeline"
-
-
-def parse_args(argv=None):
-    return parse_job_args(STAGE, argv)
-
-
-def main(argv=None) -> int:
-    return job_main(STAGE, argv)
-
+parse_args, main = job_entry("pipeline")
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -68,7 +68,7 @@ def run_job(args: argparse.Namespace, demo: bool = False, spark=None) -> int:
     from custseg.config import ConfigError, load_config
     from custseg.runs import RunRecorder, record_run
     from custseg.session import get_session
-    from custseg.stages import PIPELINE, StageContext, get_stage
+    from custseg.stages import StageContext, get_stage, pipeline_stages
     from custseg.stages.context import absolute
     from custseg.storage import StorageSettings, Tables
 
@@ -77,7 +77,7 @@ def run_job(args: argparse.Namespace, demo: bool = False, spark=None) -> int:
         conf = load_config(args.conf)
         if args.overrides:
             conf = conf.with_overrides({k: yaml.safe_load(v) for k, v in args.overrides})
-        names = PIPELINE if args.stage == "pipeline" else [args.stage]
+        names = pipeline_stages() if args.stage == "pipeline" else [args.stage]
         stages = [(n, get_stage(n)) for n in names]
     except (ConfigError, KeyError) as exc:
         log.error("%s", exc)
@@ -109,6 +109,18 @@ def run_job(args: argparse.Namespace, demo: bool = False, spark=None) -> int:
 def job_main(stage: str, argv: list[str] | None = None) -> int:
     """Entry point of jobs/<stage>.py and of the wheel's ``custseg-<stage>`` scripts."""
     return run_job(parse_job_args(stage, argv))
+
+
+def job_entry(stage: str):
+    """(parse_args, main) for a jobs/<stage>.py file: both take an argv list, so tests can call them."""
+
+    def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+        return parse_job_args(stage, argv)
+
+    def main(argv: list[str] | None = None) -> int:
+        return job_main(stage, argv)
+
+    return parse_args, main
 
 
 def main(argv: list[str] | None = None) -> int:
