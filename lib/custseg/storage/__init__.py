@@ -1,0 +1,21 @@
+"""Delta tables behind one API: ``Tables(spark, conf).read/append/overwrite/...``.
+
+Two engines: "spark-delta" (JVM Delta Lake) when the session has it, else "delta-rs"
+(Spark writes Parquet, the ``deltalake`` package commits). See ``base.Tables``.
+"""
+
+from custseg.storage.base import (
+    CommitConflictError,
+    SchemaMismatchError,
+    StorageError,
+    StorageSettings,
+    Tables,
+)
+
+__all__ = [
+    "CommitConflictError",
+    "SchemaMismatchError",
+    "StorageError",
+    "StorageSettings",
+    "Tables",
+]

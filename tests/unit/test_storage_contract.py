@@ -1,0 +1,482 @@
+"""The storage contract: every engine must pass these tests.
+
+Each test runs once per engine; "spark-delta" skips where the JVM Delta jars are not
+on the class path. A second, independent reader (``deltalake``) checks that what an
+engine writes is a real Delta table, not just something our own reader understands.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import threading
+import uuid
+from decimal import Decimal
+from pathlib import Path
+from urllib.parse import unquote
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from chispa import assert_df_equality
+from deltalake import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from custseg.config import DEFAULT_CONF_DIR, load_config
+from custseg.session import has_jvm_delta
+from custseg.storage import (
+    CommitConflictError,
+    SchemaMismatchError,
+    StorageError,
+    StorageSettings,
+    Tables,
+)
+
+ENGINES = ["delta-rs", "spark-delta"]
+NO_JARS = "JVM Delta jars not on the class path (Maven unreachable here)"
+
+# Delta stores DataFrame writes with every column nullable, so the declared schemas are too.
+ORDERS = T.StructType(
+    [
+        T.StructField("order_id", T.LongType()),
+        T.StructField("customer_id", T.StringType()),
+        T.StructField("snapshot_date", T.DateType()),
+        T.StructField("ordered_at", T.TimestampType()),
+        T.StructField("amount", T.DecimalType(12, 2)),
+        T.StructField("skus", T.ArrayType(T.StringType())),
+    ]
+)
+D1, D2, D3 = dt.date(2026, 6, 29), dt.date(2026, 6, 30), dt.date(2026, 7, 1)
+
+
+def ts(day: dt.date, hour: int, micros: int = 0) -> dt.datetime:
+    """UTC instant (the test session's time zone is UTC)."""
+    return dt.datetime(day.year, day.month, day.day, hour, 0, 0, micros)
+
+
+ROWS_1 = [
+    (1, "c1", D1, ts(D1, 9, 123456), Decimal("10.50"), ["sku-1", "sku-2"]),
+    (2, "c2", D1, None, Decimal("-3.25"), []),
+    (3, None, D2, ts(D2, 23, 999999), None, None),
+]
+ROWS_2 = [
+    (4, "c4", D2, ts(D2, 12), Decimal("99999999.99"), ["sku-3", None]),
+    (5, "c5", D3, ts(D3, 0), Decimal("0.01"), ["sku-1"]),
+]
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(e, marks=[pytest.mark.spark_delta] if e == "spark-delta" else [])
+        for e in ENGINES
+    ]
+)
+def engine(request: pytest.FixtureRequest, spark: SparkSession) -> str:
+    if request.param == "spark-delta" and not has_jvm_delta(spark):
+        pytest.skip(NO_JARS)
+    return request.param
+
+
+@pytest.fixture
+def tables(spark: SparkSession, engine: str, tmp_path: Path) -> Tables:
+    return Tables(spark, StorageSettings(root=str(tmp_path / "tables"), engine=engine))
+
+
+@pytest.fixture
+def evolving(spark: SparkSession, engine: str, tmp_path: Path) -> Tables:
+    settings = StorageSettings(root=str(tmp_path / "tables"), engine=engine, schema_evolution=True)
+    return Tables(spark, settings)
+
+
+def orders(spark: SparkSession, rows: list[tuple]) -> DataFrame:
+    return spark.createDataFrame(rows, ORDERS)
+
+
+def logged_files(path: str) -> set[str]:
+    """The current version's data files, as the Delta log (read by deltalake) names them."""
+    actions = pa.table(DeltaTable(path).get_add_actions()).column("path").to_pylist()
+    return {os.path.join(path, unquote(p)) for p in actions}
+
+
+def data_files(path: str) -> set[str]:
+    """Every Parquet file in the table folder, whether the log refers to it or not."""
+    found = set()
+    for folder, dirs, names in os.walk(path):
+        dirs[:] = [d for d in dirs if not d.startswith("_")]
+        found |= {os.path.join(folder, n) for n in names if n.endswith(".parquet")}
+    return found
+
+
+# --- round trips ------------------------------------------------------------------------
+
+
+def test_append_then_read_returns_rows_with_declared_schema(spark, tables):
+    df = orders(spark, ROWS_1)
+
+    version = tables.append(df, "silver.orders")
+
+    assert version == 0
+    assert tables.exists("silver.orders")
+    assert tables.schema("silver.orders") == ORDERS
+    assert_df_equality(tables.read("silver.orders"), df, ignore_row_order=True)
+
+
+def test_nested_and_edge_types_round_trip(spark, tables):
+    schema = T.StructType(
+        [
+            T.StructField("id", T.IntegerType()),
+            T.StructField("tiny", T.ByteType()),
+            T.StructField("flag", T.BooleanType()),
+            T.StructField("score", T.DoubleType()),
+            T.StructField("born", T.DateType()),
+            T.StructField("big", T.DecimalType(38, 10)),
+            T.StructField(
+                "addr",
+                T.StructType(
+                    [T.StructField("city", T.StringType()), T.StructField("zip", T.IntegerType())]
+                ),
+            ),
+            T.StructField("attrs", T.MapType(T.StringType(), T.LongType())),
+            T.StructField(
+                "visits", T.ArrayType(T.StructType([T.StructField("day", T.DateType())]))
+            ),
+        ]
+    )
+    rows = [
+        (1, 7, True, 1.5, dt.date(1969, 12, 31), Decimal("1234567890123456789012345678.0123456789"),
+         ("Zürich", 8001), {"a": 1, "b": None}, [(dt.date(2026, 1, 1),)]),
+        (2, None, None, None, None, None, None, None, None),
+        (3, -128, False, -0.0, dt.date(2026, 2, 28), Decimal("-0.0000000001"), (None, None), {}, []),
+    ]  # fmt: skip
+    df = spark.createDataFrame(rows, schema)
+
+    tables.append(df, "silver.profiles")
+
+    # Sorted by id: chispa's row-order-free compare cannot hash map columns.
+    assert_df_equality(tables.read("silver.profiles").orderBy("id"), df.orderBy("id"))
+
+
+def test_append_adds_rows_and_aligns_columns_by_name(spark, tables):
+    tables.append(orders(spark, ROWS_1), "silver.orders")
+    shuffled = orders(spark, ROWS_2).select(
+        "amount", "skus", "order_id", "ordered_at", "snapshot_date", "customer_id"
+    )
+
+    version = tables.append(shuffled, "silver.orders")
+
+    assert version == 1
+    assert_df_equality(
+        tables.read("silver.orders"), orders(spark, ROWS_1 + ROWS_2), ignore_row_order=True
+    )
+
+
+def test_read_of_missing_table_names_it(tables):
+    assert not tables.exists("gold.nothing_here")
+    with pytest.raises(StorageError, match="gold.nothing_here"):
+        tables.read("gold.nothing_here")
+
+
+def test_empty_append_creates_the_table_then_commits_nothing(spark, tables, engine):
+    empty = spark.createDataFrame([], ORDERS)
+
+    assert tables.append(empty, "silver.orders", partition_by=["snapshot_date"]) == 0
+    assert_df_equality(tables.read("silver.orders"), empty, ignore_row_order=True)
+    assert tables.partition_columns("silver.orders") == ["snapshot_date"]
+
+    tables.append(orders(spark, ROWS_1), "silver.orders")
+    before = tables.version("silver.orders")
+    after = tables.append(empty, "silver.orders")
+    # JVM Delta commits an empty version; delta-rs commits nothing.
+    assert after == before if engine == "delta-rs" else after in (before, before + 1)
+    assert_df_equality(tables.read("silver.orders"), orders(spark, ROWS_1), ignore_row_order=True)
+
+
+# --- overwrite ----------------------------------------------------------------------------
+
+
+def test_overwrite_replaces_the_whole_table(spark, tables):
+    tables.append(orders(spark, ROWS_1), "silver.orders", partition_by=["snapshot_date"])
+
+    version = tables.overwrite(orders(spark, ROWS_2), "silver.orders")
+
+    assert version == 1
+    assert_df_equality(tables.read("silver.orders"), orders(spark, ROWS_2), ignore_row_order=True)
+
+
+def test_overwrite_where_replaces_only_matching_partitions(spark, tables):
+    tables.append(orders(spark, ROWS_1 + ROWS_2), "silver.orders", partition_by=["snapshot_date"])
+    new_d2 = [(20, "c20", D2, ts(D2, 1), Decimal("2.00"), ["x"])]
+
+    tables.overwrite(orders(spark, new_d2), "silver.orders", where={"snapshot_date": "2026-06-30"})
+
+    kept = [r for r in ROWS_1 + ROWS_2 if r[2] != D2]
+    assert_df_equality(
+        tables.read("silver.orders"), orders(spark, kept + new_d2), ignore_row_order=True
+    )
+
+    # A list of values replaces several partitions at once (D1 and D3 go, D2 stays).
+    new_d1 = [(10, "c10", D1, None, Decimal("1.00"), None)]
+    tables.overwrite(orders(spark, new_d1), "silver.orders", where={"snapshot_date": [D1, D3]})
+    assert_df_equality(
+        tables.read("silver.orders"), orders(spark, new_d2 + new_d1), ignore_row_order=True
+    )
+
+
+def test_overwrite_where_fails_on_rows_outside_the_partitions(spark, tables):
+    tables.append(orders(spark, ROWS_1), "silver.orders", partition_by=["snapshot_date"])
+    stray = [(9, "c9", D3, None, None, None)]  # D3 is not the partition being replaced
+    files_before = data_files(tables.path("silver.orders"))
+
+    with pytest.raises(StorageError, match="rows outside those partitions.*2026-06-30"):
+        tables.overwrite(orders(spark, stray), "silver.orders", where={"snapshot_date": D2})
+
+    assert tables.version("silver.orders") == 0
+    assert data_files(tables.path("silver.orders")) == files_before  # nothing left behind
+    assert_df_equality(tables.read("silver.orders"), orders(spark, ROWS_1), ignore_row_order=True)
+
+
+def test_where_must_name_partition_columns_and_valid_values(spark, tables):
+    tables.append(orders(spark, ROWS_1), "silver.orders", partition_by=["snapshot_date"])
+
+    with pytest.raises(StorageError, match="customer_id"):
+        tables.overwrite(orders(spark, ROWS_1), "silver.orders", where={"customer_id": "c1"})
+    with pytest.raises(StorageError, match="not a valid date"):
+        tables.overwrite(orders(spark, ROWS_1), "silver.orders", where={"snapshot_date": "June"})
+
+
+def test_partitioning_cannot_change_after_creation(spark, tables):
+    tables.append(orders(spark, ROWS_1), "silver.orders", partition_by=["snapshot_date"])
+
+    with pytest.raises(StorageError, match="partitioned by"):
+        tables.append(orders(spark, ROWS_2), "silver.orders", partition_by=["customer_id"])
+    assert tables.version("silver.orders") == 0
+
+
+# --- versions and history -----------------------------------------------------------------
+
+
+def test_read_older_version_and_history(spark, tables):
+    v0 = tables.append(orders(spark, ROWS_1), "silver.orders", partition_by=["snapshot_date"])
+    v1 = tables.append(orders(spark, ROWS_2), "silver.orders")
+    v2 = tables.overwrite(orders(spark, ROWS_2), "silver.orders", where={"snapshot_date": [D2, D3]})
+
+    assert (v0, v1, v2) == (0, 1, 2)
+    assert tables.version("silver.orders") == 2
+    assert_df_equality(
+        tables.read("silver.orders", version=0), orders(spark, ROWS_1), ignore_row_order=True
+    )
+    assert_df_equality(
+        tables.read("silver.orders", version=1),
+        orders(spark, ROWS_1 + ROWS_2),
+        ignore_row_order=True,
+    )
+    expected_now = [r for r in ROWS_1 if r[2] == D1] + ROWS_2
+    assert_df_equality(
+        tables.read("silver.orders"), orders(spark, expected_now), ignore_row_order=True
+    )
+
+    history = tables.history("silver.orders")
+    assert [h["version"] for h in history] == [2, 1, 0]
+    assert [h["parameters"]["mode"] for h in history] == ["Overwrite", "Append", "Append"]
+    assert all(h["operation"] for h in history)
+    stamps = [h["timestamp"] for h in history]
+    assert all(s.tzinfo is not None for s in stamps)
+    assert stamps == sorted(stamps, reverse=True)
+    with pytest.raises(StorageError):
+        tables.read("silver.orders", version=7)
+
+
+# --- schema enforcement and evolution -----------------------------------------------------
+
+
+def test_append_with_a_changed_type_fails_naming_the_column(spark, tables):
+    tables.append(orders(spark, ROWS_1), "silver.orders")
+    as_text = orders(spark, ROWS_2).withColumn("amount", F.col("amount").cast("string"))
+
+    with pytest.raises(SchemaMismatchError, match=r"silver\.orders.*amount"):
+        tables.append(as_text, "silver.orders")
+    assert tables.version("silver.orders") == 0
+
+
+def test_new_column_fails_without_schema_evolution(spark, tables):
+    tables.append(orders(spark, ROWS_1), "silver.orders")
+    wider = orders(spark, ROWS_2).selectExpr("*", "'web' AS channel")
+
+    with pytest.raises(SchemaMismatchError, match="channel"):
+        tables.append(wider, "silver.orders")
+    assert tables.schema("silver.orders") == ORDERS
+
+
+def test_new_nullable_column_is_added_with_schema_evolution(spark, evolving):
+    evolving.append(orders(spark, ROWS_1), "silver.orders", partition_by=["snapshot_date"])
+    wider = orders(spark, ROWS_2).selectExpr("*", "'web' AS channel")
+
+    evolving.append(wider, "silver.orders")
+
+    expected_schema = T.StructType([*ORDERS.fields, T.StructField("channel", T.StringType())])
+    expected = spark.createDataFrame(
+        [(*r, None) for r in ROWS_1] + [(*r, "web") for r in ROWS_2], expected_schema
+    )
+    assert evolving.schema("silver.orders") == expected_schema
+    assert_df_equality(evolving.read("silver.orders"), expected, ignore_row_order=True)
+
+    # Evolution adds columns; it never changes a column's type.
+    retyped = wider.withColumn("order_id", F.col("order_id").cast("string"))
+    with pytest.raises(SchemaMismatchError, match="order_id"):
+        evolving.append(retyped, "silver.orders")
+
+
+# --- failures, orphans, vacuum ------------------------------------------------------------
+
+
+def test_failed_commit_leaves_the_previous_version_and_vacuum_removes_orphans(
+    spark, tables, engine, monkeypatch
+):
+    tables.append(orders(spark, ROWS_1), "silver.orders", partition_by=["snapshot_date"])
+    path = tables.path("silver.orders")
+    committed = logged_files(path)
+
+    if engine == "delta-rs":
+        from custseg.storage.delta_rs import DeltaRsEngine
+
+        def crash(self, req, files):
+            raise RuntimeError("injected: driver died before the commit")
+
+        monkeypatch.setattr(DeltaRsEngine, "_commit", crash)
+        with pytest.raises(RuntimeError, match="injected"):
+            tables.append(orders(spark, ROWS_2), "silver.orders")
+        monkeypatch.undo()
+    else:
+        # JVM Delta writes and commits in one call: plant the orphan such a crash leaves.
+        src = sorted(committed)[0]
+        shutil.copy(src, os.path.join(os.path.dirname(src), f"part-orphan-{uuid.uuid4()}.parquet"))
+
+    orphans = data_files(path) - committed
+    assert orphans, "the failed write should have left data files behind"
+    assert tables.version("silver.orders") == 0
+    assert_df_equality(tables.read("silver.orders"), orders(spark, ROWS_1), ignore_row_order=True)
+
+    tables.vacuum("silver.orders", retention_hours=0)
+
+    assert not any(os.path.exists(f) for f in orphans)
+    assert data_files(path) == committed
+    assert_df_equality(tables.read("silver.orders"), orders(spark, ROWS_1), ignore_row_order=True)
+
+
+# --- concurrency ------------------------------------------------------------------------------
+
+
+def test_two_racing_appends_both_land_without_loss_or_duplicates(spark, tables, engine):
+    tables.append(orders(spark, ROWS_1), "silver.orders")
+    batches = {"a": ROWS_2[:1], "b": ROWS_2[1:]}
+    frames = {k: orders(spark, v) for k, v in batches.items()}
+    start = threading.Barrier(2)
+    results: dict[str, object] = {}
+
+    def append(key: str) -> None:
+        start.wait()
+        try:
+            results[key] = tables.append(frames[key], "silver.orders")
+        except CommitConflictError as exc:
+            results[key] = exc
+
+    threads = [threading.Thread(target=append, args=(k,)) for k in batches]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+
+    landed = [k for k, r in results.items() if isinstance(r, int)]
+    assert len(results) == 2 and landed, results
+    if engine == "delta-rs":  # it retries lost races itself
+        assert sorted(results.values()) == [1, 2]
+    expected = ROWS_1 + [row for k in landed for row in batches[k]]
+    assert_df_equality(tables.read("silver.orders"), orders(spark, expected), ignore_row_order=True)
+
+
+# --- a real Delta table ---------------------------------------------------------------------
+
+
+def test_independent_delta_reader_sees_the_same_rows_and_partitions(spark, tables, engine):
+    schema = T.StructType([*ORDERS.fields, T.StructField("channel", T.StringType())])
+    rows = [
+        (*ROWS_1[0], "web"),
+        (*ROWS_1[1], "a b/c:d%e"),  # characters Spark escapes in folder names
+        (*ROWS_1[2], None),  # null partition value
+        (*ROWS_2[0], "007"),  # stays a string, not the number 7
+    ]
+    df = spark.createDataFrame(rows, schema)
+    tables.append(df, "gold.orders", partition_by=["snapshot_date", "channel"])
+    path = tables.path("gold.orders")
+    assert_df_equality(tables.read("gold.orders"), df, ignore_row_order=True)
+
+    delta = DeltaTable(path)
+    assert list(delta.metadata().partition_columns) == ["snapshot_date", "channel"]
+    seen = spark.createDataFrame(delta.to_pyarrow_table().to_pylist(), schema)
+    assert_df_equality(seen, df, ignore_row_order=True)
+
+    # Per-file stats in the log (data skipping for any Delta reader).
+    actions = pa.table(delta.get_add_actions(flatten=True)).to_pylist()
+    assert sum(a["num_records"] for a in actions) == len(rows)
+    assert min(a["min.order_id"] for a in actions) == 1
+    assert max(a["max.order_id"] for a in actions) == 4
+    assert min(a["min.amount"] for a in actions if a["min.amount"] is not None) == Decimal("-3.25")
+    by_channel = {a["partition.channel"] for a in actions}
+    assert by_channel == {"web", "a b/c:d%e", None, "007"}
+    assert all(a["null_count.ordered_at"] is not None for a in actions)
+
+    # delta-rs: timestamps as INT64 micros, never Spark's default INT96.
+    for f in logged_files(path) if engine == "delta-rs" else []:
+        column = pq.ParquetFile(f).schema.column(pq.ParquetFile(f).schema.names.index("ordered_at"))
+        assert column.physical_type == "INT64"
+
+
+# --- names, engines, settings ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "orders",
+        "silver.orders.v2",
+        "silver.",
+        ".orders",
+        "1x.orders",
+        "silver.or-ders",
+        "",
+        "silver.orders ",
+        "silver.orders\n",
+    ],
+)
+def test_bad_table_names_are_rejected(spark, tmp_path, name):
+    tables = Tables(spark, StorageSettings(root=str(tmp_path), engine="auto"))
+    with pytest.raises(StorageError, match="layer.table"):
+        tables.path(name)
+
+
+def test_forcing_spark_delta_without_the_jars_is_a_clear_error(spark, tmp_path):
+    if has_jvm_delta(spark):
+        pytest.skip("the JVM Delta jars are on the class path here")
+    with pytest.raises(StorageError, match="Delta jars are not on the class path"):
+        Tables(spark, StorageSettings(root=str(tmp_path), engine="spark-delta"))
+
+
+def test_catalog_mode_needs_spark_delta(spark, tmp_path):
+    settings = StorageSettings(root=str(tmp_path), engine="delta-rs", catalog="main")
+    with pytest.raises(StorageError, match="catalog"):
+        Tables(spark, settings)
+
+
+def test_settings_come_from_the_config(spark, tmp_path):
+    conf = load_config(DEFAULT_CONF_DIR / "base.yaml", env={"CUSTSEG_HOME": str(tmp_path)})
+    conf = conf.with_overrides({"storage.schema_evolution": True})
+
+    settings = StorageSettings.from_config(conf)
+    tables = Tables(spark, conf)
+
+    assert settings == StorageSettings(root=str(tmp_path / "tables"), schema_evolution=True)
+    assert tables.engine_name == ("spark-delta" if has_jvm_delta(spark) else "delta-rs")
+    assert tables.path("silver.orders") == str(tmp_path / "tables" / "silver" / "orders")
