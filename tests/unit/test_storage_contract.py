@@ -225,6 +225,16 @@ def test_overwrite_where_replaces_only_matching_partitions(spark, tables):
     )
 
 
+def test_underscore_partition_column_round_trips(spark, tables):
+    # Bronze tables partition by _batch_date: "_x=v" folders are partitions, not hidden files.
+    df = spark.createDataFrame(
+        [("a", dt.date(2026, 6, 30)), ("b", dt.date(2026, 6, 30)), ("c", dt.date(2026, 7, 1))],
+        "x string, _batch_date date",
+    )
+    tables.overwrite(df, "bronze.batches", partition_by=["_batch_date"], where={"_batch_date": ["2026-06-30", "2026-07-01"]})
+    assert_df_equality(tables.read("bronze.batches"), df, ignore_row_order=True, ignore_nullable=True)
+
+
 def test_overwrite_where_fails_on_rows_outside_the_partitions(spark, tables):
     tables.append(orders(spark, ROWS_1), "silver.orders", partition_by=["snapshot_date"])
     stray = [(9, "c9", D3, None, None, None)]  # D3 is not the partition being replaced

@@ -389,7 +389,8 @@ def _describe_files(
 ) -> list[DataFile]:
     rels = []
     for folder, dirs, names in os.walk(staging):
-        dirs[:] = [d for d in dirs if not d.startswith(("_", "."))]
+        # As Spark's file index does: "_x" is hidden unless it is a partition folder "_x=v".
+        dirs[:] = [d for d in dirs if not d.startswith(".") and (not d.startswith("_") or "=" in d)]
         rels.extend(
             os.path.relpath(os.path.join(folder, n), staging)
             for n in names

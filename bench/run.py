@@ -1,0 +1,147 @@
+"""Benchmark the whole pipeline at a scale, side by side with the alternatives a user would pick.
+
+    make bench SCALE=s        # ~20k customers (minutes)
+    make bench SCALE=m        # ~1M customers, ~10M order lines, ~30M events (an hour or more here)
+    .venv/bin/python -m bench.run --scale s --skip-baselines --stages ingest,conform,features
+
+Generated data is cached under bench/cache/<scale>/ (generation time is reported once, not
+counted in the pipeline). Tables are rebuilt from scratch on every run. Results go to
+bench/results/<scale>.json and bench/results/<scale>.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import shutil
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bench.metrics import PeakRss, SparkStages, measured
+
+log = logging.getLogger("bench")
+HERE = Path(__file__).resolve().parent
+SCALES = {
+    "xs": {"customers": 2000, "days": 365},
+    "s": {"customers": 20000, "days": 365},
+    "m": {"customers": 1000000, "days": 365},
+}
+
+
+def ensure_data(scale: str, cache: Path) -> dict:
+    manifest = cache / "truth" / "manifest.json"
+    if manifest.exists():
+        return json.loads(manifest.read_text())
+    from custseg.datagen import generate
+
+    log.info("generating %s-scale data into %s", scale, cache)
+    t0 = time.perf_counter()
+    generate(cache, seed=2026, **SCALES[scale])
+    info = json.loads(manifest.read_text())
+    info["generate_seconds"] = round(time.perf_counter() - t0, 1)
+    manifest.write_text(json.dumps(info, indent=1))
+    return info
+
+
+def bench_session(cores: str, driver_memory: str):
+    from pyspark.sql import SparkSession
+
+    from custseg.session import default_shuffle_partitions
+
+    n = os.cpu_count() if cores == "*" else int(cores)
+    return (
+        SparkSession.builder.master(f"local[{cores}]")
+        .appName("custseg-bench")
+        .config("spark.driver.memory", driver_memory)
+        .config("spark.ui.enabled", "true")
+        .config("spark.ui.port", "4050")
+        .config("spark.ui.retainedStages", "100000")
+        .config("spark.ui.retainedJobs", "100000")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", str(default_shuffle_partitions(n)))
+        .config("spark.sql.adaptive.enabled", "true")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .getOrCreate()
+    )
+
+
+def run_pipeline(spark, home: Path, run_date: str, stages: list[str], rss: PeakRss) -> list[dict]:
+    from custseg.cli import parse_job_args, run_job
+    from custseg.storage import StorageSettings, Tables
+
+    os.environ["CUSTSEG_HOME"] = str(home)
+    shutil.rmtree(home / "tables", ignore_errors=True)
+    spark_stages = SparkStages(spark)
+    tables = Tables(spark, StorageSettings(root=str(home / "tables")))
+    out = []
+    for stage in stages:
+        with measured(stage, rss, spark_stages) as fig:
+            rc = run_job(parse_job_args(None, [stage, "--date", run_date]), spark=spark)
+        if rc != 0:
+            raise SystemExit(f"stage {stage} failed (exit {rc}); see the log")
+        runs = tables.read("gold.job_runs").where(f"job = '{stage}'").orderBy("started_at", ascending=False).first()
+        fig.rows_in, fig.rows_out = int(runs["rows_in"] or 0), int(runs["rows_out"] or 0)
+        fig.extra["stage_seconds"] = json.loads(runs["stage_seconds"] or "{}")
+        log.info("%s: %.1fs rows_in=%s rows_out=%s", stage, fig.seconds, fig.rows_in, fig.rows_out)
+        out.append(fig.to_dict())
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    from custseg.cli import setup_logging
+    from custseg.stages import pipeline_stages
+
+    p = argparse.ArgumentParser(prog="bench.run")
+    p.add_argument("--scale", choices=sorted(SCALES), default="s")
+    p.add_argument("--cores", default="*", help="local[N] cores (default all)")
+    p.add_argument("--driver-memory", default="4g")
+    p.add_argument("--stages", default=None, help="comma-separated (default: the whole pipeline)")
+    p.add_argument("--skip-baselines", action="store_true")
+    p.add_argument("--cache", default=str(HERE / "cache"))
+    args = p.parse_args(argv)
+    setup_logging()
+    os.environ.setdefault("CUSTSEG_PII_SALT", "bench-salt")
+
+    home = Path(args.cache) / args.scale
+    info = ensure_data(args.scale, home)
+    run_date = info.get("end_date") or info["batch_dates"][-1]
+    spark = bench_session(args.cores, args.driver_memory)
+    rss = PeakRss().start()
+    stages = args.stages.split(",") if args.stages else pipeline_stages()
+    t0 = time.perf_counter()
+    figures = run_pipeline(spark, home, run_date, stages, rss)
+    total = round(time.perf_counter() - t0, 1)
+
+    baselines = {}
+    if not args.skip_baselines:
+        from bench.baselines import run_baselines
+
+        baselines = run_baselines(spark, home, run_date, rss, stages)
+    rss.stop()
+    result = {
+        "scale": args.scale,
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "spark": spark.version,
+                    "master": spark.sparkContext.master, "driver_memory": args.driver_memory},
+        "data": {k: info.get(k) for k in ("customers", "days", "counts", "generate_seconds")},
+        "pipeline_seconds": total,
+        "stages": figures,
+        "baselines": baselines,
+    }
+    from bench.report import targets, write_results
+
+    result["targets"] = targets(result)
+    write_results(result, HERE / "results")
+    spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
