@@ -22,7 +22,7 @@ ORDER_COLUMNS = [
 ]
 ITEM_COLUMNS = [
     "order_id", "line_no", "customer_key", "order_ts", "order_date", "channel", "status", "sku",
-    "qty", "unit_price", "discount", "gross_revenue", "net_revenue",
+    "category", "subcategory", "qty", "unit_price", "list_price", "discount", "gross_revenue", "net_revenue",
 ]
 
 
@@ -74,7 +74,7 @@ def order_items(orders: DataFrame) -> DataFrame:
     discount = F.coalesce(F.col("item.discount").try_cast("double"), F.lit(0.0))
     gross = (qty * price).cast("decimal(14,2)")
     net = F.round(qty * price.cast("double") * (F.lit(1.0) - discount), 2).cast("decimal(14,2)")
-    return lines.select(
+    return lines.select(  # catalogue columns (category, list_price) are joined by the stage
         "order_id",
         (F.col("pos") + 1).alias("line_no"),
         "customer_key",

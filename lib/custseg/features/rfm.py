@@ -44,21 +44,31 @@ DEFAULT_SEGMENTS: list[dict] = [
 ]
 
 
+def rfm_aggregates(as_of: date, window_days: int) -> list[Column]:
+    """The RFM aggregates over one customer's orders: last_purchase, frequency, monetary.
+
+    Shared with ``custseg.features.orders.customer_orders`` so the definitions cannot drift.
+    silver.orders holds one row per order_id, so a count of rows counts orders.
+    """
+    window_start = as_of - timedelta(days=window_days)
+    day = F.to_date("order_ts")
+    purchase = (F.col("status") == "completed") & (day <= F.lit(as_of))
+    in_window = purchase & (day > F.lit(window_start))
+    return [
+        F.max(F.when(purchase, day)).alias("last_purchase"),
+        F.count(F.when(in_window, F.lit(1))).alias("frequency"),
+        F.sum(F.when(in_window, F.col("net_revenue"))).alias("monetary"),
+    ]
+
+
 def rfm_base(as_of: date, window_days: int) -> Callable[[DataFrame], DataFrame]:
     """Orders -> one row per customer_key with recency_days, frequency, monetary."""
-    window_start = as_of - timedelta(days=window_days)
 
     def transform(orders: DataFrame) -> DataFrame:
-        purchase = (F.col("status") == "completed") & (F.to_date("order_ts") <= F.lit(as_of))
-        in_window = purchase & (F.to_date("order_ts") > F.lit(window_start))
         return (
             orders.where(F.col("customer_key").isNotNull())
             .groupBy("customer_key")
-            .agg(
-                F.max(F.when(purchase, F.to_date("order_ts"))).alias("last_purchase"),
-                F.count_distinct(F.when(in_window, F.col("order_id"))).alias("frequency"),
-                F.sum(F.when(in_window, F.col("net_revenue"))).alias("monetary"),
-            )
+            .agg(*rfm_aggregates(as_of, window_days))
             .select(
                 "customer_key",
                 F.datediff(F.lit(as_of), "last_purchase").alias("recency_days"),
@@ -93,6 +103,55 @@ def segment_expr(segments: Sequence[dict], r: Column, f: Column) -> Column:
     return F.coalesce(expr, F.lit("Other")) if expr is not None else F.lit("Other")
 
 
+def rfm_measures() -> list[tuple[str, Column]]:
+    """What is scored, higher = better: recency enters negated (fewer days is better)."""
+    return [
+        ("recency", -F.col("recency_days")),
+        ("frequency", F.col("frequency")),
+        ("monetary", F.col("monetary")),
+    ]
+
+
+def rfm_cuts(
+    base: DataFrame,
+    bins: int = 5,
+    binning: str = "quantile",
+    fixed: dict | None = None,
+    accuracy: int = 100000,
+) -> dict[str, list[float]]:
+    """Cut points per measure: quantiles of the customers active in the window, or conf's fixed ones.
+
+    Quantile cuts run one aggregate job over ``base`` (persist it first when it is expensive).
+    """
+    if binning == "fixed":
+        fx = fixed or {}
+        # Fixed thresholds are inclusive upper bounds in natural units: frequency 1 with
+        # cut 1 scores 1; recency 30 with cut 30 scores 5 (recency is whole days, so -t-0.5).
+        return {
+            "recency": [-(t + 0.5) for t in reversed(fx["recency_days"])],
+            "frequency": [float(t) for t in fx["frequency"]],
+            "monetary": [float(t) for t in fx["monetary"]],
+        }
+    return quantile_thresholds(base.where(F.col("frequency") > 0), rfm_measures(), bins, accuracy)
+
+
+def rfm_score_columns(cuts: dict[str, list[float]], segments: Sequence[dict] = DEFAULT_SEGMENTS) -> list[Column]:
+    """r_score, f_score, m_score, rfm_cell, rfm_segment from recency_days, frequency, monetary."""
+    active = F.col("frequency") > 0
+    scores = {
+        name: F.when(active, score_from_thresholds(expr.cast("double"), cuts[name])).otherwise(F.lit(1))
+        for name, expr in rfm_measures()
+    }
+    r, f, m = scores["recency"], scores["frequency"], scores["monetary"]
+    return [
+        r.cast("int").alias("r_score"),
+        f.cast("int").alias("f_score"),
+        m.cast("int").alias("m_score"),
+        F.concat(r.cast("string"), f.cast("string"), m.cast("string")).alias("rfm_cell"),
+        segment_expr(segments, r, f).alias("rfm_segment"),
+    ]
+
+
 def with_rfm_scores(
     bins: int = 5,
     segments: Sequence[dict] = DEFAULT_SEGMENTS,
@@ -103,39 +162,8 @@ def with_rfm_scores(
     """Adds r/f/m scores, the cell code and the segment name to ``rfm_base`` output."""
 
     def transform(base: DataFrame) -> DataFrame:
-        active = F.col("frequency") > 0
-        measures = [
-            ("recency", -F.col("recency_days")),
-            ("frequency", F.col("frequency")),
-            ("monetary", F.col("monetary")),
-        ]
-        if binning == "fixed":
-            fx = fixed or {}
-            # Fixed thresholds are inclusive upper bounds in natural units: frequency 1 with
-            # cut 1 scores 1; recency 30 with cut 30 scores 5 (recency is whole days, so -t-0.5).
-            cuts = {
-                "recency": [-(t + 0.5) for t in reversed(fx["recency_days"])],
-                "frequency": [float(t) for t in fx["frequency"]],
-                "monetary": [float(t) for t in fx["monetary"]],
-            }
-        else:
-            cuts = quantile_thresholds(base.where(active), measures, bins, accuracy)
-        scores = {
-            name: F.when(active, score_from_thresholds(expr.cast("double"), cuts[name])).otherwise(F.lit(1))
-            for name, expr in measures
-        }
-        r, f, m = scores["recency"], scores["frequency"], scores["monetary"]
-        return base.select(
-            "customer_key",
-            "recency_days",
-            "frequency",
-            "monetary",
-            r.cast("int").alias("r_score"),
-            f.cast("int").alias("f_score"),
-            m.cast("int").alias("m_score"),
-            F.concat(r.cast("string"), f.cast("string"), m.cast("string")).alias("rfm_cell"),
-            segment_expr(segments, r, f).alias("rfm_segment"),
-        )
+        cuts = rfm_cuts(base, bins, binning, fixed, accuracy)
+        return base.select("customer_key", "recency_days", "frequency", "monetary", *rfm_score_columns(cuts, segments))
 
     return transform
 

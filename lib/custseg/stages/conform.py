@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+import logging
+
 from pyspark.sql import functions as F
 
+from custseg.conform.activity import (
+    conform_events,
+    conform_feedback,
+    conform_responses,
+    conform_social,
+    identity_map,
+)
 from custseg.conform.customers import conform_customers
-from custseg.conform.orders import latest_orders, order_items, orders_from_items, resolve_customer
+from custseg.conform.orders import (
+    ITEM_COLUMNS,
+    latest_orders,
+    order_items,
+    orders_from_items,
+    resolve_customer,
+)
 from custseg.pii import resolve_salt
 from custseg.sources.base import parse_ts
 from custseg.stages.context import StageContext
+
+log = logging.getLogger(__name__)
 
 
 def run(ctx: StageContext) -> None:
@@ -50,9 +67,50 @@ def run(ctx: StageContext) -> None:
             .where(parse_ts("order_ts") <= F.lit(ctx.as_of) + F.expr("INTERVAL 1 DAY"))
         )
         items = order_items(orders)
-        t.overwrite(items, "silver.order_items", partition_by=None)
+        if t.exists("silver.products"):
+            # The catalogue is small (bounded by the number of SKUs): broadcast it.
+            catalogue = t.read("silver.products").select("sku", "category", "subcategory", "list_price")
+            items = items.join(F.broadcast(catalogue), on="sku", how="left")
+        else:
+            items = items.select("*", *[F.lit(None).cast(tp).alias(c) for c, tp in
+                                        (("category", "string"), ("subcategory", "string"), ("list_price", "decimal(12,2)"))])
+        t.overwrite(items.select(*ITEM_COLUMNS), "silver.order_items", partition_by=None)
     with rec.stage("silver.orders"):
         t.overwrite(orders_from_items(orders, t.read("silver.order_items")), "silver.orders")
+
+    activity = [
+        ("events", conform_events),
+        ("feedback", conform_feedback),
+        ("social", conform_social),
+        ("campaign_responses", conform_responses),
+    ]
+    for name, conform in activity:
+        if not t.exists(f"bronze.{name}"):
+            log.warning("bronze.%s does not exist: silver.%s not built", name, name)
+            continue
+        with rec.stage(f"silver.{name}"):
+            t.overwrite(t.read(f"bronze.{name}").where(upto).transform(conform(salt, customers)), f"silver.{name}")
+
+    with rec.stage("silver.identity_map"):
+        events = t.read("silver.events") if t.exists("silver.events") else None
+        if events is None:
+            events = customers.select(F.lit(None).cast("string").alias("device_key"), "customer_key").limit(0)
+        t.overwrite(identity_map(customers, events), "silver.identity_map")
+    _record_resolution(ctx)
+
+
+def _record_resolution(ctx: StageContext) -> None:
+    """Share of orders and events resolved to a customer (logged and kept in the run record)."""
+    t = ctx.tables
+    shares = {}
+    for name in ("orders", "events"):
+        if t.exists(f"silver.{name}"):
+            row = t.read(f"silver.{name}").agg(
+                F.count("*").alias("n"), F.count("customer_key").alias("resolved")
+            ).first()
+            shares[name] = round(row["resolved"] / row["n"], 4) if row["n"] else None
+    ctx.recorder.details["resolved_share"] = shares
+    log.info("identity resolution: share resolved to a customer %s", shares)
 
 
 def _latest(key: str):

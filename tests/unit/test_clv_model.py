@@ -1,0 +1,161 @@
+"""CLV: the Spark-SQL series for BG/NBD against scipy's hyp2f1, scoring, and the fits
+(simulated customers from known parameters; the published CDNOW estimates)."""
+
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+from chispa import assert_approx_df_equality
+from pyspark.sql import functions as F
+from scipy.special import hyp2f1
+
+from custseg.features import clv
+
+CDNOW_BG = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
+CDNOW_GG = {"p": 6.25, "q": 3.74, "gamma": 15.44}
+
+
+def _bg(r, alpha, a, b) -> clv.BgNbdParams:
+    return clv.BgNbdParams(r, alpha, a, b, 0.0, 0, 0)
+
+
+def reference_expectation(t, x, t_x, T, r, alpha, a, b):
+    """FHL 2005 eq. 10 with scipy's hyp2f1 (an independent implementation)."""
+    z = t / (alpha + T + t)
+    num = (a + b + x - 1) / (a - 1) * (1 - ((alpha + T) / (alpha + T + t)) ** (r + x) * hyp2f1(r + x, b + x, a + b + x - 1, z))
+    odds = (a / (b + x - 1)) * ((alpha + T) / (alpha + t_x)) ** (r + x) if x > 0 else 0.0
+    return float(num / (1 + odds)), float(1 / (1 + odds))
+
+
+ROWS = [(0, 0.0, 0.0), (0, 0.0, 30.0), (1, 1.0, 2.0), (2, 30.0, 38.0), (10, 35.0, 38.0), (50, 30.0, 31.0), (3, 2.0, 52.0)]
+PARAMS = [(0.243, 4.414, 0.793, 2.426), (0.5, 1.0, 3.0, 5.0), (2.0, 10.0, 1.5, 0.8), (0.3, 2.0, 0.6, 1.2)]
+
+
+@pytest.mark.parametrize("params", PARAMS)
+def test_series_expectation_matches_scipy(spark, params):
+    horizon = 52.0  # z up to 52 / (alpha + 52): 0.96 for alpha = 2
+    df = spark.createDataFrame(ROWS, "x int, t_x double, T double")
+    bg = _bg(*params)
+    x, t_x, T = F.col("x"), F.col("t_x"), F.col("T")
+    actual = df.select(
+        "x", "t_x", "T",
+        clv.expected_purchases_expr(bg, horizon, x, t_x, T).alias("e"),
+        clv.p_alive_expr(bg, x, t_x, T).alias("p_alive"),
+    )
+    expected = spark.createDataFrame(
+        [(x_, tx_, T_, *reference_expectation(horizon, x_, tx_, T_, *params)) for x_, tx_, T_ in ROWS],
+        "x int, t_x double, T double, e double, p_alive double",
+    )
+    assert_approx_df_equality(actual, expected, 1e-8, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_score_discounts_each_period_and_scores_value(spark):
+    bg = _bg(**CDNOW_BG)
+    gg = clv.GammaGammaParams(6.25, 3.74, 15.44, 0.0, 0, 0)
+    summary = spark.createDataFrame(
+        [("a", 2, 30.0, 38.0, 40.0), ("b", 0, 0.0, 10.0, None), ("n", None, None, None, None)],
+        "customer_key string, clv_frequency int, clv_recency double, clv_T double, clv_monetary double",
+    )
+    # horizon 364 days in 2 periods of 26 weeks, 10% a year, margin 0.3
+    actual = summary.transform(clv.score(bg, gg, horizon_days=364, discount_rate_annual=0.1, periods=2,
+                                         time_unit_days=7, margin=0.3))
+
+    def expected_row(key, x, t_x, T, m):
+        e1, p_alive = reference_expectation(26.0, x, t_x, T, *CDNOW_BG.values())
+        e2, _ = reference_expectation(52.0, x, t_x, T, *CDNOW_BG.values())
+        d1, d2 = 1.1 ** (-182 / 365), 1.1 ** (-364 / 365)
+        value = 6.25 * (15.44 + m * x) / (6.25 * x + 2.74) if x > 0 else 6.25 * 15.44 / 2.74
+        return (key, x, t_x, T, m, e2, p_alive, value, 0.3 * value * (e1 * d1 + (e2 - e1) * d2))
+
+    expected = spark.createDataFrame(
+        [expected_row("a", 2, 30.0, 38.0, 40.0), expected_row("b", 0, 0.0, 10.0, None),
+         ("n", None, None, None, None, None, None, None, None)],
+        "customer_key string, clv_frequency int, clv_recency double, clv_T double, clv_monetary double, "
+        "exp_purchases double, p_alive double, exp_avg_value double, clv double",
+    )
+    assert_approx_df_equality(actual, expected, 1e-8, ignore_row_order=True, ignore_nullable=True)
+
+
+def _simulate(n: int, seed: int, r=0.9, alpha=6.0, a=0.8, b=2.5, p=6.0, q=4.0, gamma=15.0) -> pd.DataFrame:
+    """Transactions of BG/NBD customers (weeks) with Gamma-Gamma spend, as calendar days."""
+    rng = np.random.default_rng(seed)
+    lam, drop, nu = rng.gamma(r, 1 / alpha, n), rng.beta(a, b, n), rng.gamma(q, 1 / gamma, n)
+    observed_days = rng.integers(28, 365, n)
+    end = date(2026, 6, 30)
+    rows = []
+    for i in range(n):
+        start = end - timedelta(days=int(observed_days[i]))
+        t, offsets = 0.0, [0]
+        while True:
+            t += rng.exponential(1 / lam[i])
+            if t * 7 >= observed_days[i]:
+                break
+            offsets.append(int(t * 7))
+            if rng.random() < drop[i]:
+                break
+        for off, value in zip(offsets, rng.gamma(p, 1 / nu[i], len(offsets)), strict=True):
+            rows.append((f"c{i}", start + timedelta(days=off), float(value)))
+    return pd.DataFrame(rows, columns=["customer_key", "order_date", "net_revenue"])
+
+
+def test_fit_recovers_simulated_parameters(spark):
+    tx = spark.createDataFrame(_simulate(8000, seed=3))
+    summary = tx.transform(clv.summarize(date(2026, 6, 30), 7)).cache()
+    bg = clv.fit_bgnbd(summary)
+    gg = clv.fit_gamma_gamma(summary)
+    summary.unpersist()
+    # tolerances ~3 standard errors at n = 8000 (a, b and gamma are the least well identified)
+    assert bg.r == pytest.approx(0.9, rel=0.15)
+    assert bg.alpha == pytest.approx(6.0, rel=0.15)
+    assert bg.a == pytest.approx(0.8, rel=0.25)
+    assert bg.b == pytest.approx(2.5, rel=0.35)
+    assert gg.p == pytest.approx(6.0, rel=0.2)
+    assert gg.q == pytest.approx(4.0, rel=0.2)
+    assert gg.gamma == pytest.approx(15.0, rel=0.3)
+    assert bg.n_customers == 8000 and not bg.sampled and bg.n_rows < 8000
+
+
+def test_fit_caps_driver_rows_with_a_seeded_sample(spark):
+    tx = spark.createDataFrame(_simulate(1500, seed=5))
+    summary = tx.transform(clv.summarize(date(2026, 6, 30), 7)).cache()
+    full = clv.fit_bgnbd(summary)
+    capped = clv.fit_bgnbd(summary, max_rows=300, seed=1)
+    again = clv.fit_bgnbd(summary, max_rows=300, seed=1)
+    summary.unpersist()
+    assert not full.sampled and full.n_rows > 300
+    assert capped.sampled and capped.n_rows <= 450  # a Bernoulli sample of ~300 customers
+    assert capped.r == again.r and capped.b == again.b  # seeded: reproducible
+
+
+def test_fit_without_repeat_buyers_fails_clearly(spark):
+    summary = spark.createDataFrame(
+        [("a", 0, 0.0, 5.0, None), ("b", 0, 0.0, 9.0, None)],
+        "customer_key string, clv_frequency int, clv_recency double, clv_T double, clv_monetary double",
+    )
+    with pytest.raises(clv.ClvFitError, match="no repeat purchase"):
+        clv.fit_bgnbd(summary)
+    with pytest.raises(clv.ClvFitError, match="Gamma-Gamma"):
+        clv.fit_gamma_gamma(summary)
+
+
+def test_cdnow_published_estimates(spark, shared_datasets):
+    """Fader, Hardie & Lee (2005) and Fader & Hardie (2013) on the CDNOW 1/10 sample."""
+    raw = spark.read.text(str(shared_datasets / "CDNOW_sample.txt"))
+    parts = F.split(F.trim("value"), r"\s+")
+    tx = raw.select(
+        parts[0].alias("customer_key"),
+        F.to_date(parts[2], "yyyyMMdd").alias("order_date"),
+        parts[4].cast("double").alias("net_revenue"),
+    )
+    summary = tx.transform(clv.summarize(date(1997, 9, 30), time_unit_days=7)).cache()
+    bg = clv.fit_bgnbd(summary)
+    gg = clv.fit_gamma_gamma(summary)
+    summary.unpersist()
+    for name, published in CDNOW_BG.items():
+        assert getattr(bg, name) == pytest.approx(published, rel=0.01), name
+    assert bg.log_likelihood == pytest.approx(-9582.4, abs=0.1)
+    assert bg.n_customers == 2357
+    assert gg.n_customers == 946
+    for name, published in CDNOW_GG.items():
+        assert getattr(gg, name) == pytest.approx(published, rel=0.01), name
