@@ -1,0 +1,135 @@
+"""Per-customer cross-sell: rules whose antecedent a customer bought and whose consequent they have not.
+
+All joins and windows, no per-customer Python:
+
+1. each rule's antecedent is exploded to (rule, item) and joined to the customer's
+   distinct purchased items on the item; a rule fires for a customer when the number
+   of matched items equals the antecedent's size (the antecedent is contained in what
+   they bought);
+2. rules whose consequent the customer already bought are removed (anti join);
+3. each fired rule is scored: ``confidence_lift`` = confidence x lift, or
+   ``expected_margin`` = confidence x the consequent's net unit price x margin_rate
+   (the expected margin of one offer, when prices are known);
+4. per (customer, consequent) the best rule is kept as the reason, and per customer
+   the top N consequents by score (ties: higher confidence, then item name).
+
+Rules may carry a ``segment_id`` (mined per segment): such a rule fires only for
+customers of that segment; rules with a null ``segment_id`` fire for everyone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.window import Window
+
+CROSS_SELL_COLUMNS = ["customer_key", "rank", "item", "score", "antecedent", "confidence", "lift", "reason"]
+_ALL = "*"
+
+
+def rule_score(score: str, margin_rate: float = 1.0) -> Column:
+    """The score of a rule offer: confidence x lift, or confidence x unit price x margin rate."""
+    if score == "confidence_lift":
+        return F.col("confidence") * F.col("lift")
+    if score == "confidence":
+        return F.col("confidence")
+    if score == "expected_margin":
+        return F.col("confidence") * F.coalesce(F.col("unit_price"), F.lit(0.0)) * F.lit(float(margin_rate))
+    raise ValueError(f"score must be confidence_lift, confidence or expected_margin; got {score!r}")
+
+
+def reason_text() -> Column:
+    return F.format_string(
+        "bought %s; %.0f%% of baskets with that also hold %s (lift %.2f)",
+        F.array_join("antecedent", " + "),
+        F.col("confidence") * 100,
+        F.col("item"),
+        F.col("lift"),
+    )
+
+
+def cross_sell(
+    rules: DataFrame,
+    top_n: int,
+    score: str = "confidence_lift",
+    prices: DataFrame | None = None,
+    margin_rate: float = 1.0,
+    segments: DataFrame | None = None,
+    exclude: DataFrame | None = None,
+    aggregate: str = "max",
+) -> Callable[[DataFrame], DataFrame]:
+    """purchases (customer_key, item) -> top ``top_n`` cross-sell offers per customer.
+
+    ``prices`` (item, unit_price) is needed for ``expected_margin``; ``segments``
+    (customer_key, segment_id) only when some rules carry a segment_id. ``exclude``
+    (customer_key, item) are the items not to offer (default: the purchases themselves;
+    pass a longer history when "not yet bought" should reach further back than the
+    window that triggers rules). ``aggregate``: an item offered by several fired rules
+    scores the best rule's score (``max``) or the sum over them (``sum``: every rule that
+    fires is evidence); the best rule is the reason either way.
+    """
+    if aggregate not in ("max", "sum"):
+        raise ValueError(f"aggregate must be max or sum; got {aggregate!r}")
+    if score == "expected_margin" and prices is None:
+        raise ValueError("score 'expected_margin' needs prices (item, unit_price)")
+
+    def transform(purchases: DataFrame) -> DataFrame:
+        scoped_rules = "segment_id" in rules.columns
+        scope = F.coalesce(F.col("segment_id").cast("string"), F.lit(_ALL)) if scoped_rules else F.lit(_ALL)
+        r = rules.select(
+            scope.alias("_scope"),
+            "antecedent",
+            F.col("consequent").alias("item"),
+            "confidence",
+            "lift",
+        ).withColumn("_rid", F.xxhash64("_scope", "antecedent", "item"))
+        if score == "expected_margin":
+            r = r.join(F.broadcast(prices.select("item", "unit_price")), on="item", how="left")
+        r = r.withColumn("score", rule_score(score, margin_rate))
+
+        bought = purchases.select("customer_key", "item").distinct()
+        scoped = bought.withColumn("_scope", F.lit(_ALL))
+        if scoped_rules and segments is not None:
+            seg = segments.select("customer_key", F.col("segment_id").cast("string").alias("_scope"))
+            scoped = scoped.unionByName(
+                bought.join(seg, on="customer_key", how="inner").where(F.col("_scope").isNotNull())
+            )
+
+        ante = r.select("_rid", "_scope", F.size("antecedent").alias("_n"), F.explode("antecedent").alias("item"))
+        fired = (
+            scoped.join(F.broadcast(ante), on=["_scope", "item"], how="inner")
+            .groupBy("customer_key", "_rid", "_n")
+            .agg(F.count("*").alias("_matched"))
+            .where(F.col("_matched") == F.col("_n"))
+            .select("customer_key", "_rid")
+        )
+        owned = bought if exclude is None else exclude.select("customer_key", "item")
+        offers = (
+            fired.join(F.broadcast(r.drop("_scope")), on="_rid", how="inner")
+            .join(owned, on=["customer_key", "item"], how="left_anti")
+        )
+        per_item = Window.partitionBy("customer_key", "item")
+        best_rule = per_item.orderBy(F.desc("score"), F.desc("confidence"), F.desc("lift"), F.col("_rid"))
+        if aggregate == "sum":
+            offers = offers.withColumn("score", F.sum("score").over(per_item))
+        by_customer = Window.partitionBy("customer_key").orderBy(F.desc("score"), F.desc("confidence"), F.col("item"))
+        return (
+            offers.withColumn("_best", F.row_number().over(best_rule))
+            .where(F.col("_best") == 1)
+            .withColumn("rank", F.row_number().over(by_customer))
+            .where(F.col("rank") <= top_n)
+            .select(
+                "customer_key",
+                F.col("rank").cast("int").alias("rank"),
+                "item",
+                F.col("score").cast("double").alias("score"),
+                "antecedent",
+                "confidence",
+                "lift",
+                reason_text().alias("reason"),
+            )
+        )
+
+    return transform

@@ -1,0 +1,154 @@
+"""Stage ``basket``: silver order lines and events -> gold frequent_itemsets, association_rules,
+cross_sell, recommendations and reco_quality for the snapshot date.
+
+Every table is partitioned by snapshot_date and overwritten for the run date only, so a
+rerun of a date leaves the same tables. gold.customer_segments is optional: without it
+there is no per-segment mining and cold-start customers get the overall popular items.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, timedelta
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from custseg.basket.baskets import baskets, customer_purchases, item_prices
+from custseg.basket.cross_sell import CROSS_SELL_COLUMNS, cross_sell
+from custseg.basket.fpgrowth import ITEMSET_COLUMNS, RULE_COLUMNS, mine, mine_by_segment
+from custseg.basket.settings import BasketSettings
+from custseg.recommend.als import fit_als, interactions, recommend
+from custseg.recommend.evaluate import QUALITY_COLUMNS, holdout_quality
+from custseg.recommend.popularity import RECO_COLUMNS
+from custseg.recommend.settings import RecommendSettings
+from custseg.stages.context import StageContext
+
+log = logging.getLogger(__name__)
+
+ITEMSETS = "gold.frequent_itemsets"
+RULES = "gold.association_rules"
+CROSS_SELL = "gold.cross_sell"
+RECOMMENDATIONS = "gold.recommendations"
+RECO_QUALITY = "gold.reco_quality"
+SEGMENTS = "gold.customer_segments"
+
+
+def latest_segments(tables, as_of: date) -> DataFrame | None:
+    """customer_key, segment_id of the latest segment snapshot on or before ``as_of``; None if none."""
+    if not tables.exists(SEGMENTS):
+        log.info("no %s: no per-segment rules, cold start falls back to overall popularity", SEGMENTS)
+        return None
+    seg = tables.read(SEGMENTS).where(F.col("snapshot_date") <= F.lit(as_of))
+    latest = seg.agg(F.max("snapshot_date")).first()[0]
+    if latest is None:
+        return None
+    return seg.where(F.col("snapshot_date") == F.lit(latest)).select(
+        "customer_key", F.col("segment_id").cast("int").alias("segment_id")
+    )
+
+
+def _optional(tables, name: str) -> DataFrame | None:
+    return tables.read(name) if tables.exists(name) else None
+
+
+def run(ctx: StageContext) -> None:
+    t, rec, as_of = ctx.tables, ctx.recorder, ctx.as_of
+    bs = BasketSettings.from_config(ctx.conf)
+    rs = RecommendSettings.from_config(ctx.conf)
+    level, statuses = bs.level, bs.statuses
+    snap = {"snapshot_date": ctx.run_date}
+    stamp = [F.lit(as_of).alias("snapshot_date"), F.lit(level).alias("level")]
+
+    lines = t.read("silver.order_items").where(F.col("order_date") <= F.lit(as_of))
+    products = _optional(t, "silver.products")
+    events = _optional(t, "silver.events")
+    if events is not None:
+        events = events.where(F.to_date("ts") <= F.lit(as_of))
+    segments = latest_segments(t, as_of)
+
+    with rec.stage("fp-growth"):
+        window_start = as_of - timedelta(days=bs.window_days)
+        b = lines.transform(baskets(level, statuses, window_start, as_of, products))
+        options = {
+            "min_lift": bs.min_lift,
+            "num_partitions": bs.num_partitions,
+            "max_itemset_size": bs.max_itemset_size,
+            "max_itemsets": bs.max_itemsets,
+        }
+        mined = mine(b, bs.min_support, bs.min_confidence, **options)
+        rules = mined.rules.withColumn("segment_id", F.lit(None).cast("int"))
+        itemsets = mined.itemsets.withColumn("segment_id", F.lit(None).cast("int"))
+        per_segment = []
+        if bs.by_segment and segments is not None:
+            seg_b = b.join(segments, on="customer_key", how="inner")
+            seg_sets, seg_rules, per_segment = mine_by_segment(seg_b, "segment_id", bs.min_support, bs.min_confidence, **options)
+            itemsets = itemsets.unionByName(seg_sets)
+            rules = rules.unionByName(seg_rules)
+        rules = rules.persist(StorageLevel.MEMORY_AND_DISK)
+        t.overwrite(
+            itemsets.select(*stamp, "segment_id", *ITEMSET_COLUMNS), ITEMSETS, partition_by=["snapshot_date"], where=snap
+        )
+        t.overwrite(rules.select(*stamp, "segment_id", *RULE_COLUMNS), RULES, partition_by=["snapshot_date"], where=snap)
+        n_rules = rules.count()
+        rec.rows_in += mined.n_baskets
+        rec.rows_out += n_rules
+        rec.details["fp_growth"] = {**mined.summary(), "rules": n_rules, "segments_mined": len(per_segment)}
+
+    history = max(rs.window_days, bs.cross_sell.window_days)
+    owned = lines.transform(customer_purchases(level, statuses, as_of - timedelta(days=history), as_of, products))
+    owned = owned.persist(StorageLevel.MEMORY_AND_DISK)
+
+    with rec.stage("cross_sell"):
+        xs = bs.cross_sell
+        triggers = lines.transform(
+            customer_purchases(level, statuses, as_of - timedelta(days=xs.window_days), as_of, products)
+        )
+        prices = (
+            lines.transform(item_prices(level, statuses, window_start, as_of, products))
+            if xs.score == "expected_margin"
+            else None
+        )
+        offers = triggers.transform(
+            cross_sell(
+                rules, xs.top_n, xs.score, prices, xs.margin_rate, segments=segments, exclude=owned, aggregate=xs.aggregate
+            )
+        )
+        t.overwrite(
+            offers.select(*stamp, *CROSS_SELL_COLUMNS), CROSS_SELL, partition_by=["snapshot_date"], where=snap
+        )
+
+    with rec.stage("als"):
+        inter = interactions(
+            lines, events, rs.weights, level, as_of - timedelta(days=rs.window_days), as_of, statuses, products
+        )
+        fit = fit_als(inter, rs.als)
+        customers = _optional(t, "silver.customers")
+        targets = (customers if customers is not None else lines).select("customer_key").where(
+            F.col("customer_key").isNotNull()
+        )
+        cold_segments = segments if rs.cold_start == "segment" else None
+        recs = targets.transform(recommend(fit, owned, cold_segments, rs.top_n, rs.max_candidates))
+        t.overwrite(recs.select(*stamp, *RECO_COLUMNS), RECOMMENDATIONS, partition_by=["snapshot_date"], where=snap)
+        fit.unpersist()
+
+    rules.unpersist()
+    owned.unpersist()
+    mined.unpersist()
+    for res in per_segment:
+        res.unpersist()
+
+    if rs.evaluate:
+        with rec.stage("reco_quality"):
+            quality = holdout_quality(lines, events, as_of, bs, rs, products)
+            t.overwrite(
+                quality.select(F.lit(as_of).alias("snapshot_date"), *QUALITY_COLUMNS),
+                RECO_QUALITY,
+                partition_by=["snapshot_date"],
+                where=snap,
+            )
+            rec.details["reco_quality"] = [
+                {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.asDict().items() if k != "train_end"}
+                for r in quality.where(F.col("k") == max(rs.k)).collect()
+            ]
