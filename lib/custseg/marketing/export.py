@@ -1,0 +1,112 @@
+"""Export frames for downstream tools, per campaign and channel; the manifest that lists them.
+
+- ``crm``: every treatment customer of the campaign with its channel, score, segment,
+  coarse attributes and offer: the list a CRM or marketing-automation tool runs.
+- ``email`` / ``sms``: treatment customers assigned that channel who opted in, with the
+  keyed hash of the address (``email_key`` / ``phone_key``) that the sending tool
+  resolves in its own store: no raw address leaves the platform.
+- ``ads``: treatment customers assigned the ads channel who opted in to ads, as SHA-256
+  of the normalized e-mail (trimmed, lower case) and of the E.164 phone (``+447...``),
+  the format Google Customer Match takes; no customer key goes to the ad platform.
+- ``ads_seed`` (acquisition by look-alike): the seed audience, hashed the same way.
+Control-group customers are never exported: they are the holdout. Suppressions are
+already applied upstream (audience.flag_campaign); consent is checked again here so an
+export can never hold a customer who did not consent to that channel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+OFFER_FIELDS = ["offer_type", "offer_category", "offer_item", "offer_discount", "offer_daypart", "offer_valid_from", "offer_valid_until"]
+EXPORT_COLUMNS: dict[str, list[str]] = {
+    "crm": [
+        "campaign_id", "customer_key", "channel", "rank", "p_response", "expected_profit", "segment_name",
+        "rfm_segment", "value_class", "city", "region", "age_band", "member_tier", *OFFER_FIELDS,
+    ],
+    "email": ["campaign_id", "customer_key", "email_key", *OFFER_FIELDS],
+    "sms": ["campaign_id", "customer_key", "phone_key", *OFFER_FIELDS],
+    "ads": ["email_sha256", "phone_sha256"],
+    "ads_seed": ["email_sha256", "phone_sha256"],
+}
+HEX64 = r"^[0-9a-f]{64}$"
+
+
+def _hash_or_null(col: str) -> Column:
+    """Only a well-formed SHA-256 hex string passes; anything else becomes null."""
+    return F.when(F.col(col).rlike(HEX64), F.col(col))
+
+
+def _treated(contacts: DataFrame, channel: str | None = None) -> DataFrame:
+    df = contacts.where(F.col("group") == "treatment")
+    return df if channel is None else df.where(F.col("channel") == channel)
+
+
+def crm_export(contacts: DataFrame) -> DataFrame:
+    """Audience rows joined to the customer base -> the CRM file (treatment only)."""
+    consented = (
+        ((F.col("channel") == "email") & F.coalesce(F.col("opt_in_email"), F.lit(False)))
+        | ((F.col("channel") == "sms") & F.coalesce(F.col("opt_in_sms"), F.lit(False)))
+        | ((F.col("channel") == "ads") & F.coalesce(F.col("opt_in_ads"), F.lit(False)))
+    )
+    return _treated(contacts).where(consented).select(*EXPORT_COLUMNS["crm"]).orderBy("rank")
+
+
+def email_export(contacts: DataFrame) -> DataFrame:
+    return (
+        _treated(contacts, "email")
+        .where(F.coalesce(F.col("opt_in_email"), F.lit(False)) & F.col("email_key").isNotNull())
+        .orderBy("rank")
+        .select(*EXPORT_COLUMNS["email"])
+    )
+
+
+def sms_export(contacts: DataFrame) -> DataFrame:
+    return (
+        _treated(contacts, "sms")
+        .where(F.coalesce(F.col("opt_in_sms"), F.lit(False)) & F.col("phone_key").isNotNull())
+        .orderBy("rank")
+        .select(*EXPORT_COLUMNS["sms"])
+    )
+
+
+def hashed_audience(frame: DataFrame) -> DataFrame:
+    """Ads-consented rows -> SHA-256 e-mail and phone; rows with neither are dropped."""
+    hashed = frame.where(F.coalesce(F.col("opt_in_ads"), F.lit(False))).select(
+        _hash_or_null("email_sha256").alias("email_sha256"), _hash_or_null("phone_sha256").alias("phone_sha256")
+    )
+    return hashed.where(F.col("email_sha256").isNotNull() | F.col("phone_sha256").isNotNull()).select(*EXPORT_COLUMNS["ads"])
+
+
+def ads_export(contacts: DataFrame) -> DataFrame:
+    return hashed_audience(_treated(contacts, "ads").orderBy("rank"))
+
+
+def seed_export(seed: DataFrame) -> DataFrame:
+    """Look-alike seed (``audience.seed_audience`` joined to consent) -> hashed identifiers."""
+    return hashed_audience(seed).select(*EXPORT_COLUMNS["ads_seed"])
+
+
+EXPORTS: dict[str, Callable[[DataFrame], DataFrame]] = {
+    "crm": crm_export,
+    "email": email_export,
+    "sms": sms_export,
+    "ads": ads_export,
+}
+
+
+def exports_for(channels: Sequence[str]) -> list[str]:
+    """The export kinds of a campaign: crm always, then one per contact channel."""
+    return ["crm", *[c for c in channels if c in EXPORTS]]
+
+
+def manifest(snapshot_date: str, files: Sequence[Mapping]) -> dict:
+    """The manifest document: one entry per file (campaign, kind, format, path, rows, bytes, sha256)."""
+    entries = sorted((dict(f) for f in files), key=lambda f: (f["campaign_id"], f["export"], f["format"]))
+    totals: dict[str, dict[str, int]] = {}
+    for f in entries:  # every format of one export holds the same rows
+        totals.setdefault(f["campaign_id"], {})[f["export"]] = int(f["rows"])
+    return {"snapshot_date": snapshot_date, "files": entries, "rows_by_campaign": totals}

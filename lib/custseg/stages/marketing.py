@@ -1,0 +1,304 @@
+"""Stage ``marketing``: features, segments, cross-sell and campaign history -> campaign tables and exports.
+
+Writes, for the run date (partition ``snapshot_date``, replaced on rerun):
+- ``gold.propensity_quality``: per goal and model, validation AUC and calibration by decile;
+- ``gold.campaign_audiences``: the selected customers per campaign, treatment and control;
+- ``gold.campaign_plan``: precision vs blanket vs random, with cost, responses, profit, ROI;
+- ``gold.campaign_results``: measured lift of the campaigns in ``silver.campaign_responses``;
+and the export files ``<paths.exports>/<date>/<campaign>/<export>.{csv,parquet}`` with
+``<paths.exports>/<date>/manifest.json`` (rows, bytes, SHA-256 of every file).
+Optional inputs (segments, cross-sell, responses, feedback) may be absent: each absence
+is logged and the stage does without.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import replace
+from datetime import date, timedelta
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from custseg.marketing.audience import (
+    arbitrate,
+    complaint_history,
+    contact_history,
+    customer_base,
+    flag_campaign,
+    offer_columns,
+    score_campaign,
+    seed_audience,
+    select_under_budget,
+    with_history,
+)
+from custseg.marketing.campaigns import Campaign, load_campaigns
+from custseg.marketing.evaluate import EvaluationParams, campaign_results, known_by
+from custseg.marketing.export import EXPORTS, exports_for, manifest, seed_export
+from custseg.marketing.plan import campaign_plan, campaigns_frame
+from custseg.marketing.propensity import (
+    QUALITY_SCHEMA,
+    PropensityModel,
+    PropensityParams,
+    fit_goal,
+    point_in_time_features,
+)
+from custseg.stages.context import StageContext, absolute
+
+log = logging.getLogger(__name__)
+
+FEATURES = "gold.customer_features"
+SEGMENTS = "gold.customer_segments"
+CROSS_SELL = "gold.cross_sell"
+QUALITY = "gold.propensity_quality"
+AUDIENCES = "gold.campaign_audiences"
+PLAN = "gold.campaign_plan"
+RESULTS = "gold.campaign_results"
+AUDIENCE_TABLE_COLUMNS = [
+    "snapshot_date", "campaign_id", "goal", "customer_key", "group", "channel", "rank", "p_response",
+    "expected_profit", "contact_cost", "segment_name", "rfm_segment", "value_class", "offer_type",
+    "offer_category", "offer_item", "offer_discount", "offer_daypart", "offer_valid_from", "offer_valid_until",
+    "model",
+]
+
+
+def _optional(ctx: StageContext, name: str, why: str) -> DataFrame | None:
+    if ctx.tables.exists(name):
+        return ctx.tables.read(name)
+    log.warning("marketing: optional input %s is absent: %s", name, why)
+    return None
+
+
+def _snapshot(df: DataFrame, as_of: date, name: str, exact: bool) -> DataFrame | None:
+    """One snapshot: exactly ``as_of``, or the latest one up to it (a bounded max reaches the driver)."""
+    if exact:
+        return df.where(F.col("snapshot_date") == F.lit(as_of))
+    latest = df.where(F.col("snapshot_date") <= F.lit(as_of)).agg(F.max("snapshot_date").alias("d")).first()["d"]
+    if latest is None:
+        log.warning("marketing: %s has no snapshot up to %s; doing without it", name, as_of)
+        return None
+    if latest != as_of:
+        log.info("marketing: using %s of %s (latest up to %s)", name, latest, as_of)
+    return df.where(F.col("snapshot_date") == F.lit(latest))
+
+
+def _fit_models(ctx: StageContext, campaigns: list[Campaign], features_at, responses: DataFrame | None) -> dict[str, PropensityModel]:
+    params = PropensityParams.from_conf(ctx.conf.marketing.propensity)
+    models: dict[str, PropensityModel] = {}
+    fitted: dict[tuple[str, ...], PropensityModel] = {}  # goals with the same history share one fit
+    for goal in sorted({c.goal for c in campaigns}):
+        history = tuple(sorted({p for c in campaigns if c.goal == goal for p in c.history}))
+        if history in fitted:
+            log.info("propensity %s: same training history as %s; reusing its model", goal, fitted[history].goal)
+            models[goal] = replace(fitted[history], goal=goal)
+            continue
+        with ctx.recorder.stage(f"propensity {goal}"):
+            models[goal] = fitted[history] = fit_goal(goal, responses, features_at, ctx.as_of, params, history)
+    rows = [r for m in models.values() for r in m.quality_rows()]
+    quality = ctx.spark.createDataFrame(rows, QUALITY_SCHEMA).withColumn("snapshot_date", F.lit(ctx.as_of))
+    ctx.tables.overwrite(quality, QUALITY, partition_by=["snapshot_date"], where={"snapshot_date": ctx.run_date})
+    return models
+
+
+def run(ctx: StageContext) -> None:
+    t, conf, rec, as_of = ctx.tables, ctx.conf, ctx.recorder, ctx.as_of
+    m = conf.marketing
+    campaigns = load_campaigns(conf)
+    if not campaigns:
+        log.warning("marketing: no campaigns configured (marketing.campaigns_file / marketing.campaigns); nothing to do")
+        return
+    log.info("marketing: %d campaigns: %s", len(campaigns), ", ".join(f"{c.id} ({c.goal})" for c in campaigns))
+
+    features = _snapshot(t.read(FEATURES), as_of, FEATURES, exact=True)
+    if features.limit(1).count() == 0:
+        raise RuntimeError(f"{FEATURES} has no snapshot for {ctx.run_date}: run the features stage for that date first")
+    segments_all = _optional(ctx, SEGMENTS, "eligibility by segment / value class matches nobody; results per RFM segment")
+    segments = _snapshot(segments_all, as_of, SEGMENTS, exact=False) if segments_all is not None else None
+    cross_all = _optional(ctx, CROSS_SELL, "cross-sell offers carry no item")
+    cross_sell = _snapshot(cross_all, as_of, CROSS_SELL, exact=False) if cross_all is not None else None
+    customers = t.read("silver.customers")
+    orders = t.read("silver.orders")
+    responses = _optional(ctx, "silver.campaign_responses", "no propensity training, no suppression by past contact, no results")
+    if responses is not None:
+        responses = responses.transform(known_by(as_of))
+    feedback = _optional(ctx, "silver.feedback", "no suppression of complainers")
+
+    features_at = point_in_time_features(orders, customers, responses, feedback)
+    models = _fit_models(ctx, campaigns, features_at, responses)
+
+    with rec.stage("score"):
+        cutoff = as_of + timedelta(days=1)  # everything up to the end of the snapshot day
+        snap = customers.select("customer_key", F.lit(cutoff).alias("cutoff_date")).transform(features_at)
+        snap = snap.persist(StorageLevel.MEMORY_AND_DISK)
+        scores = None
+        for goal, model in models.items():
+            s = model.score(snap).withColumnRenamed("p_response", f"p_{goal}")
+            scores = s if scores is None else scores.join(s, on="customer_key", how="full")
+
+    windows = sorted({c.frequency_cap.days for c in campaigns})
+    contacts = responses.transform(contact_history(as_of, windows)) if responses is not None else None
+    complaints = feedback.transform(complaint_history(as_of)) if feedback is not None else None
+    base = (
+        features.transform(customer_base(customers, segments, cross_sell))
+        .transform(with_history(contacts, complaints, windows))
+        .join(scores, on="customer_key", how="left")
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    )
+    rec.rows_in += base.count()
+
+    with rec.stage("audiences"):
+        salt = m.holdout_salt
+        flagged_parts = [base.transform(flag_campaign(c, as_of, f"p_{c.goal}")) for c in campaigns]
+        flagged = _union(flagged_parts).persist(StorageLevel.MEMORY_AND_DISK)
+        scored = _union([flagged.where(F.col("campaign_id") == c.id).transform(score_campaign(c, salt)) for c in campaigns])
+        scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
+        selected = scored.transform(arbitrate(m.max_campaigns_per_customer)).transform(select_under_budget)
+        offers = _union([
+            selected.where(F.col("campaign_id") == c.id).join(
+                base.transform(offer_columns(c.offer, as_of, m.offer.daypart_min_share)), on="customer_key", how="left"
+            )
+            for c in campaigns
+        ])
+        model_of = {c.id: models[c.goal].chosen for c in campaigns}
+        model_col = F.create_map(*[F.lit(x) for kv in model_of.items() for x in kv])
+        audience = (
+            offers.join(base.select("customer_key", "segment_name", "rfm_segment", "value_class"), on="customer_key", how="left")
+            .withColumn("model", model_col[F.col("campaign_id")])
+            .withColumn("snapshot_date", F.lit(as_of))
+            .select(*AUDIENCE_TABLE_COLUMNS)
+        )
+        t.overwrite(audience, AUDIENCES, partition_by=["snapshot_date"], where={"snapshot_date": ctx.run_date})
+        audience = t.read(AUDIENCES).where(F.col("snapshot_date") == F.lit(as_of))
+
+    with rec.stage("plan"):
+        params = campaigns_frame(ctx.spark, campaigns, {g: (mm.chosen, mm.auc_chosen) for g, mm in models.items()})
+        plan = campaign_plan(flagged, scored, audience, params).withColumn("snapshot_date", F.lit(as_of))
+        t.overwrite(plan, PLAN, partition_by=["snapshot_date"], where={"snapshot_date": ctx.run_date})
+        summary = t.read(PLAN).where(F.col("snapshot_date") == F.lit(as_of)).orderBy("campaign_id", "strategy").collect()
+        for r in summary:
+            log.info(
+                "plan %s %-9s contacts=%d cost=%.2f responses=%.1f rate=%s profit=%.2f roi=%s",
+                r["campaign_id"], r["strategy"], r["contacts"], r["cost"], r["expected_responses"],
+                "-" if r["response_rate"] is None else f"{r['response_rate']:.2%}", r["profit"],
+                "-" if r["roi"] is None else f"{r['roi']:.2f}",
+            )
+        rec.details["plan"] = {
+            f"{r['campaign_id']}/{r['strategy']}": {"contacts": r["contacts"], "profit": round(r["profit"], 2)} for r in summary
+        }
+        rec.rows_out += sum(r["contacts"] + r["holdout"] for r in summary if r["strategy"] == "precision")
+
+    if responses is not None:
+        with rec.stage("results"):
+            ev = m.evaluation
+            eparams = EvaluationParams(ev.confidence, ev.margin_rate, ev.default_cost_per_contact, ev.attribution_days)
+            costs = {
+                c.id: (c.cost_per_contact, c.margin_per_response / c.revenue_per_response if c.revenue_per_response else ev.margin_rate)
+                for c in campaigns
+            }
+            seg_col = "segment_name" if segments is not None else "rfm_segment"
+            with_seg = responses.join(base.select("customer_key", seg_col), on="customer_key", how="left")
+            results = campaign_results(ctx.spark, with_seg, as_of, eparams, costs, seg_col).withColumn("snapshot_date", F.lit(as_of))
+            t.overwrite(results, RESULTS, partition_by=["snapshot_date"], where={"snapshot_date": ctx.run_date})
+    else:
+        log.warning("marketing: no campaign responses yet: %s not written for %s", RESULTS, ctx.run_date)
+
+    with rec.stage("exports"):
+        files = write_exports(ctx, campaigns, audience, base)
+        rec.details["exports"] = len(files)
+    for df in (snap, base, flagged, scored):
+        df.unpersist()
+
+
+def _union(frames: list[DataFrame]) -> DataFrame:
+    out = frames[0]
+    for f in frames[1:]:
+        out = out.unionByName(f)
+    return out
+
+
+# --- export files -----------------------------------------------------------------------
+
+
+def write_exports(ctx: StageContext, campaigns: list[Campaign], audience: DataFrame, base: DataFrame) -> list[dict]:
+    """Every campaign's export files and the date's manifest; the date's folder is replaced."""
+    spark = ctx.spark
+    root = f"{absolute(ctx.conf.paths.exports).rstrip('/')}/{ctx.run_date}"
+    fs, jroot = _fs(spark, root)
+    if fs.exists(jroot):
+        fs.delete(jroot, True)
+    formats = list(ctx.conf.marketing.export.formats)
+    ident = base.select(
+        "customer_key", "opt_in_email", "opt_in_sms", "opt_in_ads", "email_key", "phone_key", "email_sha256",
+        "phone_sha256", "city", "region", "age_band", "member_tier",
+    )
+    contacts = audience.join(ident, on="customer_key", how="left").persist(StorageLevel.MEMORY_AND_DISK)
+    written: list[dict] = []
+    try:
+        for c in campaigns:
+            mine = contacts.where(F.col("campaign_id") == c.id)
+            frames = {kind: EXPORTS[kind](mine) for kind in exports_for(c.channels)}
+            if c.seed is not None:
+                frames["ads_seed"] = seed_export(base.transform(seed_audience(c)).join(ident.select("customer_key", "opt_in_ads"), on="customer_key", how="left"))
+            for kind, df in frames.items():
+                df = df.persist(StorageLevel.MEMORY_AND_DISK)
+                rows = df.count()
+                for fmt in formats:
+                    path = f"{root}/{c.id}/{kind}.{fmt}"
+                    _write_single_file(spark, df, fmt, path)
+                    written.append({"campaign_id": c.id, "export": kind, "format": fmt, "path": path, "rows": rows})
+                df.unpersist()
+    finally:
+        contacts.unpersist()
+    if written:
+        sums = {
+            r["path"]: (int(r["length"]), r["sha256"])
+            for r in spark.read.format("binaryFile").load([w["path"] for w in written])
+            .select(F.col("path"), F.col("length"), F.sha2(F.col("content"), 256).alias("sha256"))
+            .collect()  # one row per export file
+        }
+        for w in written:
+            size, digest = sums[_uri(w["path"])] if _uri(w["path"]) in sums else sums[w["path"]]
+            w.update(bytes=size, sha256=digest, file=w["path"][len(root) + 1:])
+    doc = manifest(ctx.run_date, [{k: v for k, v in w.items() if k != "path"} for w in written])
+    _write_text(spark, f"{root}/manifest.json", json.dumps(doc, indent=1, sort_keys=True))
+    log.info("marketing: %d export files under %s", len(written), root)
+    return written
+
+
+def _uri(path: str) -> str:
+    return path if "://" in path or path.startswith("file:") else f"file:{path}"
+
+
+def _fs(spark: SparkSession, path: str):
+    jpath = spark._jvm.org.apache.hadoop.fs.Path(path)
+    return jpath.getFileSystem(spark._jsc.hadoopConfiguration()), jpath
+
+
+def _write_single_file(spark: SparkSession, df: DataFrame, fmt: str, target: str) -> None:
+    """One file at ``target`` (not a folder): written to a temporary folder, then moved into place."""
+    tmp = f"{target}._tmp"
+    writer = df.coalesce(1).write.mode("overwrite")
+    if fmt == "csv":
+        writer.option("header", True).option("emptyValue", "").csv(tmp)
+    else:
+        writer.parquet(tmp)
+    fs, jtmp = _fs(spark, tmp)
+    jvm = spark._jvm
+    parts = [s.getPath() for s in fs.listStatus(jtmp) if s.getPath().getName().startswith("part-")]
+    jtarget = jvm.org.apache.hadoop.fs.Path(target)
+    if parts:
+        fs.rename(parts[0], jtarget)
+    else:  # an empty frame writes no part file: a header-only CSV keeps downstream loaders happy
+        _write_text(spark, target, ",".join(df.columns) + "\n" if fmt == "csv" else "")
+    fs.delete(jtmp, True)
+
+
+def _write_text(spark: SparkSession, path: str, text: str) -> None:
+    fs, jpath = _fs(spark, path)
+    out = fs.create(jpath, True)
+    try:
+        out.write(bytearray(text.encode("utf-8")))
+    finally:
+        out.close()

@@ -1,0 +1,151 @@
+"""Exports: only treatment customers, only with consent for the channel, only hashed identifiers."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import date
+
+from pyspark.sql.types import (
+    BooleanType,
+    DateType,
+    DoubleType,
+    IntegerType,
+    StringType,
+    StructField,
+    StructType,
+)
+
+from custseg.marketing.export import (
+    EXPORT_COLUMNS,
+    ads_export,
+    crm_export,
+    email_export,
+    exports_for,
+    manifest,
+    seed_export,
+    sms_export,
+)
+
+EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+# A run of digits with phone punctuation, not glued to letters (so not a piece of a hex digest).
+PHONE_RE = re.compile(r"(?<![0-9A-Za-z])\+?\(?\d[\d\s().-]{7,}\d(?![0-9A-Za-z])")
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def looks_like_phone(text: str) -> bool:
+    """At least 10 digits in a phone-shaped run (dates like 2026-07-01 have 8)."""
+    return any(sum(ch.isdigit() for ch in m.group()) >= 10 for m in PHONE_RE.finditer(text))
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+CONTACTS = StructType(
+    [
+        StructField("campaign_id", StringType()),
+        StructField("customer_key", StringType()),
+        StructField("group", StringType()),
+        StructField("channel", StringType()),
+        StructField("rank", IntegerType()),
+        StructField("p_response", DoubleType()),
+        StructField("expected_profit", DoubleType()),
+        StructField("segment_name", StringType()),
+        StructField("rfm_segment", StringType()),
+        StructField("value_class", StringType()),
+        StructField("city", StringType()),
+        StructField("region", StringType()),
+        StructField("age_band", StringType()),
+        StructField("member_tier", StringType()),
+        StructField("offer_type", StringType()),
+        StructField("offer_category", StringType()),
+        StructField("offer_item", StringType()),
+        StructField("offer_discount", DoubleType()),
+        StructField("offer_daypart", StringType()),
+        StructField("offer_valid_from", DateType()),
+        StructField("offer_valid_until", DateType()),
+        StructField("opt_in_email", BooleanType()),
+        StructField("opt_in_sms", BooleanType()),
+        StructField("opt_in_ads", BooleanType()),
+        StructField("email_key", StringType()),
+        StructField("phone_key", StringType()),
+        StructField("email_sha256", StringType()),
+        StructField("phone_sha256", StringType()),
+    ]
+)
+
+
+def _contacts(spark):
+    offer = ("coupon", "dairy", None, 0.15, "weekday_lunch", date(2026, 7, 1), date(2026, 7, 14))
+    attrs = ("seg", "At Risk", "general", "Leeds", "Yorkshire", "35-44", "gold")
+
+    def row(key, group, channel, rank, e, s, a, email_key="ek" + "0" * 62, phone_key="pk" + "0" * 62,
+            email_sha=sha("ann@example.com"), phone_sha=sha("+447700900123")):
+        return ("camp", key, group, channel, rank, 0.3, 5.0, *attrs, *offer, e, s, a, email_key, phone_key, email_sha, phone_sha)
+
+    rows = [
+        row("t_email", "treatment", "email", 1, True, False, False),
+        row("t_email_no_consent", "treatment", "email", 2, False, True, True),  # consent withdrawn since
+        row("t_sms", "treatment", "sms", 3, False, True, False),
+        row("t_ads", "treatment", "ads", 4, False, False, True),
+        row("t_ads_raw", "treatment", "ads", 5, False, False, True, email_sha="ann@example.com", phone_sha="+44 7700 900123"),
+        row("t_ads_no_consent", "treatment", "ads", 6, True, True, False),
+        row("t_ads_null", "treatment", "ads", 7, False, False, None),
+        row("c_email", "control", "email", 8, True, True, True),  # holdout: never exported
+    ]
+    return spark.createDataFrame(rows, CONTACTS)
+
+
+def test_scanners_catch_raw_values():
+    assert EMAIL_RE.search("x,Ann.Lee123@Example.co.uk,y")
+    for phone in ("+447700900123", "+44 7700 900123", "(0)7182-843115", "07700 900123"):
+        assert looks_like_phone(f"a,{phone},b"), phone
+    for fine in ("2026-07-01", sha("+447700900123"), "12345678901234567890abcdef"[:20] + "x", "0.1234"):
+        assert not looks_like_phone(fine), fine
+
+
+def _values(df):
+    return [v for r in df.collect() for v in r.asDict().values() if isinstance(v, str)]
+
+
+def test_channel_exports_hold_only_consented_treatment_customers(spark):
+    contacts = _contacts(spark)
+    crm, email, sms, ads = (f(contacts) for f in (crm_export, email_export, sms_export, ads_export))
+    assert crm.columns == EXPORT_COLUMNS["crm"] and ads.columns == ["email_sha256", "phone_sha256"]
+    assert [r["customer_key"] for r in crm.collect()] == ["t_email", "t_sms", "t_ads", "t_ads_raw"]
+    assert [r["customer_key"] for r in email.collect()] == ["t_email"]
+    assert [r["customer_key"] for r in sms.collect()] == ["t_sms"]
+    # t_ads has both hashes; t_ads_raw carried raw values in the hash columns: nulled, then dropped
+    assert [tuple(r) for r in ads.collect()] == [(sha("ann@example.com"), sha("+447700900123"))]
+
+
+def test_no_export_holds_a_raw_email_or_phone(spark):
+    contacts = _contacts(spark)
+    for f in (crm_export, email_export, sms_export, ads_export):
+        for v in _values(f(contacts)):
+            assert not EMAIL_RE.search(v), (f.__name__, v)
+            assert not looks_like_phone(v), (f.__name__, v)
+    for r in ads_export(contacts).collect():
+        assert all(v is None or HEX64.match(v) for v in r)
+
+
+def test_seed_export_needs_ads_consent(spark):
+    seed = spark.createDataFrame(
+        [("a", sha("a@x.com"), None, True), ("b", sha("b@x.com"), sha("+441"), False), ("c", None, None, True)],
+        "customer_key string, email_sha256 string, phone_sha256 string, opt_in_ads boolean",
+    )
+    assert [tuple(r) for r in seed_export(seed).collect()] == [(sha("a@x.com"), None)]
+
+
+def test_exports_for_and_manifest():
+    assert exports_for(("email", "ads")) == ["crm", "email", "ads"]
+    files = [
+        {"campaign_id": "b", "export": "crm", "format": "csv", "rows": 3, "bytes": 10, "sha256": "x"},
+        {"campaign_id": "a", "export": "email", "format": "parquet", "rows": 2, "bytes": 99, "sha256": "y"},
+        {"campaign_id": "a", "export": "email", "format": "csv", "rows": 2, "bytes": 20, "sha256": "z"},
+    ]
+    doc = manifest("2026-06-30", files)
+    assert doc["snapshot_date"] == "2026-06-30"
+    assert [(f["campaign_id"], f["format"]) for f in doc["files"]] == [("a", "csv"), ("a", "parquet"), ("b", "csv")]
+    assert doc["rows_by_campaign"] == {"a": {"email": 2}, "b": {"crm": 3}}
