@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Build what clusters run (`make dist` calls this):
+#   dist/custseg-lib.zip          the custseg package for spark-submit --py-files (EMR, standalone, YARN)
+#   dist/custseg-<ver>-*.whl      the wheel with the custseg-<stage> console scripts (Databricks python_wheel_task, pip)
+#   dist/custseg-venv.tar.gz      with --venv: a venv-pack archive of custseg and its Python dependencies,
+#                                 without pyspark (the cluster's Spark provides it), for spark.archives
+#
+# usage: deploy/package.sh [--no-wheel] [--venv]      (DIST_DIR overrides dist/, PYTHON the interpreter)
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+dist="${DIST_DIR:-$root/dist}"
+py="${PYTHON:-$root/.venv/bin/python}"
+[ -x "$py" ] || py="$(command -v python3)"
+wheel=1; venv=0
+for arg in "$@"; do
+  case "$arg" in
+    --no-wheel) wheel=0 ;;
+    --venv) venv=1 ;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    *) echo "unknown option: $arg (try --help)" >&2; exit 2 ;;
+  esac
+done
+mkdir -p "$dist"
+
+# 1. zip: every module of lib/custseg, sorted, with fixed timestamps so an unchanged tree gives
+#    the same bytes (and the same checksum on S3).
+"$py" - "$root/lib" "$dist/custseg-lib.zip" <<'PY'
+import os, sys, zipfile
+lib, out = sys.argv[1], sys.argv[2]
+tmp = out + ".tmp"
+files = []
+for folder, dirs, names in os.walk(os.path.join(lib, "custseg")):
+    dirs[:] = sorted(d for d in dirs if d != "__pycache__" and not d.endswith(".egg-info"))
+    files += [os.path.join(folder, n) for n in names if n.endswith((".py", ".yaml", ".json"))]
+with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+    for path in sorted(files):
+        info = zipfile.ZipInfo(os.path.relpath(path, lib), date_time=(2000, 1, 1, 0, 0, 0))
+        info.external_attr = 0o644 << 16
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with open(path, "rb") as fh:
+            z.writestr(info, fh.read())
+os.replace(tmp, out)
+print(f"{out}: {len(files)} files")
+PY
+
+# 2. wheel (pip builds it in an isolated environment with the build backend of pyproject.toml)
+if [ "$wheel" -eq 1 ]; then
+  rm -f "$dist"/custseg-*.whl
+  "$py" -m pip wheel --quiet --no-deps --wheel-dir "$dist" "$root"
+  ls "$dist"/custseg-*.whl
+fi
+
+# 3. packed venv for clusters that need our Python dependencies (EMR: spark.archives=...#environment).
+#    Build it on the cluster's OS, CPU architecture and Python version (e.g. in an amazonlinux:2023 container).
+if [ "$venv" -eq 1 ]; then
+  build="$(mktemp -d)"
+  trap 'rm -rf "$build"' EXIT
+  "$py" -m venv "$build/venv"
+  "$build/venv/bin/pip" install --quiet --upgrade pip venv-pack==0.2.0
+  # The project's dependencies except pyspark and delta-spark: the cluster ships Spark and Delta.
+  "$py" - "$root/pyproject.toml" > "$build/requirements.txt" <<'PY'
+import sys, tomllib
+deps = tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]
+print("\n".join(d for d in deps if not d.replace("_", "-").lower().startswith(("pyspark", "delta-spark"))))
+PY
+  "$build/venv/bin/pip" install --quiet -r "$build/requirements.txt"
+  # delta-spark's Python API (delta.tables) matching the cluster's Delta, without its pyspark pin.
+  "$build/venv/bin/pip" install --quiet --no-deps "delta-spark==${DELTA_SPARK_VERSION:-4.0.0}"
+  "$build/venv/bin/pip" install --quiet --no-deps "$root"
+  "$build/venv/bin/venv-pack" --python-prefix "${VENV_PYTHON_PREFIX:-/usr}" -p "$build/venv" -o "$dist/custseg-venv.tar.gz" -f
+  ls -l "$dist/custseg-venv.tar.gz"
+fi

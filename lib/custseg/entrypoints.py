@@ -1,0 +1,59 @@
+"""Console entry points of the wheel: ``custseg-<stage>`` runs one stage as a job.
+
+Databricks ``python_wheel_task`` and any ``pip install``-ed environment call these; each
+parses ``sys.argv`` (``--conf``, ``--date``, ``--set``), runs the stage through
+``custseg.cli.job_main`` (which records the run in ``gold.job_runs``) and exits with
+its status, so a failed stage fails the task.
+"""
+
+from __future__ import annotations
+
+import sys
+
+STAGES = ("ingest", "conform", "features", "segment", "basket", "marketing", "report", "pipeline")
+
+
+def _run(stage: str) -> None:
+    from custseg.cli import job_main
+
+    sys.exit(job_main(stage, sys.argv[1:]))
+
+
+def ingest() -> None:
+    """``custseg-ingest``: landing -> bronze + quarantine."""
+    _run("ingest")
+
+
+def conform() -> None:
+    """``custseg-conform``: bronze -> silver."""
+    _run("conform")
+
+
+def features() -> None:
+    """``custseg-features``: silver -> gold.customer_features."""
+    _run("features")
+
+
+def segment() -> None:
+    """``custseg-segment``: customer segments, profiles, quality, migration."""
+    _run("segment")
+
+
+def basket() -> None:
+    """``custseg-basket``: association rules, cross-sell, recommendations."""
+    _run("basket")
+
+
+def marketing() -> None:
+    """``custseg-marketing``: campaign audiences, plans, exports, results."""
+    _run("marketing")
+
+
+def report() -> None:
+    """``custseg-report``: the HTML report of the snapshot."""
+    _run("report")
+
+
+def pipeline() -> None:
+    """``custseg-pipeline``: every stage in order."""
+    _run("pipeline")

@@ -1,0 +1,220 @@
+"""The Databricks bundle and the EMR steps point at entry points, scripts and configs that exist."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import tomllib
+import yaml
+
+import custseg.entrypoints as entrypoints
+from custseg.stages import PIPELINE
+
+ROOT = Path(__file__).resolve().parents[2]
+BUNDLE = ROOT / "deploy" / "databricks" / "databricks.yml"
+EMR = ROOT / "deploy" / "emr"
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def scripts() -> dict[str, str]:
+    return PYPROJECT["project"]["scripts"]
+
+
+def resolve_entry_point(name: str):
+    """The function a console script runs, checked in pyproject.toml and in the module."""
+    assert name in scripts(), f"entry point {name} is not in pyproject.toml [project.scripts]"
+    module, _, func = scripts()[name].partition(":")
+    assert module == "custseg.entrypoints", scripts()[name]
+    fn = getattr(entrypoints, func, None)
+    assert callable(fn), f"custseg.entrypoints has no function {func}"
+    return fn
+
+
+def test_every_stage_has_a_console_script():
+    for stage in [*PIPELINE, "pipeline"]:
+        resolve_entry_point(f"custseg-{stage}")
+    assert set(entrypoints.STAGES) == {*PIPELINE, "pipeline"}
+
+
+def test_entry_point_passes_argv_and_exits_with_the_job_status(monkeypatch):
+    import custseg.cli
+
+    calls = []
+    monkeypatch.setattr(
+        custseg.cli, "job_main", lambda stage, argv: calls.append((stage, argv)) or 3
+    )
+    monkeypatch.setattr(sys, "argv", ["custseg-report", "--date", "2026-06-30", "--conf", "x.yaml"])
+    with pytest.raises(SystemExit) as exit_info:
+        entrypoints.report()
+    assert exit_info.value.code == 3
+    assert calls == [("report", ["--date", "2026-06-30", "--conf", "x.yaml"])]
+
+
+# --- Databricks ------------------------------------------------------------------------
+
+
+def _resolve(text: str, variables: dict[str, str]) -> str:
+    """${var.x} from the bundle's variables, ${workspace.file_path} as the synced repository root."""
+    for _ in range(5):
+        text = re.sub(r"\$\{var\.([A-Za-z_]+)\}", lambda m: str(variables[m.group(1)]), text)
+    return text.replace("${workspace.file_path}", str(ROOT))
+
+
+@pytest.fixture(scope="module")
+def bundle() -> dict:
+    return yaml.safe_load(BUNDLE.read_text())
+
+
+def _variables(bundle: dict, target: str) -> dict[str, str]:
+    values = {k: v.get("default") for k, v in bundle["variables"].items()}
+    values.update(bundle["targets"][target].get("variables", {}))
+    return values
+
+
+def test_bundle_job_has_one_wheel_task_per_stage_in_pipeline_order(bundle):
+    (job,) = bundle["resources"]["jobs"].values()
+    tasks = job["tasks"]
+    assert [t["task_key"] for t in tasks] == PIPELINE
+    for prev, task in zip(tasks, tasks[1:], strict=False):
+        assert task["depends_on"] == [{"task_key": prev["task_key"]}], task["task_key"]
+    for task in tasks:
+        wheel = task["python_wheel_task"]
+        assert wheel["package_name"] == PYPROJECT["project"]["name"]
+        assert wheel["entry_point"] == f"custseg-{task['task_key']}"
+        resolve_entry_point(wheel["entry_point"])
+        assert task["libraries"] == [{"whl": "../../dist/*.whl"}]
+        assert task["job_cluster_key"] in {c["job_cluster_key"] for c in job["job_clusters"]}
+
+
+@pytest.mark.parametrize("target", ["dev", "prod"])
+def test_bundle_tasks_load_an_existing_config_and_take_the_run_date(bundle, target):
+    from custseg.config import load_config
+
+    (job,) = bundle["resources"]["jobs"].values()
+    variables = _variables(bundle, target)
+    for task in job["tasks"]:
+        params = task["python_wheel_task"]["parameters"]
+        conf = Path(_resolve(params[params.index("--conf") + 1], variables))
+        assert conf.is_file(), f"{task['task_key']}: {conf} does not exist"
+        assert conf.parent == ROOT / "conf"
+        assert params[params.index("--date") + 1] == "{{job.parameters.run_date}}"
+        env = {"CUSTSEG_PII_SALT": "x"}
+        loaded = load_config(conf, env=env)
+        assert loaded.storage.engine == "spark-delta" and loaded.storage.catalog == "main"
+    assert [p["name"] for p in job["parameters"]] == ["run_date"]
+    env_vars = job["job_clusters"][0]["new_cluster"]["spark_env_vars"]
+    # the salt comes from a secret scope
+    assert env_vars["CUSTSEG_PII_SALT"].startswith("{{secrets/")
+
+
+def test_bundle_builds_the_wheel_syncs_conf_and_schedules_daily(bundle):
+    (artifact,) = bundle["artifacts"].values()
+    assert artifact["type"] == "whl" and (BUNDLE.parent / artifact["path"]).resolve() == ROOT
+    assert "../../conf" in bundle["sync"]["paths"]
+    (job,) = bundle["resources"]["jobs"].values()
+    cron = job["schedule"]["quartz_cron_expression"].split()
+    assert len(cron) == 6 and cron[3:] == ["*", "*", "?"], "a daily Quartz schedule"
+    assert set(bundle["targets"]) == {"dev", "prod"}
+    assert (
+        bundle["targets"]["dev"]["mode"] == "development"
+        and bundle["targets"]["prod"]["mode"] == "production"
+    )
+    assert bundle["targets"]["prod"]["variables"]["schedule_pause"] == "UNPAUSED"
+
+
+# --- EMR -------------------------------------------------------------------------------
+
+STEP_FILES = ["steps.json", "steps-venv.json"]
+
+
+@pytest.mark.parametrize("name", STEP_FILES)
+def test_emr_steps_submit_every_stage_with_existing_scripts_and_configs(name):
+    steps = json.loads((EMR / name).read_text())
+    stages = []
+    for step in steps:
+        assert step["Jar"] == "command-runner.jar" and step["Type"] == "CUSTOM_JAR"
+        assert step["ActionOnFailure"] in ("CANCEL_AND_WAIT", "CONTINUE", "TERMINATE_CLUSTER")
+        args = step["Args"]
+        assert args[0] == "spark-submit"
+        assert args[args.index("--deploy-mode") + 1] == "cluster"
+        script = next(a for a in args if a.endswith(".py"))
+        assert script.startswith("${S3_PREFIX}/jobs/")
+        stage = Path(script).stem
+        stages.append(stage)
+        assert (ROOT / "jobs" / f"{stage}.py").is_file(), (
+            f"{script} has no jobs/{stage}.py to upload"
+        )
+        resolve_entry_point(f"custseg-{stage}")
+        assert args[args.index("--py-files") + 1] == "${S3_PREFIX}/custseg-lib.zip"
+        shipped = args[args.index("--files") + 1].split(",")
+        app_args = args[args.index(script) + 1 :]
+        conf = app_args[app_args.index("--conf") + 1]
+        assert f"${{S3_PREFIX}}/conf/{conf}" in shipped, "the config named must travel with --files"
+        for (
+            path
+        ) in shipped:  # every shipped config exists, with the files its `extends` chain needs
+            assert (
+                path.startswith("${S3_PREFIX}/conf/")
+                and (ROOT / "conf" / Path(path).name).is_file()
+            )
+        assert {"base.yaml", conf} <= {Path(p).name for p in shipped}
+        assert app_args[app_args.index("--date") + 1] == "${RUN_DATE}"
+        if name == "steps-venv.json":
+            assert "spark.archives=${S3_PREFIX}/custseg-venv.tar.gz#environment" in args
+    assert stages == PIPELINE
+
+
+def test_emr_config_loads_with_spark_delta():
+    from custseg.config import load_config
+
+    conf = load_config(ROOT / "conf" / "emr.yaml", env={"CUSTSEG_PII_SALT": "x"})
+    assert conf.storage.engine == "spark-delta" and conf.paths.tables.startswith("s3://")
+
+
+def test_emr_bootstrap_pins_match_pyproject():
+    text = (EMR / "bootstrap-deps.sh").read_text()
+    pinned = set(re.findall(r'"([A-Za-z0-9_.-]+(?:==|>=)[^"]+)"', text))
+    expected = {
+        d
+        for d in PYPROJECT["project"]["dependencies"]
+        if not d.startswith(("pyspark", "delta-spark"))
+    }
+    assert pinned - {p for p in pinned if p.startswith("delta-spark")} == expected
+
+
+def test_shell_scripts_parse():
+    for script in [ROOT / "deploy" / "package.sh", *sorted(EMR.glob("*.sh"))]:
+        subprocess.run(["bash", "-n", str(script)], check=True)
+
+
+def test_package_sh_builds_a_reproducible_zip(tmp_path):
+    run = lambda: subprocess.run(  # noqa: E731
+        [str(ROOT / "deploy" / "package.sh"), "--no-wheel"],
+        env={"DIST_DIR": str(tmp_path), "PYTHON": sys.executable, "PATH": "/usr/bin:/bin"},
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    run()
+    first = (tmp_path / "custseg-lib.zip").read_bytes()
+    run()
+    assert (tmp_path / "custseg-lib.zip").read_bytes() == first
+    names = zipfile.ZipFile(tmp_path / "custseg-lib.zip").namelist()
+    assert (
+        "custseg/entrypoints.py" in names
+        and "custseg/cli.py" in names
+        and "custseg/stages/report.py" in names
+    )
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+    lib = sorted(
+        str(p.relative_to(ROOT / "lib"))
+        for p in (ROOT / "lib" / "custseg").rglob("*.py")
+        if "__pycache__" not in p.parts
+    )
+    assert sorted(n for n in names if n.endswith(".py")) == lib
