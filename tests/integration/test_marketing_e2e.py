@@ -13,125 +13,29 @@ import hashlib
 import json
 import os
 import re
-from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.integration.conftest import run_stages
+from tests.integration.conftest import RUN_DATE, pipeline_args, run_stages
 
 pytestmark = pytest.mark.slow
 
-RUN_DATE = "2026-06-30"
-CUSTOMERS = 2500
 # Middle of the generator's planted ranges: treated conversion = control_rate + multiplier x propensity.
 CONTROL_RATE, MULTIPLIER = 0.02, 0.8
 EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 PHONE_RE = re.compile(r"(?<![0-9A-Za-z])\+?\(?\d[\d\s().-]{7,}\d(?![0-9A-Za-z])")
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
-EVERYONE = {
-    "name": "Everyone eligible, budget for about a fifth",
-    "goal": "retention",
-    "channels": ["email", "sms", "ads"],
-    "offer": {"type": "coupon", "discount": 0.1, "category": "preferred", "fallback_category": "grocery"},
-    "cost_per_contact": 0.5,
-    "revenue_per_response": 60.0,
-    "margin_per_response": 20.0,
-    "budget": 250.0,  # 500 contacts of ~2,500 customers
-    "holdout_share": 0.1,
-}
-
 
 def _looks_like_phone(text: str) -> bool:
     return any(sum(ch.isdigit() for ch in m.group()) >= 10 for m in PHONE_RE.finditer(text))
 
 
-def _silver_from_bronze(spark, tables) -> list[str]:
-    """Minimal silver.campaign_responses / silver.feedback when conform does not build them yet."""
-    from pyspark.sql import functions as F
-
-    from custseg.pii import identity_key
-    from custseg.sources.base import parse_ts
-
-    salt = os.environ["CUSTSEG_PII_SALT"]
-    built = []
-    if not tables.exists("silver.campaign_responses") and tables.exists("bronze.campaign_responses"):
-        b = tables.read("bronze.campaign_responses")
-        conv = parse_ts("converted_ts")
-        tables.overwrite(
-            b.select(
-                F.trim("campaign_id").alias("campaign_id"),
-                identity_key("customer_id", F.trim("customer_id"), salt).alias("customer_key"),
-                F.lower(F.trim("channel")).alias("channel"),
-                F.lower(F.trim("group")).alias("group"),
-                parse_ts("sent_ts").alias("sent_ts"),
-                parse_ts("opened_ts").alias("opened_ts"),
-                parse_ts("clicked_ts").alias("clicked_ts"),
-                conv.alias("converted_ts"),
-                conv.isNotNull().alias("converted"),
-                F.col("revenue").try_cast("decimal(14,2)").alias("revenue"),
-            ),
-            "silver.campaign_responses",
-        )
-        built.append("silver.campaign_responses")
-    if not tables.exists("silver.feedback") and tables.exists("bronze.feedback"):
-        b = tables.read("bronze.feedback")
-        rating = F.col("rating").try_cast("int")
-        tables.overwrite(
-            b.select(
-                F.trim("feedback_id").alias("feedback_id"),
-                identity_key("customer_id", F.trim("customer_id"), salt).alias("customer_key"),
-                parse_ts("ts").alias("ts"),
-                rating.alias("rating"),
-                (rating <= 2).alias("is_complaint"),
-            ),
-            "silver.feedback",
-        )
-        built.append("silver.feedback")
-    return built
-
-
-def _rfm_features(tables) -> None:
-    """A minimal gold.customer_features (RFM) when the features stage cannot run yet."""
-    from datetime import date
-
-    from pyspark.sql import functions as F
-
-    from custseg.features.rfm import rfm_features
-
-    as_of = date.fromisoformat(RUN_DATE)
-    rfm = rfm_features(tables.read("silver.orders"), tables.read("silver.customers"), as_of)
-    tables.overwrite(rfm.withColumn("snapshot_date", F.lit(as_of)), "gold.customer_features",
-                     partition_by=["snapshot_date"], where={"snapshot_date": RUN_DATE})
-
-
 @pytest.fixture(scope="module")
-def marketing_run(spark, tmp_path_factory):
-    from custseg.datagen import generate
-    from custseg.stages import available
-    from custseg.storage import StorageSettings, Tables
-
-    home = tmp_path_factory.mktemp("marketing")
-    generate(home, customers=CUSTOMERS, days=365, seed=23, end_date=RUN_DATE)
-    assert run_stages(spark, home, RUN_DATE, ["ingest", "conform"]) == 0
-    tables = Tables(spark, StorageSettings(root=str(home / "tables")))
-    built = _silver_from_bronze(spark, tables)
-    if run_stages(spark, home, RUN_DATE, ["features"]) != 0:
-        _rfm_features(tables)
-        built.append("gold.customer_features (RFM only: the features stage failed)")
-    if built:
-        print(f"note: conform does not build {built} yet; the test built minimal versions from bronze")
-    for optional in ("segment", "basket"):  # marketing does without them, so a failure here is not ours
-        if available(optional) and run_stages(spark, home, RUN_DATE, [optional]) != 0:
-            print(f"note: stage {optional} failed; marketing runs without its tables")
-    doc = yaml.safe_load(Path("conf/campaigns.yaml").read_text())
-    doc["campaigns"]["everyone"] = EVERYONE
-    campaigns_file = home / "campaigns.yaml"
-    campaigns_file.write_text(yaml.safe_dump(doc))
-    extra = ["--set", f"marketing.campaigns_file={campaigns_file}", "--set", "marketing.max_campaigns_per_customer=0"]
-    assert run_stages(spark, home, RUN_DATE, ["marketing"], extra) == 0
-    return home, tables, extra
+def marketing_run(demo_run, demo_tables):
+    """The shared pipeline run (its marketing stage planned the demo campaigns plus EVERYONE)."""
+    home, _, _ = demo_run
+    return home, demo_tables, pipeline_args(home)
 
 
 def _truth(spark, home):
