@@ -1,9 +1,11 @@
 """bronze -> silver for the activity sources: events, feedback, social, campaign responses.
 
-Every row gets the ``customer_key`` of docs/tables.md. Clickstream rows carry a customer_id
-only after login; a device seen in a login event is attributed to that customer, so its
-anonymous browsing (before or after the login) is attributed too. A device that logged in as
-two different customers is attributed to neither: never merge people on a shared device.
+Every row gets the ``customer_key`` of docs/tables.md from ``silver.identity_map``
+(custseg.conform.identity): feedback and campaign responses by customer_id, social profiles
+by the hashed normalized e-mail, clickstream by customer_id after login, else by its device:
+a device seen in a login event belongs to that customer, so its anonymous browsing (before or
+after the login) is attributed too. A device that logged in as two different customers is
+ambiguous in the identity graph and attributed to neither: never merge people on a shared device.
 """
 
 from __future__ import annotations
@@ -14,7 +16,16 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
-from custseg.pii import identity_key, normalize_email
+from custseg.conform.identity import (
+    CUSTOMER_ID,
+    DEVICE,
+    EMAIL,
+    customer_id_key,
+    device_key,
+    email_key,
+    with_customer_key,
+)
+from custseg.pii import identity_key
 from custseg.sources.base import parse_ts
 
 EVENT_COLUMNS = [
@@ -43,46 +54,26 @@ def latest_by(key: str) -> Callable[[DataFrame], DataFrame]:
     return transform
 
 
-def known_customer_key(salt: str, known: DataFrame, id_col: str = "customer_id") -> Callable[[DataFrame], DataFrame]:
-    """Adds ``customer_key`` when the row's customer_id is a CRM customer (null otherwise)."""
-    keys = known.select(F.col("customer_key").alias("_known"))
-
-    def transform(df: DataFrame) -> DataFrame:
-        cid_key = identity_key("customer_id", _blank_to_null(id_col), salt)
-        return (
-            df.withColumn("_cid_key", cid_key)
-            .join(keys, F.col("_cid_key") == F.col("_known"), how="left")
-            .withColumn("customer_key", F.col("_known"))
-            .drop("_cid_key", "_known")
-        )
-
-    return transform
+def _by_customer_id(salt: str, identity_map: DataFrame) -> Callable[[DataFrame], DataFrame]:
+    return with_customer_key(identity_map, (CUSTOMER_ID, customer_id_key("customer_id", salt)))
 
 
-def device_owners(events: DataFrame, salt: str) -> DataFrame:
-    """device_key -> customer_key for devices that logged in as exactly one customer."""
-    logins = events.where(F.col("customer_key").isNotNull()).select("device_key", "customer_key").distinct()
-    return (
-        logins.groupBy("device_key")
-        .agg(F.min("customer_key").alias("owner_key"), F.count("*").alias("_n"))
-        .where(F.col("_n") == 1)
-        .select("device_key", "owner_key")
-    )
+def conform_events(salt: str, identity_map: DataFrame) -> Callable[[DataFrame], DataFrame]:
+    """Attributed by customer_id (after login), else by the device's owner in the identity map."""
 
-
-def conform_events(salt: str, customers: DataFrame) -> Callable[[DataFrame], DataFrame]:
     def transform(bronze: DataFrame) -> DataFrame:
-        typed = (
-            bronze.transform(latest_by("event_id"))
-            .transform(known_customer_key(salt, customers))
-            .withColumn("device_key", identity_key("device", _blank_to_null("device_id"), salt))
+        typed = bronze.transform(latest_by("event_id")).transform(
+            with_customer_key(
+                identity_map,
+                (CUSTOMER_ID, customer_id_key("customer_id", salt)),
+                (DEVICE, device_key("device_id", salt)),
+            )
         )
-        owners = device_owners(typed, salt)
         ts = parse_ts("ts")
-        return typed.join(owners, on="device_key", how="left").select(
+        return typed.select(
             F.trim("event_id").alias("event_id"),
-            F.coalesce("customer_key", "owner_key").alias("customer_key"),
-            "device_key",
+            "customer_key",
+            device_key("device_id", salt).alias("device_key"),
             _blank_to_null("session_id").alias("session_id"),
             ts.alias("ts"),
             F.to_date(ts).alias("event_date"),
@@ -99,14 +90,14 @@ def conform_events(salt: str, customers: DataFrame) -> Callable[[DataFrame], Dat
     return transform
 
 
-def conform_feedback(salt: str, customers: DataFrame) -> Callable[[DataFrame], DataFrame]:
+def conform_feedback(salt: str, identity_map: DataFrame) -> Callable[[DataFrame], DataFrame]:
     def transform(bronze: DataFrame) -> DataFrame:
         nps = F.col("nps").try_cast("int")
         rating = F.col("rating").try_cast("int")
         band = F.when(nps >= 9, "promoter").when(nps >= 7, "passive").when(nps.isNotNull(), "detractor")
         return (
             bronze.transform(latest_by("feedback_id"))
-            .transform(known_customer_key(salt, customers))
+            .transform(_by_customer_id(salt, identity_map))
             .select(
                 F.trim("feedback_id").alias("feedback_id"),
                 "customer_key",
@@ -123,23 +114,16 @@ def conform_feedback(salt: str, customers: DataFrame) -> Callable[[DataFrame], D
     return transform
 
 
-def conform_social(salt: str, customers: DataFrame) -> Callable[[DataFrame], DataFrame]:
+def conform_social(salt: str, identity_map: DataFrame) -> Callable[[DataFrame], DataFrame]:
     """Social profiles matched to customers through the hashed normalized e-mail."""
-    by_email = (
-        customers.where(F.col("email_key").isNotNull())
-        .groupBy("email_key")
-        .agg(F.min("customer_key").alias("customer_key"), F.count("*").alias("_n"))
-        .where(F.col("_n") == 1)
-        .drop("_n")
-    )
 
     def transform(bronze: DataFrame) -> DataFrame:
         w = Window.partitionBy(F.lower(F.trim("platform")), F.lower(F.trim("handle"))).orderBy(
             parse_ts("observed_at").desc_nulls_last(), F.col("_batch_date").desc()
         )
         latest = bronze.withColumn("_r", F.row_number().over(w)).where(F.col("_r") == 1)
-        keyed = latest.withColumn("email_key", identity_key("email", normalize_email("email"), salt))
-        return keyed.join(by_email, on="email_key", how="left").select(
+        keyed = latest.transform(with_customer_key(identity_map, (EMAIL, email_key("email", salt))))
+        return keyed.select(
             "customer_key",
             F.lower(F.trim("platform")).alias("platform"),
             identity_key("handle", F.lower(F.trim("handle")), salt).alias("handle_key"),
@@ -150,7 +134,7 @@ def conform_social(salt: str, customers: DataFrame) -> Callable[[DataFrame], Dat
     return transform
 
 
-def conform_responses(salt: str, customers: DataFrame) -> Callable[[DataFrame], DataFrame]:
+def conform_responses(salt: str, identity_map: DataFrame) -> Callable[[DataFrame], DataFrame]:
     def transform(bronze: DataFrame) -> DataFrame:
         w = Window.partitionBy(F.trim("campaign_id"), F.trim("customer_id")).orderBy(
             F.col("_batch_date").desc(), F.col("_source_file").desc()
@@ -159,7 +143,7 @@ def conform_responses(salt: str, customers: DataFrame) -> Callable[[DataFrame], 
         return (
             bronze.withColumn("_r", F.row_number().over(w))
             .where(F.col("_r") == 1)
-            .transform(known_customer_key(salt, customers))
+            .transform(_by_customer_id(salt, identity_map))
             .select(
                 F.trim("campaign_id").alias("campaign_id"),
                 "customer_key",
@@ -175,19 +159,3 @@ def conform_responses(salt: str, customers: DataFrame) -> Callable[[DataFrame], 
         )
 
     return transform
-
-
-def identity_map(customers: DataFrame, events: DataFrame) -> DataFrame:
-    """Every hashed identifier linked to a customer: (id_type, id_key, customer_key)."""
-    parts = [
-        customers.select(F.lit("customer_id").alias("id_type"), F.col("customer_key").alias("id_key"), "customer_key"),
-        customers.select(F.lit("email").alias("id_type"), F.col("email_key").alias("id_key"), "customer_key"),
-        customers.select(F.lit("phone").alias("id_type"), F.col("phone_key").alias("id_key"), "customer_key"),
-        events.where(F.col("customer_key").isNotNull()).select(
-            F.lit("device").alias("id_type"), F.col("device_key").alias("id_key"), "customer_key"
-        ),
-    ]
-    out = parts[0]
-    for p in parts[1:]:
-        out = out.unionByName(p)
-    return out.where(F.col("id_key").isNotNull()).distinct().select("id_type", "id_key", "customer_key")

@@ -1,8 +1,8 @@
 """bronze.orders -> silver.orders and silver.order_items.
 
 Net line revenue = qty x unit_price x (1 - discount), rounded to cents. An order is
-resolved to a customer by its customer_id, else by the loyalty phone a POS ticket
-carries; guest orders keep a null customer_key (they still count for baskets).
+resolved to a customer through ``silver.identity_map``: by its customer_id, else by the
+loyalty phone a POS ticket carries; guest orders keep a null customer_key (they still count for baskets).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
-from custseg.pii import identity_key, normalize_phone
+from custseg.conform.identity import CUSTOMER_ID, PHONE, customer_id_key, phone_key, with_customer_key
 from custseg.sources.base import parse_ts
 
 ORDER_COLUMNS = [
@@ -32,31 +32,16 @@ def latest_orders(bronze: DataFrame) -> DataFrame:
     return bronze.withColumn("_r", F.row_number().over(w)).where(F.col("_r") == 1).drop("_r")
 
 
-def resolve_customer(customers: DataFrame, salt: str, country_code: str = "44") -> Callable[[DataFrame], DataFrame]:
-    """Adds ``customer_key``: from customer_id when known to CRM, else from the loyalty phone."""
-    by_phone = (
-        customers.where(F.col("phone_key").isNotNull())
-        .groupBy("phone_key")
-        # A phone shared by two customers resolves to neither: never merge people on a guess.
-        .agg(F.min("customer_key").alias("phone_customer_key"), F.count("*").alias("_n"))
-        .where(F.col("_n") == 1)
-        .drop("_n")
+def resolve_customer(identity_map: DataFrame, salt: str, country_code: str = "44") -> Callable[[DataFrame], DataFrame]:
+    """Adds ``customer_key`` from ``silver.identity_map``: by customer_id, else by the loyalty phone.
+
+    A phone shared by two customers is ambiguous in the identity graph and resolves to neither.
+    """
+    return with_customer_key(
+        identity_map,
+        (CUSTOMER_ID, customer_id_key("customer_id", salt)),
+        (PHONE, phone_key("loyalty_phone", salt, country_code)),
     )
-    known = customers.select(F.col("customer_key").alias("_known_key"))
-
-    def transform(orders: DataFrame) -> DataFrame:
-        cid = F.nullif(F.trim("customer_id"), F.lit(""))
-        with_keys = orders.withColumn("_cid_key", identity_key("customer_id", cid, salt)).withColumn(
-            "_phone_key", identity_key("phone", normalize_phone("loyalty_phone", country_code), salt)
-        )
-        return (
-            with_keys.join(known, F.col("_cid_key") == F.col("_known_key"), how="left")
-            .join(by_phone, F.col("_phone_key") == F.col("phone_key"), how="left")
-            .withColumn("customer_key", F.coalesce("_known_key", "phone_customer_key"))
-            .drop("_cid_key", "_phone_key", "_known_key", "phone_key", "phone_customer_key")
-        )
-
-    return transform
 
 
 def order_items(orders: DataFrame) -> DataFrame:

@@ -1,19 +1,27 @@
-"""Stage ``conform``: bronze -> silver customers, products, orders, order_items."""
+"""Stage ``conform``: bronze -> silver customers, identity_map, products, orders, order_items, activity."""
 
 from __future__ import annotations
 
 import logging
 
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.types import DateType, DoubleType, LongType, StringType, StructField, StructType
 
 from custseg.conform.activity import (
     conform_events,
     conform_feedback,
     conform_responses,
     conform_social,
-    identity_map,
 )
 from custseg.conform.customers import conform_customers
+from custseg.conform.identity import (
+    DEFAULT_MAX_ITERATIONS,
+    customer_edges,
+    login_edges,
+    order_edges,
+    resolve_identities,
+)
 from custseg.conform.orders import (
     ITEM_COLUMNS,
     latest_orders,
@@ -39,6 +47,10 @@ def run(ctx: StageContext) -> None:
         t.overwrite(customers, "silver.customers")
         customers = t.read("silver.customers")
 
+    with rec.stage("silver.identity_map"):
+        t.overwrite(_identity_map(ctx, customers, upto, salt, cc), "silver.identity_map")
+        id_map = t.read("silver.identity_map")
+
     if t.exists("bronze.products"):
         with rec.stage("silver.products"):
             products = (
@@ -63,7 +75,7 @@ def run(ctx: StageContext) -> None:
             .where(upto)
             .withColumn("order_id", F.trim("order_id"))
             .transform(latest_orders)
-            .transform(resolve_customer(customers, salt, cc))
+            .transform(resolve_customer(id_map, salt, cc))
             .where(parse_ts("order_ts") <= F.lit(ctx.as_of) + F.expr("INTERVAL 1 DAY"))
         )
         items = order_items(orders)
@@ -89,28 +101,57 @@ def run(ctx: StageContext) -> None:
             log.warning("bronze.%s does not exist: silver.%s not built", name, name)
             continue
         with rec.stage(f"silver.{name}"):
-            t.overwrite(t.read(f"bronze.{name}").where(upto).transform(conform(salt, customers)), f"silver.{name}")
-
-    with rec.stage("silver.identity_map"):
-        events = t.read("silver.events") if t.exists("silver.events") else None
-        if events is None:
-            events = customers.select(F.lit(None).cast("string").alias("device_key"), "customer_key").limit(0)
-        t.overwrite(identity_map(customers, events), "silver.identity_map")
+            t.overwrite(t.read(f"bronze.{name}").where(upto).transform(conform(salt, id_map)), f"silver.{name}")
     _record_resolution(ctx)
 
 
-def _record_resolution(ctx: StageContext) -> None:
-    """Share of orders and events resolved to a customer (logged and kept in the run record)."""
+def _identity_map(ctx: StageContext, customers: DataFrame, upto, salt: str, cc: str) -> DataFrame:
+    """Edges from CRM, POS tickets with both customer_id and loyalty phone, and login events."""
     t = ctx.tables
-    shares = {}
-    for name in ("orders", "events"):
+    edges = customer_edges(customers)
+    edges = edges.unionByName(t.read("bronze.orders").where(upto).transform(order_edges(salt, cc)))
+    if t.exists("bronze.events"):
+        edges = edges.unionByName(t.read("bronze.events").where(upto).transform(login_edges(salt)))
+    max_iter = int(ctx.conf.get_path("conform.identity_max_iterations", DEFAULT_MAX_ITERATIONS))
+    res = resolve_identities(edges, customers, max_iter)
+    graph = {"iterations": res.iterations, "converged": res.converged, "ambiguous_identifiers": res.ambiguous.count()}
+    ctx.recorder.details["identity_graph"] = graph
+    log.info("identity graph: %s", graph)
+    return res.identity_map
+
+
+IDENTITY_METRICS = "meta.identity_metrics"
+IDENTITY_METRICS_SCHEMA = StructType(
+    [
+        StructField("batch_date", DateType(), False),
+        StructField("table", StringType(), False),
+        StructField("rows", LongType(), False),
+        StructField("resolved", LongType(), False),
+        StructField("resolved_share", DoubleType(), True),
+    ]
+)
+
+
+def _record_resolution(ctx: StageContext) -> None:
+    """Share of rows resolved to a customer per silver table: logged, in the run record and in
+    ``meta.identity_metrics`` (one partition per batch date, replaced on a rerun)."""
+    t = ctx.tables
+    shares, rows = {}, []
+    for name in ("orders", "events", "feedback", "social", "campaign_responses"):
         if t.exists(f"silver.{name}"):
             row = t.read(f"silver.{name}").agg(
                 F.count("*").alias("n"), F.count("customer_key").alias("resolved")
             ).first()
             shares[name] = round(row["resolved"] / row["n"], 4) if row["n"] else None
+            rows.append((ctx.as_of, name, int(row["n"]), int(row["resolved"]), shares[name]))
     ctx.recorder.details["resolved_share"] = shares
     log.info("identity resolution: share resolved to a customer %s", shares)
+    t.overwrite(
+        ctx.spark.createDataFrame(rows, IDENTITY_METRICS_SCHEMA),
+        IDENTITY_METRICS,
+        partition_by=["batch_date"],
+        where={"batch_date": ctx.run_date},
+    )
 
 
 def _latest(key: str):
