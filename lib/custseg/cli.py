@@ -47,6 +47,8 @@ def add_job_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", type=_kv, default=[], metavar="KEY=VALUE",
                    help="override a config key (YAML value), repeatable")
     p.add_argument("--log-level", default=os.environ.get("CUSTSEG_LOG_LEVEL", "INFO"))
+    p.add_argument("--stages", default=None, type=lambda s: [x.strip() for x in s.split(",") if x.strip()],
+                   help="pipeline only: run these stages (comma-separated, in pipeline order) instead of all")
 
 
 def parse_job_args(stage: str | None, argv: list[str] | None = None) -> argparse.Namespace:
@@ -78,6 +80,13 @@ def run_job(args: argparse.Namespace, demo: bool = False, spark=None) -> int:
         if args.overrides:
             conf = conf.with_overrides({k: yaml.safe_load(v) for k, v in args.overrides})
         names = pipeline_stages() if args.stage == "pipeline" else [args.stage]
+        if getattr(args, "stages", None):
+            if args.stage != "pipeline":
+                raise KeyError(f"--stages is for the pipeline job, not {args.stage!r}")
+            unknown = [n for n in args.stages if n not in names]
+            if unknown:
+                raise KeyError(f"--stages: unknown or unavailable stages {unknown}; pipeline stages: {', '.join(names)}")
+            names = [n for n in names if n in args.stages]
         stages = [(n, get_stage(n)) for n in names]
     except (ConfigError, KeyError) as exc:
         log.error("%s", exc)

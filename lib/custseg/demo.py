@@ -70,6 +70,14 @@ def print_summary(home: Path, run_date: str) -> None:
         dist = " ".join(f"{k}:{v}" for k, v in sorted(df[col].value_counts().items()))
         print(f"  {col}: {dist}")
     print(f"\nRead them with Spark (custseg.storage.Tables) or deltalake.DeltaTable('{tables_root}/gold/customer_features').")
+    exports = home / "exports" / run_date / "manifest.json"
+    if exports.exists():
+        print(f"Campaign export files (CRM, e-mail, ads) and their manifest: {exports}")
+    report = home / "reports" / run_date / "report.html"
+    if report.exists():
+        print(f"Report: {report}")
+    else:
+        print("Report: not written (the report stage did not run; see gold.job_runs)")
 
 
 def _adds(dt):

@@ -54,18 +54,46 @@ def standalone(tmp_path_factory):
     master_url = f"spark://127.0.0.1:{port}"
     logs = [open(work / "master.log", "w"), open(work / "worker.log", "w")]
     master = subprocess.Popen(
-        [str(spark_class), "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port), "--webui-port", str(ui)],
-        env=env, stdout=logs[0], stderr=subprocess.STDOUT,
+        [
+            str(spark_class),
+            "org.apache.spark.deploy.master.Master",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--webui-port",
+            str(ui),
+        ],
+        env=env,
+        stdout=logs[0],
+        stderr=subprocess.STDOUT,
     )
     worker = None
     try:
         _wait_for(lambda: _port_open(port), 60, "the master")
         worker = subprocess.Popen(
-            [str(spark_class), "org.apache.spark.deploy.worker.Worker", master_url, "--host", "127.0.0.1",
-             "--cores", "2", "--memory", "2g", "--webui-port", str(wui)],
-            env=env, stdout=logs[1], stderr=subprocess.STDOUT,
+            [
+                str(spark_class),
+                "org.apache.spark.deploy.worker.Worker",
+                master_url,
+                "--host",
+                "127.0.0.1",
+                "--cores",
+                "2",
+                "--memory",
+                "2g",
+                "--webui-port",
+                str(wui),
+            ],
+            env=env,
+            stdout=logs[1],
+            stderr=subprocess.STDOUT,
         )
-        _wait_for(lambda: "Successfully registered with master" in (work / "worker.log").read_text(), 90, "the worker")
+        _wait_for(
+            lambda: "Successfully registered with master" in (work / "worker.log").read_text(),
+            90,
+            "the worker",
+        )
         yield master_url, env
     finally:
         for proc in (worker, master):
@@ -88,16 +116,37 @@ def test_pipeline_through_spark_submit_on_standalone(standalone, tmp_path):
     summary = generate(tmp_path, customers=300, days=120, seed=3, bad_share=0.01)
     run_date = summary.batch_dates[-1]
     env = {**env, "CUSTSEG_HOME": str(tmp_path), "CUSTSEG_PII_SALT": "cluster-test-salt"}
-    for stage in ("ingest", "conform", "features"):
-        proc = subprocess.run(
-            [str(ROOT / "spark-submit.sh"), stage, "--date", run_date, "--conf", "conf/cluster.yaml",
-             "--master", master_url, "--spark-conf", "spark.executor.memory=1g",
-             "--spark-conf", "spark.cores.max=2"],
-            cwd=ROOT, env={**env, "CUSTSEG_LANDING": str(tmp_path / "landing"), "CUSTSEG_TABLES": str(tmp_path / "tables"),
-                           "CUSTSEG_EXPORTS": str(tmp_path / "exports"), "CUSTSEG_REPORTS": str(tmp_path / "reports")},
-            capture_output=True, text=True, timeout=400,
-        )
-        assert proc.returncode == 0, f"{stage} failed:\n{proc.stderr[-4000:]}"
+    # One submission for three stages: each spark-submit starts a driver JVM (tens of seconds here).
+    proc = subprocess.run(
+        [
+            str(ROOT / "spark-submit.sh"),
+            "pipeline",
+            "--stages",
+            "ingest,conform,features",
+            "--date",
+            run_date,
+            "--conf",
+            "conf/cluster.yaml",
+            "--master",
+            master_url,
+            "--spark-conf",
+            "spark.executor.memory=1g",
+            "--spark-conf",
+            "spark.cores.max=2",
+        ],
+        cwd=ROOT,
+        env={
+            **env,
+            "CUSTSEG_LANDING": str(tmp_path / "landing"),
+            "CUSTSEG_TABLES": str(tmp_path / "tables"),
+            "CUSTSEG_EXPORTS": str(tmp_path / "exports"),
+            "CUSTSEG_REPORTS": str(tmp_path / "reports"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert proc.returncode == 0, f"pipeline failed:\n{proc.stderr[-4000:]}"
 
     features = DeltaTable(str(tmp_path / "tables" / "gold" / "customer_features")).to_pandas()
     customers = DeltaTable(str(tmp_path / "tables" / "silver" / "customers")).to_pandas()

@@ -131,7 +131,7 @@ def run(ctx: StageContext) -> None:
     with rec.stage("score"):
         cutoff = as_of + timedelta(days=1)  # everything up to the end of the snapshot day
         snap = customers.select("customer_key", F.lit(cutoff).alias("cutoff_date")).transform(features_at)
-        snap = snap.persist(StorageLevel.MEMORY_AND_DISK)
+        snap = _materialise(snap)
         scores = None
         for goal, model in models.items():
             s = model.score(snap).withColumnRenamed("p_response", f"p_{goal}")
@@ -144,16 +144,17 @@ def run(ctx: StageContext) -> None:
         features.transform(customer_base(customers, segments, cross_sell))
         .transform(with_history(contacts, complaints, windows))
         .join(scores, on="customer_key", how="left")
-        .persist(StorageLevel.MEMORY_AND_DISK)
+        .transform(_materialise)
     )
     rec.rows_in += base.count()
 
     with rec.stage("audiences"):
         salt = m.holdout_salt
         flagged_parts = [base.transform(flag_campaign(c, as_of, f"p_{c.goal}")) for c in campaigns]
-        flagged = _union(flagged_parts).persist(StorageLevel.MEMORY_AND_DISK)
-        scored = _union([flagged.where(F.col("campaign_id") == c.id).transform(score_campaign(c, salt)) for c in campaigns])
-        scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
+        flagged = _materialise(_union(flagged_parts))
+        scored = _materialise(
+            _union([flagged.where(F.col("campaign_id") == c.id).transform(score_campaign(c, salt)) for c in campaigns])
+        )
         selected = scored.transform(arbitrate(m.max_campaigns_per_customer)).transform(select_under_budget)
         offers = _union([
             selected.where(F.col("campaign_id") == c.id).join(
@@ -207,8 +208,15 @@ def run(ctx: StageContext) -> None:
     with rec.stage("exports"):
         files = write_exports(ctx, campaigns, audience, base)
         rec.details["exports"] = len(files)
-    for df in (snap, base, flagged, scored):
-        df.unpersist()
+    # snap, base, flagged and scored are local checkpoints: Spark's context cleaner frees
+    # their blocks once these frames are unreachable, i.e. when the stage returns.
+
+
+def _materialise(df: DataFrame) -> DataFrame:
+    """Computed once and cut from its lineage: the frames below are reused once per campaign,
+    and without the cut every union branch carries the whole feature and scoring plan again
+    (the plan, not the data, then outgrows the driver's memory)."""
+    return df.localCheckpoint(eager=True, storageLevel=StorageLevel.MEMORY_AND_DISK)
 
 
 def _union(frames: list[DataFrame]) -> DataFrame:
