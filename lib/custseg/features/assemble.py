@@ -190,11 +190,11 @@ def finish_features(raw: DataFrame, s: FeatureSettings, as_of: date) -> tuple[Da
     c = s.clv
     scored = None
     try:
-        bg = clv.fit_bgnbd(raw, c.max_fit_rows, c.seed)
+        bg = clv.fit_bgnbd(raw, c.max_fit_rows, c.seed, c.max_shape)
         report.bgnbd = bg.as_dict()
         gg = None
         try:
-            gg = clv.fit_gamma_gamma(raw, c.max_fit_rows, c.seed)
+            gg = clv.fit_gamma_gamma(raw, c.max_fit_rows, c.seed, c.max_shape)
             report.gamma_gamma = gg.as_dict()
             if gg.q <= 1.0:
                 report.warnings.append(f"Gamma-Gamma q={gg.q:.3f} <= 1: expected values undefined, left null")

@@ -39,7 +39,7 @@ import numpy as np
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from scipy.optimize import minimize
-from scipy.special import betaln, gammaln
+from scipy.special import betaln, digamma, gammaln
 
 from custseg.features.orders import purchase_days
 
@@ -63,6 +63,7 @@ class BgNbdParams:
     n_customers: int
     n_rows: int
     sampled: bool = False
+    at_bounds: tuple[str, ...] = ()  # parameters the fit left at the edge of LOG_BOUNDS
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -77,6 +78,7 @@ class GammaGammaParams:
     n_customers: int
     n_rows: int
     sampled: bool = False
+    at_bounds: tuple[str, ...] = ()
 
     @property
     def population_mean(self) -> float:
@@ -144,63 +146,146 @@ def summarize(
 # --- 2. fitting on the driver ------------------------------------------------------------
 
 
-def bgnbd_log_likelihood(params, x, t_x, T, weights=None) -> float:
-    """Sum of count-weighted BG/NBD log-likelihoods (Fader, Hardie & Lee 2005, eq. 6)."""
+def _bgnbd_terms(params, x, t_x, T, w, gradient: bool):
+    """Count-weighted BG/NBD log-likelihood (FHL 2005, eq. 6) and, if asked, its gradient.
+
+    LL_i = A1 + A2 + log(exp(A3) + [x>0] exp(A4)); with pi3, pi4 the shares of exp(A3) and
+    exp(A4) in that sum, dLL/dtheta = dA1 + dA2 + pi3 dA3 + pi4 dA4.
+    """
     r, alpha, a, b = params
-    x, t_x, T = np.asarray(x, float), np.asarray(t_x, float), np.asarray(T, float)
-    w = np.ones_like(x) if weights is None else np.asarray(weights, float)
+    repeat = x > 0
     a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
     a2 = betaln(a, b + x) - betaln(a, b)
     a3 = -(r + x) * np.log(alpha + T)
-    repeat = x > 0
-    a4 = np.full_like(x, -np.inf)
-    a4[repeat] = np.log(a) - np.log(b + x[repeat] - 1) - (r + x[repeat]) * np.log(alpha + t_x[repeat])
-    return float(np.sum(w * (a1 + a2 + np.logaddexp(a3, a4))))
+    bx1 = np.where(repeat, b + x - 1, 1.0)
+    a4 = np.where(repeat, np.log(a) - np.log(bx1) - (r + x) * np.log(alpha + t_x), -np.inf)
+    lse = np.logaddexp(a3, a4)
+    ll = float(np.sum(w * (a1 + a2 + lse)))
+    if not gradient:
+        return ll, None
+    pi3, pi4 = np.exp(a3 - lse), np.exp(a4 - lse)
+    log_t, log_tx = np.log(alpha + T), np.log(alpha + t_x)
+    d_r = digamma(r + x) - digamma(r) + np.log(alpha) - pi3 * log_t - pi4 * log_tx
+    d_alpha = r / alpha - (r + x) * (pi3 / (alpha + T) + pi4 / (alpha + t_x))
+    d_a = digamma(a + b) - digamma(a + b + x) + pi4 / a
+    d_b = digamma(b + x) - digamma(b) + digamma(a + b) - digamma(a + b + x) - pi4 / bx1
+    return ll, np.array([np.sum(w * d) for d in (d_r, d_alpha, d_a, d_b)])
+
+
+def _gamma_gamma_terms(params, x, m, w, gradient: bool):
+    """Count-weighted Gamma-Gamma log-likelihood of the mean spend m over x transactions (and gradient)."""
+    p, q, gamma = params
+    px = p * x
+    log_gm = np.log(gamma + m * x)
+    ll = (
+        gammaln(px + q) - gammaln(px) - gammaln(q) + q * np.log(gamma)
+        + (px - 1) * np.log(m) + px * np.log(x) - (px + q) * log_gm
+    )
+    if not gradient:
+        return float(np.sum(w * ll)), None
+    d_p = x * (digamma(px + q) - digamma(px) + np.log(m) + np.log(x) - log_gm)
+    d_q = digamma(px + q) - digamma(q) + np.log(gamma) - log_gm
+    d_gamma = q / gamma - (px + q) / (gamma + m * x)
+    return float(np.sum(w * ll)), np.array([np.sum(w * d) for d in (d_p, d_q, d_gamma)])
+
+
+def _arrays(*columns, weights=None):
+    arrays = [np.asarray(c, float) for c in columns]
+    w = np.ones_like(arrays[0]) if weights is None else np.asarray(weights, float)
+    return (*arrays, w)
+
+
+def bgnbd_log_likelihood(params, x, t_x, T, weights=None) -> float:
+    """Sum of count-weighted BG/NBD log-likelihoods (Fader, Hardie & Lee 2005, eq. 6)."""
+    return _bgnbd_terms(params, *_arrays(x, t_x, T, weights=weights), gradient=False)[0]
+
+
+def bgnbd_gradient(params, x, t_x, T, weights=None) -> np.ndarray:
+    """Gradient of ``bgnbd_log_likelihood`` in (r, alpha, a, b)."""
+    return _bgnbd_terms(params, *_arrays(x, t_x, T, weights=weights), gradient=True)[1]
 
 
 def gamma_gamma_log_likelihood(params, x, m, weights=None) -> float:
     """Sum of count-weighted Gamma-Gamma log-likelihoods of the mean spend m over x transactions."""
-    p, q, gamma = params
-    x, m = np.asarray(x, float), np.asarray(m, float)
-    w = np.ones_like(x) if weights is None else np.asarray(weights, float)
-    px = p * x
-    ll = (
-        gammaln(px + q) - gammaln(px) - gammaln(q) + q * np.log(gamma)
-        + (px - 1) * np.log(m) + px * np.log(x) - (px + q) * np.log(gamma + m * x)
-    )
-    return float(np.sum(w * ll))
+    return _gamma_gamma_terms(params, *_arrays(x, m, weights=weights), gradient=False)[0]
 
 
-def _maximise(nll: Callable[[np.ndarray], float], start: np.ndarray, what: str) -> np.ndarray:
-    """Nelder-Mead on log-parameters (keeps them positive), polished by a second restart."""
+def gamma_gamma_gradient(params, x, m, weights=None) -> np.ndarray:
+    """Gradient of ``gamma_gamma_log_likelihood`` in (p, q, gamma)."""
+    return _gamma_gamma_terms(params, *_arrays(x, m, weights=weights), gradient=True)[1]
 
-    def safe(theta: np.ndarray) -> float:
-        value = nll(np.exp(theta))
-        return value if np.isfinite(value) else 1e300
 
-    opts = {"xatol": 1e-10, "fatol": 1e-10, "maxiter": 20000, "maxfev": 40000}
-    res = minimize(safe, np.log(start), method="Nelder-Mead", options=opts)
-    res = minimize(safe, res.x, method="Nelder-Mead", options=opts)  # restart: NM can stall early
-    if not res.success or not np.all(np.isfinite(res.x)) or res.fun >= 1e300:
-        raise ClvFitError(f"{what}: optimiser did not converge ({res.message})")
-    return np.exp(res.x)
+# The box the fit searches, in natural units. Lower edges keep logs finite. Shape parameters
+# (r, a, b, p, q) stop at ``max_shape``: on data where the dropout probability is the same for
+# everyone, the BG/NBD likelihood keeps rising along a ridge a, b -> infinity with a/(a+b)
+# fixed (the Beta mixing distribution collapses to a point), and an unbounded search walks
+# off along it (a = 9e5, b = 4e7 on the generated demo data, after ~10^4 Nelder-Mead steps).
+# A Beta with a + b ~ 1000 is already a point mass for every score, and keeps the 2F1 series
+# short. Scale parameters (alpha, gamma; in time and money units) get a wide box.
+MIN_PARAMETER = 1e-6
+MAX_SCALE = 1e9
+GRADIENT_TOLERANCE = 1e-6  # on the mean log-likelihood per customer, per unit of log-parameter
+
+
+def _maximise(
+    terms: Callable, start: np.ndarray, total_weight: float, names: tuple[str, ...], upper: np.ndarray, what: str
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """L-BFGS-B with the analytic gradient on log-parameters (keeps them positive), within a box.
+
+    The objective is the mean negative log-likelihood per customer, so the tolerances do not
+    depend on the customer count. Returns (parameters, names of parameters at an edge of the
+    box, which are logged: the data do not pin them down). Derivative-free Nelder-Mead
+    needed thousands of evaluations here and never met its tolerance on the ridge above.
+    """
+
+    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        params = np.exp(theta)
+        with np.errstate(all="ignore"):
+            ll, grad = terms(params)
+        if not np.isfinite(ll) or not np.all(np.isfinite(grad)):
+            return 1e300, np.zeros_like(theta)
+        return -ll / total_weight, -grad * params / total_weight
+
+    low, high = np.full(len(start), math.log(MIN_PARAMETER)), np.log(np.asarray(upper, float))
+    theta0 = np.clip(np.log(start), low, high)
+    opts = {"maxiter": 5000, "ftol": 1e-15, "gtol": 1e-10}
+    res = minimize(objective, theta0, jac=True, method="L-BFGS-B", bounds=list(zip(low, high, strict=True)), options=opts)
+    value, grad = objective(res.x)
+    at_low, at_high = res.x <= low + 1e-9, res.x >= high - 1e-9
+    # projected gradient: at an edge only a component pointing back into the box counts
+    free = np.where((at_low & (grad > 0)) | (at_high & (grad < 0)), 0.0, grad)
+    worst = float(np.max(np.abs(free)))
+    if value >= 1e300 or not np.all(np.isfinite(res.x)) or worst > GRADIENT_TOLERANCE:
+        raise ClvFitError(f"{what}: optimiser did not converge ({res.message}; gradient {worst:.2g} after {res.nit} steps)")
+    edge = tuple(n for n, lo, hi in zip(names, at_low, at_high, strict=True) if lo or hi)
+    if edge:
+        log.warning("%s: %s at the edge of the search box: the data do not identify it", what, ", ".join(edge))
+    log.info("%s: converged in %d steps (%d evaluations)", what, res.nit, res.nfev)
+    return np.exp(res.x), edge
 
 
 def _bounded_groups(df: DataFrame, keys: list[str], max_rows: int, seed: int) -> tuple[list, int, bool]:
-    """Counted groups of identical ``keys`` (at most ~max_rows), the customer count, sampled?"""
+    """Counted groups of identical ``keys`` (at most ~max_rows), the customer count, sampled?
+
+    One job when the groups fit (at most max_rows + 1 rows come back); above that a count
+    and a seeded Bernoulli sample of customers.
+    """
     groups = df.groupBy(*keys).agg(F.count(F.lit(1)).alias("n"))
-    stats = groups.agg(F.count(F.lit(1)).alias("rows"), F.sum("n").alias("customers")).first()
-    n_rows, n_customers = int(stats["rows"] or 0), int(stats["customers"] or 0)
-    sampled = n_rows > max_rows
-    if sampled:
-        fraction = max_rows / n_customers
-        log.warning("CLV fit: %d distinct groups > %d; fitting on a %.4f sample of customers", n_rows, max_rows, fraction)
-        groups = df.sample(fraction=fraction, seed=seed).groupBy(*keys).agg(F.count(F.lit(1)).alias("n"))
-    return groups.collect(), n_customers, sampled
+    rows = groups.limit(max_rows + 1).collect()
+    if len(rows) <= max_rows:
+        return rows, int(sum(r["n"] for r in rows)), False
+    n_customers = df.count()
+    fraction = max_rows / n_customers
+    log.warning("CLV fit: more than %d distinct groups; fitting on a %.4f sample of customers", max_rows, fraction)
+    sampled = df.sample(fraction=fraction, seed=seed).groupBy(*keys).agg(F.count(F.lit(1)).alias("n"))
+    return sampled.collect(), n_customers, True
 
 
-def fit_bgnbd(summary: DataFrame, max_rows: int = 200000, seed: int = 42) -> BgNbdParams:
-    """Maximum-likelihood BG/NBD (r, alpha, a, b) from a ``summarize`` output (time in its units)."""
+def fit_bgnbd(summary: DataFrame, max_rows: int = 200000, seed: int = 42, max_shape: float = 1000.0) -> BgNbdParams:
+    """Maximum-likelihood BG/NBD (r, alpha, a, b) from a ``summarize`` output (time in its units).
+
+    r, a and b are searched in [1e-6, max_shape], alpha in [1e-6, 1e9].
+    """
     active = summary.where(F.col("clv_frequency").isNotNull())
     rows, n_customers, sampled = _bounded_groups(active, ["clv_frequency", "clv_recency", "clv_T"], max_rows, seed)
     if not rows:
@@ -212,14 +297,21 @@ def fit_bgnbd(summary: DataFrame, max_rows: int = 200000, seed: int = 42) -> BgN
     # Moment-style start: r/alpha ~ purchase rate per unit of time; a, b mild.
     rate = max(float(np.sum(w * x) / max(np.sum(w * T), 1e-9)), 1e-3)
     start = np.array([1.0, 1.0 / rate, 1.0, 1.0])
-    params = _maximise(lambda p: -bgnbd_log_likelihood(p, x, t_x, T, w), start, "BG/NBD")
+    terms = lambda p: _bgnbd_terms(p, x, t_x, T, w, gradient=True)  # noqa: E731
+    upper = np.array([max_shape, MAX_SCALE, max_shape, max_shape])
+    params, edge = _maximise(terms, start, float(np.sum(w)), ("r", "alpha", "a", "b"), upper, "BG/NBD")
     r, alpha, a, b = (float(v) for v in params)
     ll = bgnbd_log_likelihood(params, x, t_x, T, w)
-    return BgNbdParams(r, alpha, a, b, ll, n_customers, len(rows), sampled)
+    return BgNbdParams(r, alpha, a, b, ll, n_customers, len(rows), sampled, edge)
 
 
-def fit_gamma_gamma(summary: DataFrame, max_rows: int = 200000, seed: int = 42) -> GammaGammaParams:
-    """Maximum-likelihood Gamma-Gamma (p, q, gamma) on repeat buyers with a positive mean spend."""
+def fit_gamma_gamma(
+    summary: DataFrame, max_rows: int = 200000, seed: int = 42, max_shape: float = 1000.0
+) -> GammaGammaParams:
+    """Maximum-likelihood Gamma-Gamma (p, q, gamma) on repeat buyers with a positive mean spend.
+
+    p and q are searched in [1e-6, max_shape], gamma in [1e-6, 1e9].
+    """
     repeat = summary.where((F.col("clv_frequency") > 0) & (F.col("clv_monetary") > 0))
     rows, n_customers, sampled = _bounded_groups(repeat, ["clv_frequency", "clv_monetary"], max_rows, seed)
     if len(rows) < 3:
@@ -227,10 +319,12 @@ def fit_gamma_gamma(summary: DataFrame, max_rows: int = 200000, seed: int = 42) 
     arr = np.array([(r["clv_frequency"], r["clv_monetary"], r["n"]) for r in rows], dtype=float)
     x, m, w = arr.T
     start = np.array([1.0, 2.0, float(np.average(m, weights=w))])
-    params = _maximise(lambda p: -gamma_gamma_log_likelihood(p, x, m, w), start, "Gamma-Gamma")
+    terms = lambda p: _gamma_gamma_terms(p, x, m, w, gradient=True)  # noqa: E731
+    upper = np.array([max_shape, max_shape, MAX_SCALE])
+    params, edge = _maximise(terms, start, float(np.sum(w)), ("p", "q", "gamma"), upper, "Gamma-Gamma")
     p, q, gamma = (float(v) for v in params)
     ll = gamma_gamma_log_likelihood(params, x, m, w)
-    return GammaGammaParams(p, q, gamma, ll, n_customers, len(rows), sampled)
+    return GammaGammaParams(p, q, gamma, ll, n_customers, len(rows), sampled, edge)
 
 
 # --- 3. scoring in Spark -----------------------------------------------------------------

@@ -33,6 +33,7 @@ class ClvSettings:
     time_unit_days: int = 7
     margin: float = 1.0
     max_fit_rows: int = 200000
+    max_shape: float = 1000.0
     seed: int = 42
     series_tolerance: float = 1e-10
     series_max_terms: int = 5000
@@ -75,6 +76,7 @@ class FeatureSettings:
             time_unit_days=int(f.clv_time_unit_days),
             margin=float(f.clv_margin),
             max_fit_rows=int(f.clv_max_fit_rows),
+            max_shape=float(f.clv_max_shape),
             seed=int(f.clv_seed),
             series_tolerance=float(f.clv_series_tolerance),
             series_max_terms=int(f.clv_series_max_terms),
@@ -171,5 +173,6 @@ def check_feature_settings(conf: Config) -> None:
     _positive_int(conf, "features.clv_time_unit_days", upper=365)
     _number(conf, "features.clv_margin", 0.0, 1e6)
     _positive_int(conf, "features.clv_max_fit_rows")
+    _number(conf, "features.clv_max_shape", 1.0, 1e6)
     _number(conf, "features.clv_series_tolerance", 0.0, 1e-3, low_open=True)
     _positive_int(conf, "features.clv_series_max_terms", upper=100000)
