@@ -144,7 +144,7 @@ def test_pipeline_through_spark_submit_on_standalone(standalone, tmp_path):
         },
         capture_output=True,
         text=True,
-        timeout=400,
+        timeout=900,  # a guard against a hung cluster, not a speed target
     )
     assert proc.returncode == 0, f"pipeline failed:\n{proc.stderr[-4000:]}"
 
