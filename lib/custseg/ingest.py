@@ -3,7 +3,9 @@
 Reading keeps the raw text of each record: JSON Lines are read as text and parsed with
 ``from_json`` (a malformed line becomes a quarantine row, not a silently dropped one);
 CSV is read with an explicit schema in PERMISSIVE mode with a corrupt-record column.
-Each batch reconciles: records read = accepted + quarantined.
+Files that fail a whole-file check (custseg.file_checks) are quarantined line by line
+with the file's reason. Each batch reconciles: records read = accepted + quarantined.
+docs/ingest.md lists every reason code.
 """
 
 from __future__ import annotations
@@ -12,12 +14,16 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import reduce
+from pathlib import Path
+from urllib.parse import urlparse
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 from pyspark.sql.window import Window
 
+from custseg.file_checks import SINGLE_ROW_REASONS, FileCheck
 from custseg.sources.base import SourceSpec, parse_ts
 
 log = logging.getLogger(__name__)
@@ -52,41 +58,102 @@ def batch_id_for(source: str, batch_date: str, files: list[tuple[str, int]]) -> 
     return h.hexdigest()[:16]
 
 
-def read_raw(spark: SparkSession, spec: SourceSpec, path: str) -> DataFrame:
-    """Raw records of one batch folder: the spec's columns, ``_parse_error`` and ``raw_record``."""
-    if spec.fmt == "jsonl":
-        text = spark.read.text(path).withColumn("_source_file", F.col("_metadata.file_path"))
-        text = text.where(F.trim("value") != "")
-        parsed = F.from_json(F.col("value"), spec.schema, {"mode": "PERMISSIVE"})
-        # from_json is lenient with truncated objects in PERMISSIVE mode; a value that
-        # is not a complete JSON object is malformed whatever from_json made of it.
-        malformed = F.try_parse_json(F.col("value")).isNull() | ~F.trim("value").startswith("{")
-        return text.select(
-            *[parsed[c].alias(c) for c in spec.columns],
-            F.when(malformed, F.lit("malformed_json")).alias("_parse_error"),
-            F.col("value").alias("raw_record"),
-            "_source_file",
+def read_raw(spark: SparkSession, spec: SourceSpec, checks: list[FileCheck]) -> DataFrame:
+    """Raw records of one batch: the spec's columns, ``_parse_error``, ``raw_record``, ``_source_file``.
+
+    Usable files are read as records; each line of a file that failed a whole-file check
+    (custseg.file_checks) becomes a record with the file's reason as ``_parse_error``, and a
+    file without lines (empty, unreadable) becomes one such record, so that records read =
+    accepted + quarantined holds for every batch.
+    """
+    good = [c for c in checks if c.ok]
+    parts: list[DataFrame] = []
+    if good and spec.fmt == "jsonl":
+        parts.append(_read_jsonl(spark, spec, [c.path for c in good]))
+    elif good and spec.fmt == "csv":
+        by_header: dict[tuple[str, ...], list[str]] = {}
+        for c in good:
+            by_header.setdefault(c.header, []).append(c.path)
+        parts.extend(_read_csv(spark, spec, paths, header) for header, paths in sorted(by_header.items()))
+    elif good:
+        raise ValueError(f"source {spec.name}: unsupported format {spec.fmt!r}")
+    for c in checks:
+        if not c.ok:
+            parts.append(_read_rejected_file(spark, spec, c))
+    return reduce(DataFrame.unionByName, parts)
+
+
+def _read_jsonl(spark: SparkSession, spec: SourceSpec, paths: list[str]) -> DataFrame:
+    # The text source keeps bytes as they are: invalid UTF-8 is made valid (U+FFFD) here,
+    # which flags the record (with_reasons) and keeps the Parquet files valid.
+    text = spark.read.text(paths).select(F.make_valid_utf8("value").alias("value"), F.col("_metadata.file_path").alias("_source_file"))
+    text = text.where(F.trim("value") != "")
+    parsed = F.from_json(F.col("value"), spec.schema, {"mode": "PERMISSIVE"})
+    # from_json is lenient with truncated objects in PERMISSIVE mode; a value that
+    # is not a complete JSON object is malformed whatever from_json made of it.
+    malformed = F.try_parse_json(F.col("value")).isNull() | ~F.trim("value").startswith("{")
+    return text.select(
+        *[parsed[c].alias(c) for c in spec.columns],
+        F.when(malformed, F.lit("malformed_json")).alias("_parse_error"),
+        F.col("value").alias("raw_record"),
+        "_source_file",
+    )
+
+
+def _read_csv(spark: SparkSession, spec: SourceSpec, paths: list[str], header: tuple[str, ...]) -> DataFrame:
+    """Files sharing one (checked) header: read by position, columns picked by header name.
+
+    The header was validated by file_checks, so Spark's own header check is not needed
+    (``enforceSchema``); columns the source does not declare stay in ``raw_record``.
+    """
+    slots = [f"_h{i}" for i in range(len(header))]
+    schema = StructType([*(StructField(s, StringType(), True) for s in slots), StructField(CORRUPT, StringType(), True)])
+    df = (
+        spark.read.option("header", "true")
+        .option("sep", spec.delimiter)
+        .option("mode", "PERMISSIVE")
+        .option("columnNameOfCorruptRecord", CORRUPT)
+        .option("multiLine", "false")
+        .option("enforceSchema", "true")
+        .schema(schema)
+        .csv(paths)
+        .withColumn("_source_file", F.col("_metadata.file_path"))
+    )
+    slot_of = {name: slot for slot, name in reversed(list(zip(slots, header, strict=True)))}
+
+    def column(c: str) -> Column:
+        slot = slot_of.get(spec.header_name(c))
+        return (F.col(slot) if slot else F.lit(None).cast("string")).alias(c)
+
+    as_landed = F.struct(*[F.col(slot).alias(name) for slot, name in zip(slots, header, strict=True)])
+    return df.select(
+        *[column(c) for c in spec.columns],
+        F.when(F.col(CORRUPT).isNotNull(), F.lit("malformed_csv_row")).alias("_parse_error"),
+        F.coalesce(F.col(CORRUPT), F.to_json(as_landed)).alias("raw_record"),
+        "_source_file",
+    )
+
+
+def _read_rejected_file(spark: SparkSession, spec: SourceSpec, check: FileCheck) -> DataFrame:
+    """Records of a file that failed a whole-file check: one per non-blank line (CSV header
+    excluded), or a single one for a file without readable lines."""
+    nulls = [F.lit(None).cast(f.dataType).alias(f.name) for f in spec.schema.fields]
+    if check.reason in SINGLE_ROW_REASONS:
+        row = spark.range(1).select(F.lit(None).cast("string").alias("raw_record"), F.lit(file_uri(check.path)).alias("_source_file"))
+    else:
+        lines = spark.read.text(check.path).select(
+            F.make_valid_utf8("value").alias("raw_record"), F.col("_metadata.file_path").alias("_source_file")
         )
-    if spec.fmt == "csv":
-        schema = StructType([*spec.schema.fields, StructField(CORRUPT, StringType(), True)])
-        df = (
-            spark.read.option("header", "true")
-            .option("mode", "PERMISSIVE")
-            .option("columnNameOfCorruptRecord", CORRUPT)
-            .option("multiLine", "false")
-            .option("enforceSchema", "false")
-            .schema(schema)
-            .csv(path)
-            .withColumn("_source_file", F.col("_metadata.file_path"))
-        )
-        raw = F.coalesce(F.col(CORRUPT), F.to_json(F.struct(*spec.columns)))
-        return df.select(
-            *spec.columns,
-            F.when(F.col(CORRUPT).isNotNull(), F.lit("malformed_csv_row")).alias("_parse_error"),
-            raw.alias("raw_record"),
-            "_source_file",
-        )
-    raise ValueError(f"source {spec.name}: unsupported format {spec.fmt!r}")
+        lines = lines.where(F.trim("raw_record") != "")
+        if spec.fmt == "csv":
+            lines = lines.where(F.regexp_replace("raw_record", "^\uFEFF", "") != F.lit(check.header_line))
+        row = lines
+    return row.select(*nulls, F.lit(check.reason).alias("_parse_error"), "raw_record", "_source_file")
+
+
+def file_uri(path: str) -> str:
+    """A landing path as Spark's ``_metadata.file_path`` spells it."""
+    return Path(path).absolute().as_uri() if urlparse(path).scheme in ("", "file") and not path.startswith("file:") else path
 
 
 def with_reasons(spec: SourceSpec, batch_date: str, future_tolerance_hours: int) -> callable:
@@ -98,7 +165,9 @@ def with_reasons(spec: SourceSpec, batch_date: str, future_tolerance_hours: int)
         for code, rule in spec.rules:
             checks.append(F.when(F.col("_parse_error").isNull() & F.coalesce(rule(), F.lit(False)), F.lit(code)))
         for ts in spec.ts_cols:
-            checks.append(F.when(parse_ts(ts) > F.lit(limit), F.lit(f"future_{ts}")))
+            checks.append(F.when(parse_ts(ts, spec.ts_formats) > F.lit(limit), F.lit(f"future_{ts}")))
+        # Spark decodes bytes that are not UTF-8 as U+FFFD: a record with one was garbled on the way.
+        checks.append(F.when(F.col("_parse_error").isNull() & F.col("raw_record").contains("\ufffd"), F.lit("invalid_utf8")))
         reasons = F.array_compact(F.array(*checks))
         out = df.withColumn("reasons", reasons)
         if spec.key:

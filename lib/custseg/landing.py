@@ -47,6 +47,33 @@ def list_files(spark: SparkSession, path: str) -> list[tuple[str, int]]:
     return sorted(out)
 
 
+def read_bytes(spark: SparkSession, path: str, size: int, head: int, tail: int) -> tuple[bytes, bytes]:
+    """(first ``head`` bytes, last ``tail`` bytes) of one file, without reading the rest.
+
+    Local files are read directly; other schemes through Hadoop's FileSystem API (a seek
+    and a bounded read on the JVM side, so only these bytes cross to the driver).
+    """
+    n_head, tail_from = min(head, size), max(0, size - tail)
+    scheme = urlparse(path).scheme
+    if scheme in ("", "file"):
+        with open(path.removeprefix("file:"), "rb") as fh:
+            first = fh.read(n_head)
+            fh.seek(tail_from)
+            return first, fh.read()
+    jvm = spark.sparkContext._jvm  # noqa: SLF001
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    fs = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())  # noqa: SLF001
+    ioutils = jvm.org.apache.commons.io.IOUtils
+    stream = fs.open(hpath)
+    try:
+        first = bytes(ioutils.toByteArray(stream, n_head)) if n_head else b""
+        stream.seek(tail_from)
+        last = bytes(ioutils.toByteArray(stream, size - tail_from)) if size > tail_from else b""
+    finally:
+        stream.close()
+    return first, last
+
+
 def available_dates(landing: str, source: str) -> list[str]:
     """Batch dates present locally for a source (used by `custseg demo` and tests)."""
     root = Path(landing) / source

@@ -19,10 +19,10 @@ Rule = tuple[str, Callable[[], Column]]
 TS_FORMATS = ("yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd'T'HH:mm:ss", "yyyy-MM-dd'T'HH:mm:ssXXX", "yyyy-MM-dd")
 
 
-def parse_ts(col: str | Column) -> Column:
-    """A timestamp from the formats the sources use; null when none matches."""
+def parse_ts(col: str | Column, formats: tuple[str, ...] = TS_FORMATS) -> Column:
+    """A timestamp from the formats the sources use (or ``formats``); null when none matches."""
     c = F.col(col) if isinstance(col, str) else col
-    return F.coalesce(*[F.try_to_timestamp(c, F.lit(fmt)) for fmt in TS_FORMATS])
+    return F.coalesce(*[F.try_to_timestamp(c, F.lit(fmt)) for fmt in formats])
 
 
 def parse_date(col: str | Column) -> Column:
@@ -38,10 +38,10 @@ def missing(col: str) -> Callable[[], Column]:
     return lambda: F.col(col).isNull() | (F.trim(F.col(col)) == "")
 
 
-def bad_ts(col: str, required: bool = True) -> Callable[[], Column]:
+def bad_ts(col: str, required: bool = True, formats: tuple[str, ...] = TS_FORMATS) -> Callable[[], Column]:
     def rule() -> Column:
         present = F.col(col).isNotNull() & (F.trim(F.col(col)) != "")
-        unparsable = present & parse_ts(col).isNull()
+        unparsable = present & parse_ts(col, formats).isNull()
         return (unparsable | ~present) if required else unparsable
 
     return rule
@@ -63,6 +63,17 @@ def bad_number(col: str, low: float | None = None, high: float | None = None) ->
     return rule
 
 
+def not_in(col: str, values: tuple[str, ...], required: bool = False) -> Callable[[], Column]:
+    """True when the value (trimmed, lower case) is not one of ``values``; a null passes unless required."""
+
+    def rule() -> Column:
+        value = F.nullif(F.lower(F.trim(F.col(col))), F.lit(""))
+        outside = ~value.isin(*values)
+        return (value.isNull() | outside) if required else F.coalesce(outside, F.lit(False))
+
+    return rule
+
+
 @dataclass(frozen=True)
 class SourceSpec:
     name: str
@@ -71,7 +82,20 @@ class SourceSpec:
     key: str | None  # record id used for de-duplication
     rules: list[Rule] = field(default_factory=list)
     ts_cols: tuple[str, ...] = ()  # checked against the future tolerance
+    ts_formats: tuple[str, ...] = TS_FORMATS
+    delimiter: str = ","  # CSV only
+    # CSV only: schema column -> header name in the files (default: the same name); a column
+    # mapped to "" is not expected in the files (null in bronze).
+    header_names: dict[str, str] = field(default_factory=dict)
 
     @property
     def columns(self) -> list[str]:
         return [f.name for f in self.schema.fields]
+
+    def header_name(self, column: str) -> str:
+        return self.header_names.get(column, column)
+
+    @property
+    def required_headers(self) -> list[str]:
+        """Header names a CSV file of this source must have: every declared column."""
+        return [h for h in (self.header_name(c) for c in self.columns) if h]

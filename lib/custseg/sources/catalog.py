@@ -5,7 +5,15 @@ from __future__ import annotations
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, StringType, StructField, StructType
 
-from custseg.sources.base import SourceSpec, bad_number, bad_ts, missing, strings
+from custseg.sources.base import SourceSpec, bad_number, bad_ts, missing, not_in, strings
+
+# Enumerations checked at ingest (what the upstream systems, and lib/custseg/datagen, write).
+ORDER_CHANNELS = ("store", "web", "app")
+ORDER_STATUSES = ("completed", "returned", "cancelled")
+EVENT_TYPES = (
+    "page_view", "product_view", "search", "add_to_cart", "remove_from_cart", "checkout", "purchase", "login",
+)
+FEEDBACK_CHANNELS = ("web", "app", "email", "store", "call_center")
 
 ORDER_ITEM = StructType(
     [
@@ -94,7 +102,8 @@ ORDERS = SourceSpec(
                 ),
             ),
         ),
-        ("bad_status", lambda: ~F.lower(F.trim("status")).isin("completed", "returned", "cancelled")),
+        ("bad_status", lambda: ~F.lower(F.trim("status")).isin(*ORDER_STATUSES)),
+        ("bad_channel", not_in("channel", ORDER_CHANNELS)),
     ],
     ts_cols=("order_ts",),
 )
@@ -112,6 +121,7 @@ EVENTS = SourceSpec(
         ("missing_device_id", missing("device_id")),
         ("bad_ts", bad_ts("ts")),
         ("bad_duration", bad_number("duration_ms", low=0)),
+        ("bad_event_type", not_in("event_type", EVENT_TYPES, required=True)),
     ],
     ts_cols=("ts",),
 )
@@ -127,6 +137,7 @@ FEEDBACK = SourceSpec(
         ("bad_ts", bad_ts("ts")),
         ("rating_out_of_range", bad_number("rating", low=1, high=5)),
         ("nps_out_of_range", bad_number("nps", low=0, high=10)),
+        ("bad_channel", not_in("channel", FEEDBACK_CHANNELS)),
     ],
     ts_cols=("ts",),
 )

@@ -32,6 +32,7 @@ from custseg.conform.orders import (
 from custseg.pii import resolve_salt
 from custseg.sources.base import parse_ts
 from custseg.stages.context import StageContext
+from custseg.stages.flat_inputs import bronze_with_flat
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def run(ctx: StageContext) -> None:
     upto = F.col("_batch_date") <= F.lit(ctx.as_of)  # a rerun of an old date ignores later batches
 
     with rec.stage("silver.customers"):
-        customers = t.read("bronze.crm_customers").where(upto).transform(conform_customers(salt, ctx.as_of, cc))
+        customers = bronze_with_flat(ctx, "crm_customers").where(upto).transform(conform_customers(salt, ctx.as_of, cc))
         t.overwrite(customers, "silver.customers")
         customers = t.read("silver.customers")
 
@@ -71,7 +72,7 @@ def run(ctx: StageContext) -> None:
 
     with rec.stage("silver.order_items"):
         orders = (
-            t.read("bronze.orders")
+            bronze_with_flat(ctx, "orders")
             .where(upto)
             .withColumn("order_id", F.trim("order_id"))
             .transform(latest_orders)
@@ -109,7 +110,7 @@ def _identity_map(ctx: StageContext, customers: DataFrame, upto, salt: str, cc: 
     """Edges from CRM, POS tickets with both customer_id and loyalty phone, and login events."""
     t = ctx.tables
     edges = customer_edges(customers)
-    edges = edges.unionByName(t.read("bronze.orders").where(upto).transform(order_edges(salt, cc)))
+    edges = edges.unionByName(bronze_with_flat(ctx, "orders").where(upto).transform(order_edges(salt, cc)))
     if t.exists("bronze.events"):
         edges = edges.unionByName(t.read("bronze.events").where(upto).transform(login_edges(salt)))
     max_iter = int(ctx.conf.get_path("conform.identity_max_iterations", DEFAULT_MAX_ITERATIONS))

@@ -8,9 +8,13 @@ from datetime import datetime, timezone
 from pyspark import StorageLevel
 from pyspark.sql import functions as F
 
+from custseg.config import Config
+from custseg.file_checks import check_files
 from custseg.ingest import BatchCounts, batch_id_for, read_raw, split_batch, with_reasons
 from custseg.landing import batch_path, list_files
-from custseg.sources import SOURCES
+from custseg.sources import SOURCES, SourceSpec
+from custseg.sources.flat import TABLE as FLAT_TABLE
+from custseg.sources.flat import FlatSettings, flat_spec
 from custseg.stages.context import StageContext
 
 log = logging.getLogger(__name__)
@@ -27,23 +31,34 @@ class MissingSourceError(RuntimeError):
     pass
 
 
+def sources(conf: Config) -> dict[str, tuple[SourceSpec, str]]:
+    """Source name -> (spec, bronze table): the built-in sources, plus flat_transactions when enabled."""
+    out = {name: (spec, f"bronze.{name}") for name, spec in SOURCES.items()}
+    flat = FlatSettings.from_config(conf)
+    if flat.enabled:
+        out[flat.source_name] = (flat_spec(flat), FLAT_TABLE)
+    return out
+
+
 def ingest_source(ctx: StageContext, name: str) -> BatchCounts | None:
-    spec = SOURCES[name]
+    """One source's batch of ``ctx.run_date`` into bronze and quarantine; None when it has no files."""
+    spec, table = sources(ctx.conf)[name]
     path = batch_path(ctx.landing, name, ctx.run_date)
     files = list_files(ctx.spark, path)
     if not files:
         return None
+    checks = check_files(ctx.spark, spec, files)
     batch_id = batch_id_for(name, ctx.run_date, [(f.rsplit("/", 1)[-1], s) for f, s in files])
     ingested_at = datetime.now(timezone.utc).replace(tzinfo=None)
     validated = (
-        read_raw(ctx.spark, spec, path)
+        read_raw(ctx.spark, spec, checks)
         .transform(with_reasons(spec, ctx.run_date, ctx.conf.ingest.future_tolerance_hours))
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
     try:
         accepted, quarantined = split_batch(validated, spec, ctx.run_date, batch_id, ingested_at)
         where = {"_batch_date": ctx.run_date}
-        ctx.tables.overwrite(accepted, f"bronze.{name}", partition_by=["_batch_date"], where=where)
+        ctx.tables.overwrite(accepted, table, partition_by=["_batch_date"], where=where)
         ctx.tables.overwrite(
             quarantined, QUARANTINE, partition_by=["_batch_date", "source"], where={**where, "source": name}
         )
@@ -53,13 +68,16 @@ def ingest_source(ctx: StageContext, name: str) -> BatchCounts | None:
     finally:
         validated.unpersist()
     read, ok = int(counts["read"]), int(counts["ok"] or 0)
+    rejected = [c for c in checks if not c.ok]
+    if rejected:
+        ctx.recorder.details.setdefault("files_quarantined", {})[name] = {c.path: c.reason for c in rejected}
     return BatchCounts(name, ctx.run_date, batch_id, read, ok, read - ok)
 
 
 def run(ctx: StageContext) -> None:
     required = set(ctx.conf.ingest.required_sources)
     results: list[BatchCounts] = []
-    for name in SOURCES:
+    for name in sources(ctx.conf):
         with ctx.recorder.stage(f"ingest {name}"):
             counts = ingest_source(ctx, name)
         if counts is None:
