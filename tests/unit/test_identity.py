@@ -103,14 +103,16 @@ def test_chain_between_two_customers_keeps_only_direct_links(spark):
     _eq(id_map, _expect(spark, expected))
 
 
-def test_customer_ids_unknown_to_crm_never_anchor_but_count_as_owners(spark):
+def test_customer_ids_unknown_to_crm_neither_anchor_nor_make_identifiers_ambiguous(spark):
     edges = [
         ("customer_id", "c1", "device", "d1"),
-        ("customer_id", "x9", "device", "d1"),  # x9 is not in CRM: d1 is still ambiguous
-        ("customer_id", "x9", "device", "d9"),
+        ("customer_id", "x9", "device", "d1"),  # x9 is not in CRM (an orphan id): d1 stays c1's
+        ("customer_id", "x9", "device", "d9"),  # nothing anchors d9
+        ("customer_id", "c1", "phone", "p1"),
     ]
-    _, id_map = _resolve(spark, edges, ["c1"])
-    _eq(id_map, _expect(spark, [("customer_id", "c1", "c1")]))
+    res, id_map = _resolve(spark, edges, ["c1"])
+    _eq(id_map, _expect(spark, [("customer_id", "c1", "c1"), ("device", "d1", "c1"), ("phone", "p1", "c1")]))
+    assert res.ambiguous.count() == 0
 
 
 def test_bounded_iterations_converge_on_a_long_chain(spark):

@@ -9,14 +9,17 @@ the customers, and ``customer_key`` of a component is the key of its CRM custome
 
 Safety policy, so that two different CRM customers are never merged into one:
 
-1. An identifier (e-mail, phone, device) adjacent to more than one customer_id (a family
+1. Only CRM customer_ids are nodes. An edge to a customer_id unknown to CRM (an orphan or a
+   mistyped id on a ticket or an event) is dropped: it neither anchors a component nor makes
+   an identifier ambiguous, so a bad record cannot cut a real customer's links.
+2. An identifier (e-mail, phone, device) adjacent to more than one customer_id (a family
    e-mail, a shared phone, a shop's tablet) is *ambiguous* and dropped from the graph: it
-   resolves to nobody. Customer ids unknown to CRM count here too (safer), but never anchor.
-2. Edges between two customer_ids are dropped: the graph never joins two customer_ids.
-3. A component that still holds more than one customer_id (through a chain of identifiers,
+   resolves to nobody.
+3. Edges between two customer_ids are dropped: the graph never joins two customer_ids.
+4. A component that still holds more than one customer_id (through a chain of identifiers,
    each linked to at most one customer) is *conflicting*: its customer_ids keep themselves,
    and its other identifiers resolve only to the customer they are directly linked to.
-4. Only CRM customers anchor: components without a CRM customer_id stay unresolved.
+   Components without a customer_id stay unresolved.
 
 Components use alternating large-star / small-star rounds (Kiveris et al., "Connected
 Components in MapReduce and Beyond", 2014) over an edge DataFrame: O(log^2 n) rounds at
@@ -229,6 +232,39 @@ def _halves(edges: DataFrame) -> DataFrame:
     return out.unionByName(back)
 
 
+def _endpoint(ids: DataFrame, end: str) -> DataFrame:
+    return ids.select(F.col("id_type").alias(f"{end}_type"), F.col("id_key").alias(f"{end}_key"))
+
+
+def _known_customers_only(crm: DataFrame) -> Callable[[DataFrame], DataFrame]:
+    """Drops edges with a customer_id end that is not a CRM customer."""
+
+    def transform(edges: DataFrame) -> DataFrame:
+        out = edges
+        for end in ("src", "dst"):
+            known = _endpoint(crm, end).withColumn(f"_{end}_known", F.lit(True))
+            is_customer = F.col(f"{end}_type") == CUSTOMER_ID
+            out = out.join(known, on=[f"{end}_type", f"{end}_key"], how="left").where(
+                ~is_customer | F.col(f"_{end}_known").isNotNull()
+            )
+        return out.select(*EDGE_COLUMNS)
+
+    return transform
+
+
+def _without(ids: DataFrame) -> Callable[[DataFrame], DataFrame]:
+    """Drops edges with an end in ``ids`` (id_type, id_key)."""
+
+    def transform(edges: DataFrame) -> DataFrame:
+        return (
+            edges.join(_endpoint(ids, "src"), on=["src_type", "src_key"], how="left_anti")
+            .join(_endpoint(ids, "dst"), on=["dst_type", "dst_key"], how="left_anti")
+            .select(*EDGE_COLUMNS)
+        )
+
+    return transform
+
+
 def ambiguous_identifiers(edges: DataFrame) -> DataFrame:
     """Identifiers other than customer_id linked to more than one customer_id."""
     return (
@@ -248,29 +284,21 @@ def resolve_identities(
 
     Every CRM customer maps its own customer_id to itself, with or without edges.
     """
-    clean = (
+    crm = customers.select(F.lit(CUSTOMER_ID).alias("id_type"), F.col("customer_key").alias("id_key")).distinct()
+    clean = _cut(
         edges.select(*EDGE_COLUMNS)
         .where(F.col("src_key").isNotNull() & F.col("dst_key").isNotNull())
         .where(~((F.col("src_type") == CUSTOMER_ID) & (F.col("dst_type") == CUSTOMER_ID)))
         .where(~((F.col("src_type") == F.col("dst_type")) & (F.col("src_key") == F.col("dst_key"))))
+        .transform(_known_customers_only(crm))
         .distinct()
     )
     ambiguous = _cut(ambiguous_identifiers(clean))
-    drop = ambiguous.select("id_type", "id_key")
-    kept = _cut(
-        clean.join(
-            drop.select(F.col("id_type").alias("src_type"), F.col("id_key").alias("src_key")),
-            on=["src_type", "src_key"], how="left_anti",
-        ).join(
-            drop.select(F.col("id_type").alias("dst_type"), F.col("id_key").alias("dst_key")),
-            on=["dst_type", "dst_key"], how="left_anti",
-        )
-    )
+    kept = clean.transform(_without(ambiguous.select("id_type", "id_key")))
     comps = connected_components(
         kept.select(_node("src_type", "src_key").alias("src"), _node("dst_type", "dst_key").alias("dst")),
         max_iterations,
     )
-    crm = customers.select(F.lit(CUSTOMER_ID).alias("id_type"), F.col("customer_key").alias("id_key"))
     halves = _halves(kept)
     nodes = (
         halves.select("id_type", "id_key").unionByName(crm).distinct()
@@ -294,12 +322,11 @@ def resolve_identities(
         .when(F.col("n_customers") == 1, F.col("component_customer"))
         .otherwise(F.col("direct_customer"))
     )
-    anchors = customers.select("customer_key").distinct()
     identity_map = (
         nodes.join(per_component, on="label", how="inner")
         .join(direct, on=["id_type", "id_key"], how="left")
         .withColumn("customer_key", customer_key)
-        .join(anchors, on="customer_key", how="left_semi")
+        .where(F.col("customer_key").isNotNull())
         .select(*ID_MAP_COLUMNS)
     )
     return Resolution(identity_map, ambiguous, comps.iterations, comps.converged)
