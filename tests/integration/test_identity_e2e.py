@@ -29,7 +29,16 @@ def resolved(spark, tmp_path_factory):
     from custseg.storage import StorageSettings, Tables
 
     home = tmp_path_factory.mktemp("identity")
-    generate(home, customers=800, days=120, seed=41, end_date=RUN_DATE, bad_share=0.01, campaigns=2, workers=1)
+    generate(
+        home,
+        customers=800,
+        days=120,
+        seed=41,
+        end_date=RUN_DATE,
+        bad_share=0.01,
+        campaigns=2,
+        workers=1,
+    )
     assert run_stages(spark, home, RUN_DATE, ["ingest", "conform"]) == 0
     return home, Tables(spark, StorageSettings(root=str(home / "tables")))
 
@@ -58,7 +67,9 @@ def test_planted_identities_resolve_without_merging_customers(spark, resolved):
     linked = truth.join(id_map, on=["id_type", "id_key"], how="left")
 
     # No identifier maps to somebody else.
-    wrong = linked.where(F.col("customer_key").isNotNull() & (F.col("customer_key") != F.col("planted_key")))
+    wrong = linked.where(
+        F.col("customer_key").isNotNull() & (F.col("customer_key") != F.col("planted_key"))
+    )
     assert_df_equality(wrong, linked.limit(0))
 
     # No customer_key holds identifiers of two planted customers (the merge count is 0).
@@ -76,7 +87,9 @@ def test_planted_identities_resolve_without_merging_customers(spark, resolved):
 
     rates = {
         r["id_type"]: (r["linked"], r["n"])
-        for r in linked.groupBy("id_type").agg(F.count("*").alias("n"), F.count("customer_key").alias("linked")).collect()
+        for r in linked.groupBy("id_type")
+        .agg(F.count("*").alias("n"), F.count("customer_key").alias("linked"))
+        .collect()
     }  # four rows, one per identifier type
     total = sum(n for _, n in rates.values())
     rate = sum(k for k, _ in rates.values()) / total
@@ -90,28 +103,41 @@ def test_silver_tables_carry_the_resolved_keys(spark, resolved):
     home, tables = resolved
     orders = tables.read("silver.orders")
     events = tables.read("silver.events")
-    metrics = tables.read("meta.identity_metrics").where(F.col("batch_date") == F.lit(RUN_DATE).cast("date"))
+    metrics = tables.read("meta.identity_metrics").where(
+        F.col("batch_date") == F.lit(RUN_DATE).cast("date")
+    )
     expected = (
         orders.select(F.lit("orders").alias("table"), "customer_key")
         .unionByName(events.select(F.lit("events").alias("table"), "customer_key"))
-        .unionByName(tables.read("silver.feedback").select(F.lit("feedback").alias("table"), "customer_key"))
-        .unionByName(tables.read("silver.social").select(F.lit("social").alias("table"), "customer_key"))
         .unionByName(
-            tables.read("silver.campaign_responses").select(F.lit("campaign_responses").alias("table"), "customer_key")
+            tables.read("silver.feedback").select(F.lit("feedback").alias("table"), "customer_key")
+        )
+        .unionByName(
+            tables.read("silver.social").select(F.lit("social").alias("table"), "customer_key")
+        )
+        .unionByName(
+            tables.read("silver.campaign_responses").select(
+                F.lit("campaign_responses").alias("table"), "customer_key"
+            )
         )
         .groupBy("table")
         .agg(F.count("*").alias("rows"), F.count("customer_key").alias("resolved"))
     )
     assert_df_equality(
-        metrics.select("table", "rows", "resolved"), expected, ignore_row_order=True, ignore_nullable=True
+        metrics.select("table", "rows", "resolved"),
+        expected,
+        ignore_row_order=True,
+        ignore_nullable=True,
     )
 
 
 def test_phone_only_orders_and_anonymous_events_are_attributed(spark, resolved):
     _, tables = resolved
     blank = F.nullif(F.trim("customer_id"), F.lit("")).isNull()
-    phone_only = tables.read("bronze.orders").where(blank & F.col("loyalty_phone").isNotNull()).select(
-        F.trim("order_id").alias("order_id")
+    phone_only = (
+        tables.read("bronze.orders")
+        .where(blank & F.col("loyalty_phone").isNotNull())
+        .select(F.trim("order_id").alias("order_id"))
     )
     orders = tables.read("silver.orders").join(phone_only, on="order_id", how="left_semi")
     assert orders.count() > 50  # the generator plants ~40% of store tickets with a phone only
@@ -119,11 +145,15 @@ def test_phone_only_orders_and_anonymous_events_are_attributed(spark, resolved):
     assert_df_equality(unresolved, orders.limit(0))
 
     events = tables.read("silver.events")
-    seen_at_login = tables.read("silver.identity_map").where(F.col("id_type") == "device").select(
-        F.col("id_key").alias("device_key")
+    seen_at_login = (
+        tables.read("silver.identity_map")
+        .where(F.col("id_type") == "device")
+        .select(F.col("id_key").alias("device_key"))
     )
     attributable = events.join(seen_at_login, on="device_key", how="left_semi")
-    anonymous = tables.read("bronze.events").where(blank).select(F.trim("event_id").alias("event_id"))
+    anonymous = (
+        tables.read("bronze.events").where(blank).select(F.trim("event_id").alias("event_id"))
+    )
     assert attributable.join(anonymous, on="event_id", how="left_semi").count() > 100
     unattributed = attributable.where(F.col("customer_key").isNull())
     assert_df_equality(unattributed, attributable.limit(0))

@@ -32,7 +32,9 @@ def _strings(spark, path: str, *fields: str) -> DataFrame:
 
 def _needles(spark, home) -> DataFrame:
     """Raw and normalized forms of every generated e-mail, phone and name: one `needle` column."""
-    crm = _strings(spark, str(home / "landing" / "crm_customers" / "*" / "*.csv"), "email", "phone", "name")
+    crm = _strings(
+        spark, str(home / "landing" / "crm_customers" / "*" / "*.csv"), "email", "phone", "name"
+    )
     ids = _strings(spark, str(home / "truth" / "identities.csv"), "identifier_type", "identifier")
     emails = crm.select(F.col("email").alias("v")).unionByName(
         ids.where(F.col("identifier_type") == "email").select(F.col("identifier").alias("v"))
@@ -47,7 +49,9 @@ def _needles(spark, home) -> DataFrame:
         phones.select(F.col("v").alias("needle")),
         phones.select(e164.alias("needle")),
         phones.select(F.substring(e164, 2, 20).alias("needle")),  # 447700900123
-        phones.select(F.concat(F.lit("0"), F.substring(e164, 4, 20)).alias("needle")),  # 07700900123
+        phones.select(
+            F.concat(F.lit("0"), F.substring(e164, 4, 20)).alias("needle")
+        ),  # 07700900123
         phones.select(F.substring(e164, 4, 20).alias("needle")),  # 7700900123
         crm.select(F.col("name").alias("needle")),
     ]
@@ -74,7 +78,9 @@ def _leaves(col: Column, dtype: T.DataType) -> Column | None:
         probe = _leaves(F.lit(None).cast(dtype.elementType), dtype.elementType)
         if probe is None:
             return None
-        return F.flatten(F.transform(col, lambda x: F.coalesce(_leaves(x, dtype.elementType), empty)))
+        return F.flatten(
+            F.transform(col, lambda x: F.coalesce(_leaves(x, dtype.elementType), empty))
+        )
     if isinstance(dtype, T.MapType):
         parts = [
             _leaves(F.map_keys(col), T.ArrayType(dtype.keyType)),
@@ -97,12 +103,18 @@ def _values(name: str, df: DataFrame) -> DataFrame | None:
         leaves = _leaves(F.col(f"`{field.name}`"), field.dataType)
         if leaves is not None:
             tagged = F.transform(leaves, _tag(field.name))
-            per_column.append(F.coalesce(tagged, F.array().cast("array<struct<column:string,value:string>>")))
+            per_column.append(
+                F.coalesce(tagged, F.array().cast("array<struct<column:string,value:string>>"))
+            )
     if not per_column:
         return None
     return (
         df.select(F.explode(F.concat(*per_column)).alias("cell"))
-        .select(F.lit(name).alias("table"), F.col("cell.column").alias("column"), F.col("cell.value").alias("value"))
+        .select(
+            F.lit(name).alias("table"),
+            F.col("cell.column").alias("column"),
+            F.col("cell.value").alias("value"),
+        )
         .where(F.col("value").isNotNull())
     )
 
@@ -123,11 +135,19 @@ def _hits(values: DataFrame, needles: DataFrame) -> DataFrame:
             )
         ).alias("tokens"),
     ).select("table", "column", "value", F.explode("tokens").alias("needle"))
-    return tokens.join(needles, on="needle", how="left_semi").select("table", "column", "value").distinct()
+    return (
+        tokens.join(needles, on="needle", how="left_semi")
+        .select("table", "column", "value")
+        .distinct()
+    )
 
 
 def _tables(home, layers: tuple[str, ...]) -> list[str]:
-    return sorted(f"{p.parent.parent.name}.{p.parent.name}" for layer in layers for p in (home / "tables" / layer).glob("*/_delta_log"))
+    return sorted(
+        f"{p.parent.parent.name}.{p.parent.name}"
+        for layer in layers
+        for p in (home / "tables" / layer).glob("*/_delta_log")
+    )
 
 
 def test_no_raw_email_phone_or_name_in_silver_or_gold(spark, demo_run):
@@ -139,7 +159,13 @@ def test_no_raw_email_phone_or_name_in_silver_or_gold(spark, demo_run):
     assert needles.count() > 5000  # ~2.5k customers x (spellings + normalized forms + name)
 
     names = _tables(home, ("silver", "gold"))
-    assert {"silver.customers", "silver.identity_map", "silver.events", "silver.social", "gold.customer_segments"} <= set(names)
+    assert {
+        "silver.customers",
+        "silver.identity_map",
+        "silver.events",
+        "silver.social",
+        "gold.customer_segments",
+    } <= set(names)
     scanned = [v for v in (_values(n, tables.read(n)) for n in names) if v is not None]
     assert len(scanned) == len(names), "every table has at least one string or integer column"
     hits = _hits(reduce(DataFrame.unionByName, scanned), needles)
@@ -147,7 +173,9 @@ def test_no_raw_email_phone_or_name_in_silver_or_gold(spark, demo_run):
 
     # Positive control: the same scan over bronze finds the raw values where they belong.
     bronze = _hits(_values("bronze.crm_customers", tables.read("bronze.crm_customers")), needles)
-    found = bronze.groupBy("column").agg(F.count("*").cast("long").alias("n")).where(F.col("n") > 1000)
+    found = (
+        bronze.groupBy("column").agg(F.count("*").cast("long").alias("n")).where(F.col("n") > 1000)
+    )
     assert_df_equality(
         found.select("column"),
         spark.createDataFrame([("email",), ("phone",), ("name",)], "column string"),
@@ -157,10 +185,17 @@ def test_no_raw_email_phone_or_name_in_silver_or_gold(spark, demo_run):
 
 
 def test_scanner_finds_values_nested_embedded_and_respelled(spark):
-    needles = spark.createDataFrame([("bob.smith1@mail.com",), ("07700900123",), ("bob smith",)], "needle string")
+    needles = spark.createDataFrame(
+        [("bob.smith1@mail.com",), ("07700900123",), ("bob smith",)], "needle string"
+    )
     df = spark.createDataFrame(
         [
-            ("k1", ["x", " Bob.Smith1@MAIL.com "], {"note": "call +44 (0)7700-900123?"}, ("ok", 7700900124)),
+            (
+                "k1",
+                ["x", " Bob.Smith1@MAIL.com "],
+                {"note": "call +44 (0)7700-900123?"},
+                ("ok", 7700900124),
+            ),
             ("k2", [], {"ok": "fine"}, ("Bob Smith", 1)),
             ("k3", None, None, None),
         ],

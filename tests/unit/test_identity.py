@@ -23,10 +23,16 @@ from custseg.conform.orders import resolve_customer
 
 SALT = "unit-test-salt"
 
-EDGE_SCHEMA = StructType([StructField(c, StringType(), True) for c in ("src_type", "src_key", "dst_type", "dst_key")])
+EDGE_SCHEMA = StructType(
+    [StructField(c, StringType(), True) for c in ("src_type", "src_key", "dst_type", "dst_key")]
+)
 MAP_SCHEMA = StructType([StructField(c, StringType(), True) for c in ID_MAP_COLUMNS])
-PAIR_SCHEMA = StructType([StructField("src", StringType(), False), StructField("dst", StringType(), False)])
-LABEL_SCHEMA = StructType([StructField("node", StringType(), False), StructField("label", StringType(), False)])
+PAIR_SCHEMA = StructType(
+    [StructField("src", StringType(), False), StructField("dst", StringType(), False)]
+)
+LABEL_SCHEMA = StructType(
+    [StructField("node", StringType(), False), StructField("label", StringType(), False)]
+)
 CUSTOMERS_SCHEMA = StructType([StructField("customer_key", StringType(), False)])
 
 
@@ -57,9 +63,13 @@ def test_chain_email_device_phone_collapses_to_one_customer(spark):
     ]
     res, id_map = _resolve(spark, edges, ["c1", "c2", "c3"])
     expected = [
-        ("customer_id", "c1", "c1"), ("email", "e1", "c1"), ("device", "d1", "c1"),
-        ("phone", "p1", "c1"), ("device", "d2", "c1"),
-        ("customer_id", "c2", "c2"), ("email", "e2", "c2"),
+        ("customer_id", "c1", "c1"),
+        ("email", "e1", "c1"),
+        ("device", "d1", "c1"),
+        ("phone", "p1", "c1"),
+        ("device", "d2", "c1"),
+        ("customer_id", "c2", "c2"),
+        ("email", "e2", "c2"),
         ("customer_id", "c3", "c3"),  # a CRM customer without edges maps to itself
     ]
     _eq(id_map, _expect(spark, expected))
@@ -79,12 +89,20 @@ def test_shared_device_and_phone_link_to_neither_customer(spark):
     ]
     res, id_map = _resolve(spark, edges, ["c1", "c2"])
     expected = [
-        ("customer_id", "c1", "c1"), ("device", "d1", "c1"),
-        ("customer_id", "c2", "c2"), ("email", "e2", "c2"),
+        ("customer_id", "c1", "c1"),
+        ("device", "d1", "c1"),
+        ("customer_id", "c2", "c2"),
+        ("email", "e2", "c2"),
     ]
     _eq(id_map, _expect(spark, expected))
     amb = res.ambiguous.select("id_type", "id_key", F.col("n_customers").cast("string").alias("n"))
-    _eq(amb, spark.createDataFrame([("device", "shared", "2"), ("phone", "family", "2")], "id_type string, id_key string, n string"))
+    _eq(
+        amb,
+        spark.createDataFrame(
+            [("device", "shared", "2"), ("phone", "family", "2")],
+            "id_type string, id_key string, n string",
+        ),
+    )
 
 
 def test_chain_between_two_customers_keeps_only_direct_links(spark):
@@ -97,8 +115,10 @@ def test_chain_between_two_customers_keeps_only_direct_links(spark):
     ]
     _, id_map = _resolve(spark, edges, ["c1", "c2"])
     expected = [
-        ("customer_id", "c1", "c1"), ("email", "e1", "c1"),
-        ("customer_id", "c2", "c2"), ("phone", "p2", "c2"),
+        ("customer_id", "c1", "c1"),
+        ("email", "e1", "c1"),
+        ("customer_id", "c2", "c2"),
+        ("phone", "p2", "c2"),
     ]
     _eq(id_map, _expect(spark, expected))
 
@@ -111,7 +131,12 @@ def test_customer_ids_unknown_to_crm_neither_anchor_nor_make_identifiers_ambiguo
         ("customer_id", "c1", "phone", "p1"),
     ]
     res, id_map = _resolve(spark, edges, ["c1"])
-    _eq(id_map, _expect(spark, [("customer_id", "c1", "c1"), ("device", "d1", "c1"), ("phone", "p1", "c1")]))
+    _eq(
+        id_map,
+        _expect(
+            spark, [("customer_id", "c1", "c1"), ("device", "d1", "c1"), ("phone", "p1", "c1")]
+        ),
+    )
     assert res.ambiguous.count() == 0
 
 
@@ -161,7 +186,10 @@ def test_components_match_union_find_on_a_random_graph(spark):
     comps = connected_components(spark.createDataFrame(pairs, PAIR_SCHEMA), max_iterations=20)
     assert comps.converged
     assert_df_equality(
-        comps.labels, spark.createDataFrame(expected, LABEL_SCHEMA), ignore_row_order=True, ignore_nullable=True
+        comps.labels,
+        spark.createDataFrame(expected, LABEL_SCHEMA),
+        ignore_row_order=True,
+        ignore_nullable=True,
     )
 
 
@@ -179,11 +207,17 @@ def _dev(v):
 
 
 def test_loyalty_phone_pos_order_resolves(spark):
-    k = _keys(spark, cid1=_cid("C1"), cid2=_cid("C2"), phone1=phone_key(F.lit("+44 7700 900123"), SALT, "44"))
+    k = _keys(
+        spark,
+        cid1=_cid("C1"),
+        cid2=_cid("C2"),
+        phone1=phone_key(F.lit("+44 7700 900123"), SALT, "44"),
+    )
     id_map = _expect(
         spark,
         [
-            ("customer_id", k["cid1"], k["cid1"]), ("phone", k["phone1"], k["cid1"]),
+            ("customer_id", k["cid1"], k["cid1"]),
+            ("phone", k["phone1"], k["cid1"]),
             ("customer_id", k["cid2"], k["cid2"]),
         ],
     )
@@ -214,14 +248,43 @@ def test_loyalty_phone_pos_order_resolves(spark):
 
 
 EVENT_FIELDS = [
-    "event_id", "ts", "device_id", "customer_id", "session_id", "event_type", "sku", "category", "page",
-    "duration_ms", "utm_source", "utm_medium", "utm_campaign", "_batch_date", "_source_file",
+    "event_id",
+    "ts",
+    "device_id",
+    "customer_id",
+    "session_id",
+    "event_type",
+    "sku",
+    "category",
+    "page",
+    "duration_ms",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "_batch_date",
+    "_source_file",
 ]
 
 
 def test_anonymous_events_of_a_device_later_logged_in_are_attributed(spark):
     def ev(eid, ts, dev, cid, etype):
-        return (eid, ts, dev, cid, "s1", etype, None, None, "/", "10", None, None, None, "2026-06-30", "f")
+        return (
+            eid,
+            ts,
+            dev,
+            cid,
+            "s1",
+            etype,
+            None,
+            None,
+            "/",
+            "10",
+            None,
+            None,
+            None,
+            "2026-06-30",
+            "f",
+        )
 
     bronze = spark.createDataFrame(
         [
@@ -235,10 +298,14 @@ def test_anonymous_events_of_a_device_later_logged_in_are_attributed(spark):
         ],
         ", ".join(f"{c} string" for c in EVENT_FIELDS),
     )
-    k = _keys(spark, cid1=_cid("C1"), cid2=_cid("C2"), dev1=_dev("D1"), dev2=_dev("D2"), devs=_dev("DS"))
+    k = _keys(
+        spark, cid1=_cid("C1"), cid2=_cid("C2"), dev1=_dev("D1"), dev2=_dev("D2"), devs=_dev("DS")
+    )
     crm = spark.createDataFrame([(k["cid1"],), (k["cid2"],)], CUSTOMERS_SCHEMA)
     id_map = resolve_identities(bronze.transform(login_edges(SALT)), crm).identity_map
-    out = bronze.transform(conform_events(SALT, id_map)).select("event_id", "customer_key", "device_key")
+    out = bronze.transform(conform_events(SALT, id_map)).select(
+        "event_id", "customer_key", "device_key"
+    )
     expected = spark.createDataFrame(
         [
             ("e1", k["cid1"], k["dev1"]),

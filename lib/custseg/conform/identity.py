@@ -50,6 +50,7 @@ DEFAULT_MAX_ITERATIONS = 20
 
 # -- keys: the one definition of each identifier's key, shared by edges and look-ups ----------
 
+
 def _blank_to_null(value: Column | str) -> Column:
     col = F.col(value) if isinstance(value, str) else value
     return F.nullif(F.trim(col), F.lit(""))
@@ -73,7 +74,10 @@ def device_key(value: Column | str, salt: str) -> Column:
 
 # -- edges from each source ------------------------------------------------------------------
 
-def _edges(df: DataFrame, src_type: str, src_key: Column, dst_type: str, dst_key: Column) -> DataFrame:
+
+def _edges(
+    df: DataFrame, src_type: str, src_key: Column, dst_type: str, dst_key: Column
+) -> DataFrame:
     return (
         df.select(src_key.alias("src_key"), dst_key.alias("dst_key"))
         .where(F.col("src_key").isNotNull() & F.col("dst_key").isNotNull())
@@ -114,12 +118,19 @@ def login_edges(salt: str) -> Callable[[DataFrame], DataFrame]:
     """bronze.events -> customer_id-device edges: a device seen in a login event (one with a customer_id)."""
 
     def transform(events: DataFrame) -> DataFrame:
-        return _edges(events, CUSTOMER_ID, customer_id_key("customer_id", salt), DEVICE, device_key("device_id", salt))
+        return _edges(
+            events,
+            CUSTOMER_ID,
+            customer_id_key("customer_id", salt),
+            DEVICE,
+            device_key("device_id", salt),
+        )
 
     return transform
 
 
 # -- connected components ----------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Components:
@@ -129,7 +140,9 @@ class Components:
 
 
 def _both_ways(edges: DataFrame) -> DataFrame:
-    return edges.select("src", "dst").unionByName(edges.select(F.col("dst").alias("src"), F.col("src").alias("dst")))
+    return edges.select("src", "dst").unionByName(
+        edges.select(F.col("dst").alias("src"), F.col("src").alias("dst"))
+    )
 
 
 def _large_star(edges: DataFrame) -> DataFrame:
@@ -148,7 +161,9 @@ def _small_star(edges: DataFrame) -> DataFrame:
     """Every node and its smaller neighbours are linked to the smallest of them."""
     down = _both_ways(edges).where(F.col("dst") < F.col("src"))
     smallest = down.groupBy("src").agg(F.min("dst").alias("m"))
-    neighbours = down.join(smallest, on="src", how="inner").select(F.col("dst").alias("src"), F.col("m").alias("dst"))
+    neighbours = down.join(smallest, on="src", how="inner").select(
+        F.col("dst").alias("src"), F.col("m").alias("dst")
+    )
     return (
         neighbours.unionByName(smallest.select("src", F.col("m").alias("dst")))
         .where(F.col("src") != F.col("dst"))
@@ -163,7 +178,9 @@ def _cut(df: DataFrame) -> DataFrame:
     return df.localCheckpoint(eager=True, storageLevel=StorageLevel.MEMORY_AND_DISK)
 
 
-def connected_components(edges: DataFrame, max_iterations: int = DEFAULT_MAX_ITERATIONS) -> Components:
+def connected_components(
+    edges: DataFrame, max_iterations: int = DEFAULT_MAX_ITERATIONS
+) -> Components:
     """(src, dst) string edges -> (node, label) for every node on an edge; label = min node of the component.
 
     Stops when a large-star + small-star round changes no edge (then the edges form stars
@@ -173,9 +190,9 @@ def connected_components(edges: DataFrame, max_iterations: int = DEFAULT_MAX_ITE
     if max_iterations < 1:
         raise ValueError(f"max_iterations must be at least 1; got {max_iterations}")
     current = _cut(
-        edges.select(
-            F.greatest("src", "dst").alias("src"), F.least("src", "dst").alias("dst")
-        ).where(F.col("src") != F.col("dst")).distinct()
+        edges.select(F.greatest("src", "dst").alias("src"), F.least("src", "dst").alias("dst"))
+        .where(F.col("src") != F.col("dst"))
+        .distinct()
     )
     converged, rounds = False, 0
     while rounds < max_iterations:
@@ -192,8 +209,15 @@ def connected_components(edges: DataFrame, max_iterations: int = DEFAULT_MAX_ITE
             converged = True
             break
     if not converged:
-        log.warning("identity graph: not converged after %d rounds (conform.identity_max_iterations)", rounds)
-    pointed = current.groupBy("src").agg(F.min("dst").alias("label")).select(F.col("src").alias("node"), "label")
+        log.warning(
+            "identity graph: not converged after %d rounds (conform.identity_max_iterations)",
+            rounds,
+        )
+    pointed = (
+        current.groupBy("src")
+        .agg(F.min("dst").alias("label"))
+        .select(F.col("src").alias("node"), "label")
+    )
     roots = (
         current.select(F.col("dst").alias("node"))
         .distinct()
@@ -204,6 +228,7 @@ def connected_components(edges: DataFrame, max_iterations: int = DEFAULT_MAX_ITE
 
 
 # -- resolution -------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Resolution:
@@ -222,12 +247,16 @@ def _node(type_col: str, key_col: str) -> Column:
 def _halves(edges: DataFrame) -> DataFrame:
     """Each edge from both ends: (id_type, id_key, nb_type, nb_key)."""
     out = edges.select(
-        F.col("src_type").alias("id_type"), F.col("src_key").alias("id_key"),
-        F.col("dst_type").alias("nb_type"), F.col("dst_key").alias("nb_key"),
+        F.col("src_type").alias("id_type"),
+        F.col("src_key").alias("id_key"),
+        F.col("dst_type").alias("nb_type"),
+        F.col("dst_key").alias("nb_key"),
     )
     back = edges.select(
-        F.col("dst_type").alias("id_type"), F.col("dst_key").alias("id_key"),
-        F.col("src_type").alias("nb_type"), F.col("src_key").alias("nb_key"),
+        F.col("dst_type").alias("id_type"),
+        F.col("dst_key").alias("id_key"),
+        F.col("src_type").alias("nb_type"),
+        F.col("src_key").alias("nb_key"),
     )
     return out.unionByName(back)
 
@@ -284,7 +313,9 @@ def resolve_identities(
 
     Every CRM customer maps its own customer_id to itself, with or without edges.
     """
-    crm = customers.select(F.lit(CUSTOMER_ID).alias("id_type"), F.col("customer_key").alias("id_key")).distinct()
+    crm = customers.select(
+        F.lit(CUSTOMER_ID).alias("id_type"), F.col("customer_key").alias("id_key")
+    ).distinct()
     clean = _cut(
         edges.select(*EDGE_COLUMNS)
         .where(F.col("src_key").isNotNull() & F.col("dst_key").isNotNull())
@@ -296,12 +327,16 @@ def resolve_identities(
     ambiguous = _cut(ambiguous_identifiers(clean))
     kept = clean.transform(_without(ambiguous.select("id_type", "id_key")))
     comps = connected_components(
-        kept.select(_node("src_type", "src_key").alias("src"), _node("dst_type", "dst_key").alias("dst")),
+        kept.select(
+            _node("src_type", "src_key").alias("src"), _node("dst_type", "dst_key").alias("dst")
+        ),
         max_iterations,
     )
     halves = _halves(kept)
     nodes = (
-        halves.select("id_type", "id_key").unionByName(crm).distinct()
+        halves.select("id_type", "id_key")
+        .unionByName(crm)
+        .distinct()
         .withColumn("node", _node("id_type", "id_key"))
         .join(comps.labels, on="node", how="left")
         .withColumn("label", F.coalesce("label", "node"))
@@ -332,7 +367,9 @@ def resolve_identities(
     return Resolution(identity_map, ambiguous, comps.iterations, comps.converged)
 
 
-def with_customer_key(identity_map: DataFrame, *lookups: tuple[str, Column]) -> Callable[[DataFrame], DataFrame]:
+def with_customer_key(
+    identity_map: DataFrame, *lookups: tuple[str, Column]
+) -> Callable[[DataFrame], DataFrame]:
     """Adds ``customer_key`` from the first of ``(id_type, key expression)`` found in the map (null: unresolved)."""
 
     def transform(df: DataFrame) -> DataFrame:
@@ -340,10 +377,13 @@ def with_customer_key(identity_map: DataFrame, *lookups: tuple[str, Column]) -> 
         out, found = base, []
         for i, (id_type, key) in enumerate(lookups):
             hit = identity_map.where(F.col("id_type") == id_type).select(
-                F.col("id_key").alias(f"_id_key{i}"), F.col("customer_key").alias(f"_customer_key{i}")
+                F.col("id_key").alias(f"_id_key{i}"),
+                F.col("customer_key").alias(f"_customer_key{i}"),
             )
             out = out.withColumn(f"_id_key{i}", key).join(hit, on=f"_id_key{i}", how="left")
             found.append(F.col(f"_customer_key{i}"))
-        return out.select(*[F.col(c) for c in base.columns], F.coalesce(*found).alias("customer_key"))
+        return out.select(
+            *[F.col(c) for c in base.columns], F.coalesce(*found).alias("customer_key")
+        )
 
     return transform

@@ -13,7 +13,13 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
-from custseg.conform.identity import CUSTOMER_ID, PHONE, customer_id_key, phone_key, with_customer_key
+from custseg.conform.identity import (
+    CUSTOMER_ID,
+    PHONE,
+    customer_id_key,
+    phone_key,
+    with_customer_key,
+)
 from custseg.sources.base import parse_ts
 
 ORDER_COLUMNS = [
