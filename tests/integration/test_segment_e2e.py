@@ -14,28 +14,28 @@ from tests.integration.conftest import run_stages
 pytestmark = pytest.mark.slow
 
 PERSONA_COLUMNS = [
-    "recency_days", "frequency", "monetary", "tenure_days", "avg_basket_value", "discount_order_share",
-    "sessions", "view_to_purchase",
+    "recency_days", "frequency", "monetary", "tenure_days", "avg_basket_value", "discount_coef",
+    "page_views", "orders_last_90",
 ]
 # Planted centres in "sd units" of each column (see _column_units): loyal, bargain, new,
-# churning, occasional big spender, browser.
+# churning, occasional big spender, browser. discount_coef is paid / list price: low = deep discounts.
 PERSONA_CENTRES = [
-    [-2.0, 3.0, 3.0, 2.0, 0.0, -1.5, -1.0, 2.0],
-    [0.0, 1.0, 0.0, 1.0, -1.5, 4.0, -1.0, 1.0],
-    [-1.0, -2.0, -2.0, -4.0, 0.0, -1.0, 3.0, -1.0],
-    [4.0, 1.5, 1.5, 2.0, 0.0, -1.0, -2.0, 1.0],
-    [2.0, -1.5, 1.5, 2.0, 4.0, -1.5, -2.0, 2.0],
-    [3.0, -3.0, -4.0, 0.0, -1.5, -1.0, 3.0, -3.0],
+    [-2.0, 3.0, 3.0, 2.0, 0.0, 1.5, -1.0, 2.0],
+    [0.0, 1.0, 0.0, 1.0, -1.5, -4.0, -1.0, 1.0],
+    [-1.0, -2.0, -2.0, -4.0, 0.0, 1.0, 3.0, -1.0],
+    [4.0, 1.5, 1.5, 2.0, 0.0, 1.0, -2.0, -2.0],
+    [2.0, -1.5, 1.5, 2.0, 4.0, 1.5, -2.0, -1.0],
+    [3.0, -3.0, -4.0, 0.0, -1.5, 1.0, 3.0, -3.0],
 ]
 PERSONAS = ["loyal", "bargain", "new", "churning", "occasional", "browser"]
 # column -> (offset, scale) applied to the blob value; logged columns are expm1'd so the
 # stage's log1p brings them back to blobs.
 _column_units = {
     "recency_days": (4.0, 0.5), "frequency": (1.5, 0.3), "monetary": (5.5, 0.4), "tenure_days": (6.0, 0.4),
-    "avg_basket_value": (4.0, 0.3), "discount_order_share": (0.3, 0.08), "sessions": (2.0, 0.3),
-    "view_to_purchase": (0.3, 0.05),
+    "avg_basket_value": (4.0, 0.3), "discount_coef": (0.9, 0.05), "page_views": (2.5, 0.3),
+    "orders_last_90": (1.0, 0.2),
 }
-_logged = {"recency_days", "frequency", "monetary", "tenure_days", "avg_basket_value", "sessions"}
+_logged = {"recency_days", "frequency", "monetary", "tenure_days", "avg_basket_value", "page_views", "orders_last_90"}
 
 
 def persona_features(spark, rows: int, snapshot: str, seed: int, drift: float = 0.0, first_id: int = 0, noise_seed: int | None = None):
@@ -67,7 +67,7 @@ def persona_features(spark, rows: int, snapshot: str, seed: int, drift: float = 
         z("recency_days", 80.0, 80.0).alias("r_z"),
         z("frequency", 4.0, 3.0).alias("f_z"),
         z("monetary", 400.0, 400.0).alias("m_z"),
-        (F.lit(0.3) - F.col("discount_order_share")).alias("c_z"),
+        ((F.col("discount_coef") - F.lit(0.9)) / F.lit(0.1)).alias("c_z"),
         "persona",
     )
 

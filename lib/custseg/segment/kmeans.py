@@ -197,11 +197,14 @@ def _fewer_partitions(df: DataFrame, rows: int, partition_rows: int) -> DataFram
 def _select_k(
     scaled: DataFrame, n: int, k_range: tuple[int, int], algorithm: str, seed: int, n_init: int,
     max_iter: int, tol: float, sample_rows: int, partition_rows: int, parallel: int = 1,
-) -> list[KPoint]:
+) -> tuple[list[KPoint], dict[int, object]]:
+    """The k-selection curve, and the best model of each k when the sample is every row
+    (then the final fit would repeat the same seeded fits on the same partitions)."""
     frac = min(1.0, sample_rows / n) if n else 1.0
     sample = scaled.select(VECTOR) if frac >= 1.0 else scaled.select(VECTOR).sample(False, frac, seed)
     sample = _fewer_partitions(sample, min(n, sample_rows), partition_rows)
     sample = sample.persist(StorageLevel.MEMORY_AND_DISK)
+    models: dict[int, object] = {}
     try:
         rows = sample.count()
         lo, hi = k_range[0], min(k_range[1], rows - 1)
@@ -218,6 +221,8 @@ def _select_k(
                 p = KPoint(k, silhouette(pred), float(wss), rows)
             finally:
                 pred.unpersist()
+            if frac >= 1.0:
+                models[k] = model
             log.info("k=%d silhouette=%s wss=%.1f", k, p.silhouette, p.wss)
             return p
 
@@ -230,7 +235,7 @@ def _select_k(
             # than it computes, and concurrent jobs fill those gaps.
             with ThreadPoolExecutor(max_workers=parallel) as pool:
                 curve = list(pool.map(point, ks))
-        return curve
+        return curve, models
     finally:
         sample.unpersist()
 
@@ -279,15 +284,17 @@ def fit_segments(
     try:
         t0 = time.perf_counter()
         curve: list[KPoint] = []
+        fitted: dict[int, object] = {}
         if k is None:
-            curve = _select_k(
+            curve, fitted = _select_k(
                 scaled, n, k_range, algorithm, seed, n_init, max_iter, tol, sample_rows, partition_rows, parallel
             )
             k = choose_k(curve, k_criterion)
         elif k < 1 or k > n:
             raise ValueError(f"k={k} is not within 1..{n} rows")
         t1 = time.perf_counter()
-        model, _ = fit_best(scaled, algorithm, k, seed, n_init, max_iter, tol)
+        # A sample of every row is the data itself, partitioned alike: its seeded fit is the final fit.
+        model = fitted.get(k) or fit_best(scaled, algorithm, k, seed, n_init, max_iter, tol)[0]
         pred = _predict(model, scaled, algorithm).select(
             id_col, F.col(CLUSTER).cast("int").alias(CLUSTER), VECTOR, *cols
         ).persist(StorageLevel.MEMORY_AND_DISK)

@@ -28,9 +28,12 @@ DEFAULT_FEATURE_SETS: dict[str, list[str]] = {
         "weekend_share", "avg_basket_size", "distinct_categories", "return_rate",
         "discount_order_share",
     ],
+    # See docs/segments.md: discount depth (discount_coef), not the share of orders with
+    # any discount, which saturates on multi-line baskets; page views, not the sparse and
+    # heavy-tailed view_to_purchase; orders_last_90 parts active from lapsed regulars.
     "persona": [
         "recency_days", "frequency", "monetary", "tenure_days", "avg_basket_value",
-        "discount_order_share", "sessions", "view_to_purchase",
+        "discount_coef", "page_views", "orders_last_90",
     ],
 }
 
