@@ -3,7 +3,6 @@
 import time
 
 import pytest
-
 from bench.feature_scans import executed_scans, last_execution_id
 
 
