@@ -159,3 +159,38 @@ def test_cdnow_published_estimates(spark, shared_datasets):
     assert gg.n_customers == 946
     for name, published in CDNOW_GG.items():
         assert getattr(gg, name) == pytest.approx(published, rel=0.01), name
+
+
+def test_analytic_gradients_match_finite_differences():
+    from scipy.optimize import approx_fprime
+
+    x, t_x, T = np.array([0.0, 1, 3, 10]), np.array([0.0, 2, 20, 30]), np.array([5.0, 10, 38, 31])
+    w = np.array([3.0, 1, 2, 1])
+    for params in PARAMS:
+        numeric = approx_fprime(np.array(params), lambda p: clv.bgnbd_log_likelihood(p, x, t_x, T, w), 1e-7)
+        assert clv.bgnbd_gradient(params, x, t_x, T, w) == pytest.approx(numeric, rel=1e-4, abs=1e-4)
+    m = np.array([10.0, 25.0, 40.0, 12.5])
+    for params in [(6.25, 3.74, 15.44), (0.9, 1.3, 110.0)]:
+        numeric = approx_fprime(np.array(params), lambda p: clv.gamma_gamma_log_likelihood(p, x + 1, m, w), 1e-7)
+        assert clv.gamma_gamma_gradient(params, x + 1, m, w) == pytest.approx(numeric, rel=1e-4, abs=1e-4)
+
+
+def test_fit_converges_when_everyone_shares_one_dropout_probability(spark, caplog):
+    """The generated demo data's case: the Beta mixing distribution collapses (a, b -> infinity
+    with a/(a+b) fixed). The fit must stop at the edge of its box, quickly, with p = a/(a+b)
+    recovered and finite scores, instead of wandering off along the ridge."""
+    tx = spark.createDataFrame(_simulate(3000, seed=11, r=0.9, alpha=3.0, a=3.0e4, b=9.7e5))
+    summary = tx.transform(clv.summarize(date(2026, 6, 30), 7)).cache()
+    with caplog.at_level("INFO", logger="custseg.features.clv"):
+        bg = clv.fit_bgnbd(summary, max_shape=1000.0)
+    scored = summary.transform(clv.score(bg, None, periods=2)).agg(
+        F.count(F.when(F.isnan("exp_purchases") | F.col("exp_purchases").isNull(), 1)).alias("bad"),
+        F.count("customer_key").alias("n"),
+    ).first()
+    summary.unpersist()
+    steps = [int(m.split(" steps")[0].split()[-1]) for m in caplog.messages if "BG/NBD: converged in" in m]
+    assert steps and steps[0] < 200
+    assert "b" in bg.at_bounds and bg.b == pytest.approx(1000.0)
+    assert bg.a / (bg.a + bg.b) == pytest.approx(0.03, rel=0.3)
+    assert bg.r == pytest.approx(0.9, rel=0.2) and bg.alpha == pytest.approx(3.0, rel=0.25)
+    assert scored["n"] == 3000 and scored["bad"] == 0
