@@ -27,8 +27,15 @@ PHONE_RE = re.compile(r"(?<![0-9A-Za-z])\+?\(?\d[\d\s().-]{7,}\d(?![0-9A-Za-z])"
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
+DECIMAL_RE = re.compile(r"^-?\d+\.\d+$")
+
+
 def _looks_like_phone(text: str) -> bool:
-    return any(sum(ch.isdigit() for ch in m.group()) >= 10 for m in PHONE_RE.finditer(text))
+    """Ten or more digits in a phone-like run; a plain decimal number (a score, a price) is not one."""
+    return any(
+        sum(ch.isdigit() for ch in m.group()) >= 10 and not DECIMAL_RE.match(m.group())
+        for m in PHONE_RE.finditer(text)
+    )
 
 
 @pytest.fixture(scope="module")

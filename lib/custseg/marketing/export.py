@@ -52,7 +52,10 @@ def crm_export(contacts: DataFrame) -> DataFrame:
         | ((F.col("channel") == "sms") & F.coalesce(F.col("opt_in_sms"), F.lit(False)))
         | ((F.col("channel") == "ads") & F.coalesce(F.col("opt_in_ads"), F.lit(False)))
     )
-    return _treated(contacts).where(consented).select(*EXPORT_COLUMNS["crm"]).orderBy("rank")
+    # Downstream tools want readable figures, not 17 significant digits of a model score.
+    rounded = {"p_response": F.round("p_response", 4), "expected_profit": F.round("expected_profit", 2)}
+    cols = [rounded[c].alias(c) if c in rounded else F.col(c) for c in EXPORT_COLUMNS["crm"]]
+    return _treated(contacts).where(consented).select(*cols).orderBy("rank")
 
 
 def email_export(contacts: DataFrame) -> DataFrame:
