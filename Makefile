@@ -25,9 +25,8 @@ java:
 demo: $(STAMP) java
 	$(VENV)/bin/custseg demo
 
-# Two workers: the pipeline-run tests in one, the unit tests and the cluster test beside them.
 test: $(STAMP) java
-	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP) java
 	$(PY) -m pytest -m "not slow and not cluster" $(PYTEST_ARGS)

@@ -19,19 +19,6 @@ os.environ.setdefault("CUSTSEG_PII_SALT", "test-salt-for-unit-tests")
 
 SHARED = ROOT.parent / "shared"
 
-# Under pytest-xdist (make test: -n 2 --dist loadgroup) the tests that share an expensive
-# session fixture run in one worker, so each fixture is built once: the pipeline run, the
-# report tables, the standalone cluster. Everything else is spread over the workers.
-GROUPS = {"demo_run": "pipeline", "report_home": "report", "standalone": "cluster"}
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        for fixture, group in GROUPS.items():
-            if fixture in getattr(item, "fixturenames", ()):
-                item.add_marker(pytest.mark.xdist_group(group))
-                break
-
 
 @pytest.fixture(scope="session")
 def spark():
