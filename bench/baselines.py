@@ -72,6 +72,8 @@ def rfm_pandas(files: list[str], as_of: date, window_days: int) -> dict:
     o = pd.concat([pd.read_parquet(f, columns=["customer_key", "order_id", "order_ts", "status", "net_revenue"]) for f in files])
     o = o[o["customer_key"].notna() & (o["status"] == "completed")]
     o["net_revenue"] = o["net_revenue"].astype(float)
+    if o["order_ts"].dt.tz is not None:  # Spark writes UTC-adjusted timestamps; compare as naive UTC
+        o["order_ts"] = o["order_ts"].dt.tz_convert("UTC").dt.tz_localize(None)
     last = o.groupby("customer_key")["order_ts"].max()
     w = o[o["order_ts"] > start]
     g = w.groupby("customer_key").agg(frequency=("order_id", "nunique"), monetary=("net_revenue", "sum"))
