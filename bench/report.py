@@ -46,9 +46,14 @@ def targets(result: dict) -> list[dict]:
     return out
 
 
+def num(value, scale: float = 1.0, fmt: str = ".0f") -> str:
+    """A figure, or '-' where it was not measured (None)."""
+    return "-" if value is None else format(value / scale if scale != 1.0 else value, fmt)
+
+
 def markdown(result: dict) -> str:
     lines = [
-        f"### Scale {result['scale']}: {result['data'].get('customers'):,} customers, {result['machine']['cores']} cores, "
+        f"### Scale {result['scale']}: {num(result['data'].get('customers'), fmt=',')} customers, {result['machine']['cores']} cores, "
         f"{result['machine']['master']}, driver {result['machine']['driver_memory']}",
         "",
         f"Pipeline: **{result['pipeline_seconds']:.0f} s**",
@@ -59,8 +64,9 @@ def markdown(result: dict) -> str:
     mib = 2**20
     for s in result["stages"]:
         lines.append(
-            f"| {s['name']} | {s['seconds']:.1f} | {s['rows_in'] or 0:,} | {s['rows_per_s'] or 0:,.0f} | {s['peak_driver_rss_mb']:.0f} | "
-            f"{s['shuffle_read_bytes'] / mib:.0f} | {s['shuffle_write_bytes'] / mib:.0f} | {s['spill_disk_bytes'] / mib:.0f} | {s['failed_stages']} |"
+            f"| {s['name']} | {s['seconds']:.1f} | {s['rows_in'] or 0:,} | {num(s['rows_per_s'], fmt=',.0f')} | "
+            f"{num(s['peak_driver_rss_mb'])} | {num(s['shuffle_read_bytes'], mib)} | {num(s['shuffle_write_bytes'], mib)} | "
+            f"{num(s['spill_disk_bytes'], mib)} | {num(s['failed_stages'], fmt='d')} |"
         )
     if result.get("baselines"):
         lines += ["", "| baseline | seconds | notes |", "|---|---:|---|"]
