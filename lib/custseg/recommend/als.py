@@ -29,7 +29,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
 from custseg.basket.baskets import customer_purchases, with_item
-from custseg.recommend.popularity import RECO_COLUMNS, recommend_popular_by_segment
+from custseg.recommend.popularity import RECO_COLUMNS, recommend_popular_by_segment, top_unbought
 from custseg.recommend.settings import AlsParams
 
 log = logging.getLogger(__name__)
@@ -188,12 +188,8 @@ def recommend_als(
             .join(known, on="user_id", how="inner")
             .join(F.broadcast(fit.items), on="item_id", how="inner")
         )
-        if bought is not None:
-            offers = offers.join(bought.select("customer_key", "item"), on=["customer_key", "item"], how="left_anti")
-        by_customer = Window.partitionBy("customer_key").orderBy(F.desc("score"), F.col("item"))
         return (
-            offers.withColumn("rank", F.row_number().over(by_customer))
-            .where(F.col("rank") <= top_n)
+            top_unbought(offers, bought, top_n, F.desc("score"))
             .select(
                 "customer_key",
                 F.col("rank").cast("int").alias("rank"),

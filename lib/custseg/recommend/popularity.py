@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
@@ -113,13 +113,18 @@ def recommend_popular_by_segment(
     return transform
 
 
-def _rank_offers(offers: DataFrame, bought: DataFrame | None, top_n: int, source: str | None) -> DataFrame:
+def top_unbought(offers: DataFrame, bought: DataFrame | None, top_n: int, *order: Column) -> DataFrame:
+    """Candidate offers less what the customer already bought, ranked per customer by ``order``
+    (ties by item), the first ``top_n`` kept with their ``rank``. Shared by every recommender."""
     if bought is not None:
         offers = offers.join(bought.select("customer_key", "item"), on=["customer_key", "item"], how="left_anti")
-    by_customer = Window.partitionBy("customer_key").orderBy(F.col("pop_rank"), F.col("item"))
+    by_customer = Window.partitionBy("customer_key").orderBy(*order, F.col("item"))
+    return offers.withColumn("rank", F.row_number().over(by_customer)).where(F.col("rank") <= top_n)
+
+
+def _rank_offers(offers: DataFrame, bought: DataFrame | None, top_n: int, source: str | None) -> DataFrame:
     return (
-        offers.withColumn("rank", F.row_number().over(by_customer))
-        .where(F.col("rank") <= top_n)
+        top_unbought(offers, bought, top_n, F.col("pop_rank"))
         .select(
             "customer_key",
             F.col("rank").cast("int").alias("rank"),
