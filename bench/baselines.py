@@ -97,14 +97,21 @@ def run_baselines(spark, home: Path, run_date: str, rss, stages: list[str]) -> d
         out["spark_floor"] = spark_floor(spark, tables)
         out["rfm_duckdb"] = rfm_duckdb(files, as_of, conf.rfm.window_days)
         out["rfm_pandas"] = rfm_pandas(files, as_of, conf.rfm.window_days)
-    try:
-        from bench.baselines_ml import kmeans_vs_sklearn, fpgrowth_vs_mlxtend
-    except ImportError:
-        return out
+    from bench.baselines_ml import fpgrowth_vs_mlxtend, kmeans_vs_sklearn
+
+    # A baseline that fails is recorded, not fatal: the pipeline figures are what matters.
     if "segment" in stages:
-        out["sklearn_kmeans"] = kmeans_vs_sklearn(spark, tables, conf, run_date)
+        try:
+            out["sklearn_kmeans"] = kmeans_vs_sklearn(spark, tables, conf, run_date)
+        except Exception as e:  # noqa: BLE001
+            log.exception("scikit-learn baseline failed")
+            out["sklearn_kmeans"] = {"error": f"{type(e).__name__}: {e}"[:300]}
     if "basket" in stages:
-        out.update(fpgrowth_vs_mlxtend(spark, tables, conf, run_date))
+        try:
+            out.update(fpgrowth_vs_mlxtend(spark, tables, conf, run_date))
+        except Exception as e:  # noqa: BLE001
+            log.exception("mlxtend baseline failed")
+            out["mlxtend"] = {"error": f"{type(e).__name__}: {e}"[:300]}
     for name, fig in out.items():
         log.info("baseline %s: %s", name, fig)
     return out

@@ -29,7 +29,9 @@ HERE = Path(__file__).resolve().parent
 SCALES = {
     "xs": {"customers": 2000, "days": 365},
     "s": {"customers": 20000, "days": 365},
-    "m": {"customers": 1000000, "days": 365},
+    # 1M customers over 45 days: ~10M order lines as issue 9 sizes m (a full year of this
+    # generator is ~83M lines and ~44M events, 19 GB of landing files: hours on 2 cores).
+    "m": {"customers": 1000000, "days": 45},
 }
 
 
@@ -48,7 +50,7 @@ def ensure_data(scale: str, cache: Path) -> dict:
     return info
 
 
-def bench_session(cores: str, driver_memory: str):
+def bench_session(cores: str, driver_memory: str, shuffle_partitions: int = 0):
     from pyspark.sql import SparkSession
 
     from custseg.session import default_shuffle_partitions
@@ -63,7 +65,7 @@ def bench_session(cores: str, driver_memory: str):
         .config("spark.ui.retainedStages", "100000")
         .config("spark.ui.retainedJobs", "100000")
         .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", str(default_shuffle_partitions(n)))
+        .config("spark.sql.shuffle.partitions", str(shuffle_partitions or default_shuffle_partitions(n)))
         .config("spark.sql.adaptive.enabled", "true")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
@@ -72,16 +74,25 @@ def bench_session(cores: str, driver_memory: str):
     )
 
 
-def run_pipeline(spark, home: Path, run_date: str, stages: list[str], rss: PeakRss) -> list[dict]:
+def run_pipeline(
+    spark, home: Path, run_date: str, stages: list[str], rss: PeakRss, done: list[dict] | None = None, on_stage=None
+) -> list[dict]:
+    """Run ``stages`` in turn; ``done`` are figures of stages already run on these tables
+    (``--resume``): those are kept and skipped. ``on_stage(figures)`` after each stage, so
+    a long run that dies keeps what it measured."""
     from custseg.cli import parse_job_args, run_job
     from custseg.storage import StorageSettings, Tables
 
     os.environ["CUSTSEG_HOME"] = str(home)
-    shutil.rmtree(home / "tables", ignore_errors=True)
+    if not done:
+        shutil.rmtree(home / "tables", ignore_errors=True)
     spark_stages = SparkStages(spark)
     tables = Tables(spark, StorageSettings(root=str(home / "tables")))
-    out = []
+    out = list(done or [])
     for stage in stages:
+        if any(f["name"] == stage for f in out):
+            log.info("%s: measured in the run being resumed, skipped", stage)
+            continue
         with measured(stage, rss, spark_stages) as fig:
             rc = run_job(parse_job_args(None, [stage, "--date", run_date]), spark=spark)
         if rc != 0:
@@ -91,6 +102,8 @@ def run_pipeline(spark, home: Path, run_date: str, stages: list[str], rss: PeakR
         fig.extra["stage_seconds"] = json.loads(runs["stage_seconds"] or "{}")
         log.info("%s: %.1fs rows_in=%s rows_out=%s", stage, fig.seconds, fig.rows_in, fig.rows_out)
         out.append(fig.to_dict())
+        if on_stage:
+            on_stage(out)
     return out
 
 
@@ -102,8 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale", choices=sorted(SCALES), default="s")
     p.add_argument("--cores", default="*", help="local[N] cores (default all)")
     p.add_argument("--driver-memory", default="4g")
+    p.add_argument("--shuffle-partitions", type=int, default=None,
+                   help="spark.sql.shuffle.partitions (default: 2 x cores at s, 64 at m, AQE coalesces)")
     p.add_argument("--stages", default=None, help="comma-separated (default: the whole pipeline)")
     p.add_argument("--skip-baselines", action="store_true")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the tables and the stages measured by an interrupted run (results/<scale>.partial.json)")
     p.add_argument("--cache", default=str(HERE / "cache"))
     args = p.parse_args(argv)
     setup_logging()
@@ -112,12 +129,20 @@ def main(argv: list[str] | None = None) -> int:
     home = Path(args.cache) / args.scale
     info = ensure_data(args.scale, home)
     run_date = info.get("end_date") or info["batch_dates"][-1]
-    spark = bench_session(args.cores, args.driver_memory)
+    shuffle = args.shuffle_partitions if args.shuffle_partitions is not None else (64 if args.scale == "m" else 0)
+    spark = bench_session(args.cores, args.driver_memory, shuffle)
     rss = PeakRss().start()
     stages = args.stages.split(",") if args.stages else pipeline_stages()
-    t0 = time.perf_counter()
-    figures = run_pipeline(spark, home, run_date, stages, rss)
-    total = round(time.perf_counter() - t0, 1)
+    partial = HERE / "results" / f"{args.scale}.partial.json"
+    done = json.loads(partial.read_text())["stages"] if args.resume and partial.exists() else []
+
+    def save_partial(figs: list[dict]) -> None:
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(json.dumps({"scale": args.scale, "stages": figs}, indent=1))
+
+    figures = run_pipeline(spark, home, run_date, stages, rss, done, save_partial)
+    # Stage by stage, so a resumed run adds up the same as one that ran through.
+    total = round(sum(f["seconds"] for f in figures), 1)
 
     baselines = {}
     if not args.skip_baselines:
@@ -129,8 +154,10 @@ def main(argv: list[str] | None = None) -> int:
         "scale": args.scale,
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "spark": spark.version,
-                    "master": spark.sparkContext.master, "driver_memory": args.driver_memory},
-        "data": {k: info.get(k) for k in ("customers", "days", "counts", "generate_seconds")},
+                    "master": spark.sparkContext.master, "driver_memory": args.driver_memory,
+                    "shuffle_partitions": spark.conf.get("spark.sql.shuffle.partitions")},
+        "data": {**{k: info.get(k) for k in ("days", "counts", "generate_seconds")},
+                 "customers": info.get("customers") or SCALES[args.scale]["customers"]},
         "pipeline_seconds": total,
         "stages": figures,
         "baselines": baselines,
@@ -139,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
 
     result["targets"] = targets(result)
     write_results(result, HERE / "results")
+    partial.unlink(missing_ok=True)
     spark.stop()
     return 0
 

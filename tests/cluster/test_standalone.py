@@ -133,6 +133,12 @@ def test_pipeline_through_spark_submit_on_standalone(standalone, tmp_path):
             "spark.executor.memory=1g",
             "--spark-conf",
             "spark.cores.max=2",
+            # Spark's default of 200 shuffle partitions is sized for a real cluster: on 300
+            # customers it only schedules empty tasks (what a user with small data sets too).
+            "--spark-conf",
+            "spark.sql.shuffle.partitions=4",
+            "--spark-conf",
+            "spark.ui.enabled=false",
         ],
         cwd=ROOT,
         env={

@@ -10,7 +10,7 @@ from chispa import assert_approx_df_equality, assert_df_equality
 from pyspark.sql import functions as F
 
 from custseg.basket.baskets import baskets, customer_purchases, item_prices, with_item
-from custseg.basket.cross_sell import cross_sell
+from custseg.basket.cross_sell import cross_sell, popular_fill
 from custseg.basket.fpgrowth import (
     ITEMSET_SCHEMA,
     RULE_COLUMNS,
@@ -304,6 +304,37 @@ def test_cross_sell_expected_margin_uses_prices(spark, xs_rules, bought):
     assert_approx_df_equality(got, expected, 1e-12, ignore_row_order=True, ignore_nullable=True)
     with pytest.raises(ValueError, match="needs prices"):
         cross_sell(xs_rules, 5, "expected_margin")
+
+
+def test_fill_completes_lists_with_the_empty_antecedent_rules(spark, xs_rules, bought):
+    # Supports of the single items (as FP-Growth's itemsets give them); f is the most frequent.
+    itemsets = spark.createDataFrame(
+        [(["f"], 1, 8, 0.8), (["b"], 1, 5, 0.5), (["d"], 1, 2, 0.2), (["a"], 1, 6, 0.6), (["a", "b"], 2, 4, 0.4)],
+        "items array<string>, size int, count long, support double",
+    )
+    fill = popular_fill(itemsets, limit=3)  # f, a, b: d is the fourth single item
+    assert [r["item"] for r in fill.collect()] == ["f", "a", "b"]
+    targets = spark.createDataFrame([("u1",), ("u3",), ("u9",)], "customer_key string")
+    got = (
+        bought.where(F.col("customer_key").isin("u1", "u3"))
+        .transform(cross_sell(xs_rules, 3, "confidence", fill=fill, targets=targets))
+        .select("customer_key", "rank", "item", "score", "antecedent", "reason")
+    )
+    # u1 (a, c): f 0.8 (nothing -> f), b 0.9 by c -> b, d 0.5 by a + c -> d; b's fill 0.5 loses to its rule.
+    # u3 (a, b): only f is left to fill. u9 bought nothing in the window: f, a, b by popularity.
+    expected = spark.createDataFrame(
+        [
+            ("u1", 1, "b", 0.9, ["c"], "bought c; 90% of baskets with that also hold b (lift 1.10)"),
+            ("u1", 2, "f", 0.8, [], "popular: 80% of baskets hold f"),
+            ("u1", 3, "d", 0.5, ["a", "c"], "bought a + c; 50% of baskets with that also hold d (lift 3.00)"),
+            ("u3", 1, "f", 0.8, [], "popular: 80% of baskets hold f"),
+            ("u9", 1, "f", 0.8, [], "popular: 80% of baskets hold f"),
+            ("u9", 2, "a", 0.6, [], "popular: 60% of baskets hold a"),
+            ("u9", 3, "b", 0.5, [], "popular: 50% of baskets hold b"),
+        ],
+        "customer_key string, rank int, item string, score double, antecedent array<string>, reason string",
+    )
+    assert_approx_df_equality(got, expected, 1e-12, ignore_row_order=True, ignore_nullable=True)
 
 
 def test_segment_rules_fire_only_in_their_segment(spark, xs_rules, bought):

@@ -13,6 +13,13 @@ All joins and windows, no per-customer Python:
 4. per (customer, consequent) the best rule is kept as the reason, and per customer
    the top N consequents by score (ties: higher confidence, then item name).
 
+``fill`` adds the empty-antecedent rules (nothing -> item, confidence = the item's support,
+lift 1): they fire for every customer, so a customer whom no mined rule reaches still gets
+a full list of the most common items, and a mined rule (lift > 1, so confidence above the
+consequent's support) ranks its consequent above where popularity alone would put it.
+Their reason says so ("popular: ..."). The fill list is a bounded, broadcast list of the
+most frequent single items (``popular_fill``).
+
 Rules may carry a ``segment_id`` (mined per segment): such a rule fires only for
 customers of that segment; rules with a null ``segment_id`` fire for everyone.
 """
@@ -41,12 +48,30 @@ def rule_score(score: str, margin_rate: float = 1.0) -> Column:
 
 
 def reason_text() -> Column:
-    return F.format_string(
-        "bought %s; %.0f%% of baskets with that also hold %s (lift %.2f)",
-        F.array_join("antecedent", " + "),
-        F.col("confidence") * 100,
-        F.col("item"),
-        F.col("lift"),
+    return F.when(
+        F.size("antecedent") == 0,
+        F.format_string("popular: %.0f%% of baskets hold %s", F.col("confidence") * 100, F.col("item")),
+    ).otherwise(
+        F.format_string(
+            "bought %s; %.0f%% of baskets with that also hold %s (lift %.2f)",
+            F.array_join("antecedent", " + "),
+            F.col("confidence") * 100,
+            F.col("item"),
+            F.col("lift"),
+        )
+    )
+
+
+def popular_fill(itemsets: DataFrame, limit: int) -> DataFrame:
+    """item, support of the ``limit`` most frequent single items of FP-Growth's itemsets
+    (``mine(...).itemsets``; rows with a segment_id, mined per segment, are left out)."""
+    singles = itemsets.where(F.col("size") == 1)
+    if "segment_id" in itemsets.columns:
+        singles = singles.where(F.col("segment_id").isNull())
+    return (
+        singles.select(F.col("items")[0].alias("item"), F.col("support").cast("double").alias("support"))
+        .orderBy(F.desc("support"), F.col("item"))
+        .limit(limit)
     )
 
 
@@ -59,6 +84,8 @@ def cross_sell(
     segments: DataFrame | None = None,
     exclude: DataFrame | None = None,
     aggregate: str = "max",
+    fill: DataFrame | None = None,
+    targets: DataFrame | None = None,
 ) -> Callable[[DataFrame], DataFrame]:
     """purchases (customer_key, item) -> top ``top_n`` cross-sell offers per customer.
 
@@ -68,7 +95,9 @@ def cross_sell(
     pass a longer history when "not yet bought" should reach further back than the
     window that triggers rules). ``aggregate``: an item offered by several fired rules
     scores the best rule's score (``max``) or the sum over them (``sum``: every rule that
-    fires is evidence); the best rule is the reason either way.
+    fires is evidence); the best rule is the reason either way. ``fill`` (item, support;
+    see ``popular_fill``) adds the empty-antecedent rules for every customer in
+    ``targets`` (customer_key; default: the customers in ``purchases``).
     """
     if aggregate not in ("max", "sum"):
         raise ValueError(f"aggregate must be max or sum; got {aggregate!r}")
@@ -106,10 +135,20 @@ def cross_sell(
             .select("customer_key", "_rid")
         )
         owned = bought if exclude is None else exclude.select("customer_key", "item")
-        offers = (
-            fired.join(F.broadcast(r.drop("_scope")), on="_rid", how="inner")
-            .join(owned, on=["customer_key", "item"], how="left_anti")
-        )
+        offers = fired.join(F.broadcast(r.drop("_scope")), on="_rid", how="inner")
+        if fill is not None:
+            default = fill.select(
+                F.array().cast("array<string>").alias("antecedent"),
+                "item",
+                F.col("support").cast("double").alias("confidence"),
+                F.lit(1.0).alias("lift"),
+            ).withColumn("_rid", F.xxhash64(F.lit(_ALL), "antecedent", "item"))
+            if score == "expected_margin":
+                default = default.join(F.broadcast(prices.select("item", "unit_price")), on="item", how="left")
+            default = default.withColumn("score", rule_score(score, margin_rate))
+            who = (targets if targets is not None else bought).select("customer_key").distinct()
+            offers = offers.unionByName(who.crossJoin(F.broadcast(default)), allowMissingColumns=True)
+        offers = offers.join(owned, on=["customer_key", "item"], how="left_anti")
         per_item = Window.partitionBy("customer_key", "item")
         best_rule = per_item.orderBy(F.desc("score"), F.desc("confidence"), F.desc("lift"), F.col("_rid"))
         if aggregate == "sum":

@@ -17,6 +17,8 @@ class CrossSellSettings:
     margin_rate: float = 1.0
     aggregate: str = "max"
     top_n: int = 5
+    fill: str = "popular"
+    fill_candidates: int = 50
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,8 @@ class BasketSettings:
             margin_rate=float(g("basket.cross_sell.margin_rate", d.cross_sell.margin_rate)),
             aggregate=str(g("basket.cross_sell.aggregate", d.cross_sell.aggregate)),
             top_n=int(g("basket.top_n", d.cross_sell.top_n)),
+            fill=str(g("basket.cross_sell.fill", d.cross_sell.fill)),
+            fill_candidates=int(g("basket.cross_sell.fill_candidates", d.cross_sell.fill_candidates)),
         )
         return cls(
             level=str(g("basket.level", d.level)),
@@ -94,6 +98,7 @@ def check_basket(conf: Config) -> None:
         ("basket.max_itemsets", 1),
         ("basket.top_n", 1),
         ("basket.cross_sell.window_days", 1),
+        ("basket.cross_sell.fill_candidates", 1),
     ):
         v = g(key, low)
         if not _is_int(v) or v < low:
@@ -104,6 +109,9 @@ def check_basket(conf: Config) -> None:
     agg = g("basket.cross_sell.aggregate", "max")
     if agg not in ("max", "sum"):
         raise conf.error("basket.cross_sell.aggregate", f"must be max or sum; got {agg!r}")
+    fill = g("basket.cross_sell.fill", "popular")
+    if fill not in ("popular", "none"):
+        raise conf.error("basket.cross_sell.fill", f"must be popular or none; got {fill!r}")
     margin = g("basket.cross_sell.margin_rate", 1.0)
     if not _is_num(margin) or not 0 < margin <= 1:
         raise conf.error("basket.cross_sell.margin_rate", f"must be a number in (0, 1]; got {margin!r}")

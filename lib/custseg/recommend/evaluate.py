@@ -32,7 +32,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
 from custseg.basket.baskets import baskets, customer_purchases, item_prices
-from custseg.basket.cross_sell import cross_sell
+from custseg.basket.cross_sell import cross_sell, popular_fill
 from custseg.basket.fpgrowth import mine
 from custseg.basket.settings import BasketSettings
 from custseg.recommend.als import fit_als, interactions, recommend_als
@@ -187,7 +187,10 @@ def holdout_quality(
         if xs.score == "expected_margin"
         else None
     )
-    offers = cross_sell(mined.rules, kmax, xs.score, prices, xs.margin_rate, exclude=owned, aggregate=xs.aggregate)
+    fill = popular_fill(mined.itemsets, xs.fill_candidates) if xs.fill == "popular" else None
+    offers = cross_sell(
+        mined.rules, kmax, xs.score, prices, xs.margin_rate, exclude=owned, aggregate=xs.aggregate, fill=fill, targets=users
+    )
     rules_recs = triggers.transform(offers).cache()
 
     inter = interactions(

@@ -16,7 +16,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from custseg.basket.baskets import baskets, customer_purchases, item_prices
-from custseg.basket.cross_sell import CROSS_SELL_COLUMNS, cross_sell
+from custseg.basket.cross_sell import CROSS_SELL_COLUMNS, cross_sell, popular_fill
 from custseg.basket.fpgrowth import ITEMSET_COLUMNS, RULE_COLUMNS, mine, mine_by_segment
 from custseg.basket.settings import BasketSettings
 from custseg.recommend.als import fit_als, interactions, recommend
@@ -110,9 +110,11 @@ def run(ctx: StageContext) -> None:
             if xs.score == "expected_margin"
             else None
         )
+        fill = popular_fill(mined.itemsets, xs.fill_candidates) if xs.fill == "popular" else None
         offers = triggers.transform(
             cross_sell(
-                rules, xs.top_n, xs.score, prices, xs.margin_rate, segments=segments, exclude=owned, aggregate=xs.aggregate
+                rules, xs.top_n, xs.score, prices, xs.margin_rate, segments=segments, exclude=owned,
+                aggregate=xs.aggregate, fill=fill,
             )
         )
         t.overwrite(
