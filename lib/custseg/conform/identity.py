@@ -76,8 +76,15 @@ def device_key(value: Column | str, salt: str) -> Column:
 
 
 def _edges(
-    df: DataFrame, src_type: str, src_key: Column, dst_type: str, dst_key: Column
+    df: DataFrame, src_type: str, src_key: Column, dst_type: str, dst_key: Column,
+    raw: tuple[str, str] | None = None,
 ) -> DataFrame:
+    if raw is not None:
+        # Distinct raw pairs first: a customer logs in from the same device hundreds of
+        # times, and each HMAC is two SHA-256 passes. Keys depend only on the raw values,
+        # so hashing the distinct pairs gives the same edges (distinct again below, as
+        # different spellings can normalize to one key).
+        df = df.select(*raw).where(F.col(raw[0]).isNotNull() & F.col(raw[1]).isNotNull()).distinct()
     return (
         df.select(src_key.alias("src_key"), dst_key.alias("dst_key"))
         .where(F.col("src_key").isNotNull() & F.col("dst_key").isNotNull())
@@ -109,6 +116,7 @@ def order_edges(salt: str, country_code: str = "44") -> Callable[[DataFrame], Da
             customer_id_key("customer_id", salt),
             PHONE,
             phone_key("loyalty_phone", salt, country_code),
+            raw=("customer_id", "loyalty_phone"),
         )
 
     return transform
@@ -124,6 +132,7 @@ def login_edges(salt: str) -> Callable[[DataFrame], DataFrame]:
             customer_id_key("customer_id", salt),
             DEVICE,
             device_key("device_id", salt),
+            raw=("customer_id", "device_id"),
         )
 
     return transform
