@@ -3,6 +3,8 @@
     make bench SCALE=s        # ~20k customers (minutes)
     make bench SCALE=m        # ~1M customers, ~10M order lines, ~30M events (an hour or more here)
     .venv/bin/python -m bench.run --scale s --skip-baselines --stages ingest,conform,features
+    .venv/bin/python -m bench.run --scale m --resume          # go on after an interrupted run
+    .venv/bin/python -m bench.run --scale s --baselines-only  # baselines again, same tables
 
 Generated data is cached under bench/cache/<scale>/ (generation time is reported once, not
 counted in the pipeline). Tables are rebuilt from scratch on every run. Results go to
@@ -119,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="spark.sql.shuffle.partitions (default: 2 x cores at s, 64 at m, AQE coalesces)")
     p.add_argument("--stages", default=None, help="comma-separated (default: the whole pipeline)")
     p.add_argument("--skip-baselines", action="store_true")
+    p.add_argument("--baselines-only", action="store_true",
+                   help="keep results/<scale>.json's pipeline figures and tables; run the baselines again")
     p.add_argument("--resume", action="store_true",
                    help="keep the tables and the stages measured by an interrupted run (results/<scale>.partial.json)")
     p.add_argument("--cache", default=str(HERE / "cache"))
@@ -140,7 +144,12 @@ def main(argv: list[str] | None = None) -> int:
         partial.parent.mkdir(parents=True, exist_ok=True)
         partial.write_text(json.dumps({"scale": args.scale, "stages": figs}, indent=1))
 
-    figures = run_pipeline(spark, home, run_date, stages, rss, done, save_partial)
+    if args.baselines_only:
+        previous = json.loads((HERE / "results" / f"{args.scale}.json").read_text())
+        figures = previous["stages"]
+        stages = [f["name"] for f in figures]
+    else:
+        figures = run_pipeline(spark, home, run_date, stages, rss, done, save_partial)
     # Stage by stage, so a resumed run adds up the same as one that ran through.
     total = round(sum(f["seconds"] for f in figures), 1)
 

@@ -46,12 +46,20 @@ def run_stages(spark, home, run_date: str, stages: list[str], extra: list[str] |
 
 
 def pipeline_args(home: Path) -> list[str]:
-    """--set overrides of the shared run: the demo campaigns plus EVERYONE, no per-customer cap."""
+    """--set overrides of the shared run: the demo campaigns plus EVERYONE, no per-customer cap,
+    lighter propensity models."""
     doc = yaml.safe_load((ROOT / "conf" / "campaigns.yaml").read_text())
     doc["campaigns"]["everyone"] = EVERYONE
     campaigns_file = home / "campaigns.yaml"
     campaigns_file.write_text(yaml.safe_dump(doc))
-    return ["--set", f"marketing.campaigns_file={campaigns_file}", "--set", "marketing.max_campaigns_per_customer=0"]
+    return [
+        "--set", f"marketing.campaigns_file={campaigns_file}",
+        "--set", "marketing.max_campaigns_per_customer=0",
+        # Fewer boosting rounds and L-BFGS steps than the defaults: on 2.5k customers each
+        # is a Spark job of fixed overhead, and the marketing stage runs twice (the rerun test).
+        "--set", "marketing.propensity.gbt_max_iter=15",
+        "--set", "marketing.propensity.logistic_max_iter=50",
+    ]
 
 
 @pytest.fixture(scope="session")

@@ -187,10 +187,17 @@ def distance_to_centre(centres: Sequence[Centre]) -> Column:
     return F.sqrt(F.aggregate(sq, F.lit(0.0), lambda acc, v: acc + v))
 
 
+# Below this many rows per partition a second partition costs more than it saves.
+MIN_SPLIT_ROWS = 5_000
+
+
 def _fewer_partitions(df: DataFrame, rows: int, partition_rows: int) -> DataFrame:
     """At most one partition per ``partition_rows`` rows: MLlib runs a Spark job per
-    iteration, and on small data the per-task overhead, not the arithmetic, sets the pace."""
-    target = max(1, -(-rows // max(1, partition_rows)))
+    iteration, and on small data the per-task overhead, not the arithmetic, sets the pace.
+    But no fewer than one per core once each would still hold ``MIN_SPLIT_ROWS`` rows, so a
+    mid-sized matrix (say 60k rows) is not fitted on one core while the others idle."""
+    cores = df.sparkSession.sparkContext.defaultParallelism
+    target = max(1, -(-rows // max(1, partition_rows)), min(cores, rows // MIN_SPLIT_ROWS))
     return df.coalesce(target) if df.rdd.getNumPartitions() > target else df
 
 
