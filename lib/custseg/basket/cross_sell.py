@@ -2,10 +2,9 @@
 
 All joins and windows, no per-customer Python:
 
-1. each rule's antecedent is exploded to (rule, item) and joined to the customer's
-   distinct purchased items on the item; a rule fires for a customer when the number
-   of matched items equals the antecedent's size (the antecedent is contained in what
-   they bought);
+1. each customer's distinct purchased items become one array; the rules (a bounded list)
+   are broadcast and a rule fires for a customer when its antecedent is contained in that
+   array;
 2. rules whose consequent the customer already bought are removed (anti join);
 3. each fired rule is scored: ``confidence_lift`` = confidence x lift, or
    ``expected_margin`` = confidence x the consequent's net unit price x margin_rate
@@ -119,23 +118,25 @@ def cross_sell(
         r = r.withColumn("score", rule_score(score, margin_rate))
 
         bought = purchases.select("customer_key", "item").distinct()
-        scoped = bought.withColumn("_scope", F.lit(_ALL))
+        # One row per customer with what they bought; the rules (a bounded, mined list) are
+        # broadcast and tested against it in place. Joining items to the rules that hold them
+        # instead would shuffle (customer, rule, item) rows: 239M for 1M customers and 307
+        # category rules, against at most one row per (customer, offered item) here, as the
+        # fired rules are reduced to the best one per item before the shuffle.
+        customers = bought.groupBy("customer_key").agg(F.collect_set("item").alias("_items"))
+        in_scope = F.col("_scope") == F.lit(_ALL)
         if scoped_rules and segments is not None:
-            seg = segments.select("customer_key", F.col("segment_id").cast("string").alias("_scope"))
-            scoped = scoped.unionByName(
-                bought.join(seg, on="customer_key", how="inner").where(F.col("_scope").isNotNull())
-            )
-
-        ante = r.select("_rid", "_scope", F.size("antecedent").alias("_n"), F.explode("antecedent").alias("item"))
-        fired = (
-            scoped.join(F.broadcast(ante), on=["_scope", "item"], how="inner")
-            .groupBy("customer_key", "_rid", "_n")
-            .agg(F.count("*").alias("_matched"))
-            .where(F.col("_matched") == F.col("_n"))
-            .select("customer_key", "_rid")
+            seg = segments.select("customer_key", F.col("segment_id").cast("string").alias("_seg"))
+            customers = customers.join(seg, on="customer_key", how="left")
+            in_scope = in_scope | (F.col("_scope") == F.col("_seg"))
+        offer_cols = ["customer_key", "item", "antecedent", "confidence", "lift", "score", "_rid"]
+        offers = (
+            customers.crossJoin(F.broadcast(r))
+            .where(in_scope & (F.size(F.array_except("antecedent", "_items")) == 0))
+            .where(~F.array_contains("_items", F.col("item")))
+            .select(*offer_cols)
         )
         owned = bought if exclude is None else exclude.select("customer_key", "item")
-        offers = fired.join(F.broadcast(r.drop("_scope")), on="_rid", how="inner")
         if fill is not None:
             default = fill.select(
                 F.array().cast("array<string>").alias("antecedent"),
@@ -147,17 +148,26 @@ def cross_sell(
                 default = default.join(F.broadcast(prices.select("item", "unit_price")), on="item", how="left")
             default = default.withColumn("score", rule_score(score, margin_rate))
             who = (targets if targets is not None else bought).select("customer_key").distinct()
-            offers = offers.unionByName(who.crossJoin(F.broadcast(default)), allowMissingColumns=True)
-        offers = offers.join(owned, on=["customer_key", "item"], how="left_anti")
-        per_item = Window.partitionBy("customer_key", "item")
-        best_rule = per_item.orderBy(F.desc("score"), F.desc("confidence"), F.desc("lift"), F.col("_rid"))
-        if aggregate == "sum":
-            offers = offers.withColumn("score", F.sum("score").over(per_item))
+            offers = offers.unionByName(who.crossJoin(F.broadcast(default)).select(*offer_cols))
+        # The best rule of each (customer, item) is its reason: higher score, then confidence,
+        # then lift, then the smaller rule id (~id reverses the order of a signed long).
+        best = F.max(F.struct(
+            F.col("score").alias("s"), F.col("confidence").alias("c"), F.col("lift").alias("l"),
+            F.bitwise_not("_rid").alias("r"), F.col("antecedent").alias("a"),
+        ))
+        total = F.sum("score") if aggregate == "sum" else F.max("score")
+        per_item = (
+            offers.groupBy("customer_key", "item")
+            .agg(best.alias("_best"), total.alias("score"))
+            .join(owned, on=["customer_key", "item"], how="left_anti")
+            .select(
+                "customer_key", "item", "score",
+                F.col("_best.a").alias("antecedent"), F.col("_best.c").alias("confidence"), F.col("_best.l").alias("lift"),
+            )
+        )
         by_customer = Window.partitionBy("customer_key").orderBy(F.desc("score"), F.desc("confidence"), F.col("item"))
         return (
-            offers.withColumn("_best", F.row_number().over(best_rule))
-            .where(F.col("_best") == 1)
-            .withColumn("rank", F.row_number().over(by_customer))
+            per_item.withColumn("rank", F.row_number().over(by_customer))
             .where(F.col("rank") <= top_n)
             .select(
                 "customer_key",
