@@ -113,9 +113,12 @@ def cross_sell(
             "confidence",
             "lift",
         ).withColumn("_rid", F.xxhash64("_scope", "antecedent", "item"))
-        if score == "expected_margin":
-            r = r.join(F.broadcast(prices.select("item", "unit_price")), on="item", how="left")
-        r = r.withColumn("score", rule_score(score, margin_rate))
+        def scored(rules_df: DataFrame) -> DataFrame:
+            if score == "expected_margin":
+                rules_df = rules_df.join(F.broadcast(prices.select("item", "unit_price")), on="item", how="left")
+            return rules_df.withColumn("score", rule_score(score, margin_rate))
+
+        r = scored(r)
 
         bought = purchases.select("customer_key", "item").distinct()
         # One row per customer with what they bought; the rules (a bounded, mined list) are
@@ -144,9 +147,7 @@ def cross_sell(
                 F.col("support").cast("double").alias("confidence"),
                 F.lit(1.0).alias("lift"),
             ).withColumn("_rid", F.xxhash64(F.lit(_ALL), "antecedent", "item"))
-            if score == "expected_margin":
-                default = default.join(F.broadcast(prices.select("item", "unit_price")), on="item", how="left")
-            default = default.withColumn("score", rule_score(score, margin_rate))
+            default = scored(default)
             who = (targets if targets is not None else bought).select("customer_key").distinct()
             offers = offers.unionByName(who.crossJoin(F.broadcast(default)).select(*offer_cols))
         # The best rule of each (customer, item) is its reason: higher score, then confidence,
