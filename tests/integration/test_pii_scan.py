@@ -106,12 +106,12 @@ def _tokens(value: str) -> set[str]:
     return {low, *EMAIL_LIKE.findall(low), *DIGIT_RUN.findall(SQUEEZE.sub("", low))}
 
 
-def _hits(name: str, table: pa.Table, needles: set[str]) -> set[tuple[str, str, str]]:
-    """(table, column, value) of values equal to a needle, or holding an e-mail-like substring
-    or a digit run that is one."""
+def _hits(name: str, values: dict[str, set[str]], needles: set[str]) -> set[tuple[str, str, str]]:
+    """(table, column, value) of ``_values`` equal to a needle, or holding an e-mail-like
+    substring or a digit run that is one."""
     return {
         (name, column, v)
-        for column, values in _values(table).items()
+        for column, values in values.items()
         for v in values
         if not _tokens(v).isdisjoint(needles)
     }
@@ -146,13 +146,14 @@ def test_no_raw_email_phone_or_name_in_silver_or_gold(spark, demo_run):
         "gold.customer_segments",
     } <= set(names)
     tables = {n: _arrow(home, n) for n in names}
-    assert all(_values(t) for t in tables.values()), "every table has at least one string or integer column"
+    values = {n: _values(t) for n, t in tables.items()}
+    assert all(values.values()), "every table has at least one string or integer column"
     assert sum(t.num_rows for t in tables.values()) > 100_000  # the scan really read the data
-    hits = set().union(*(_hits(n, t, needles) for n, t in tables.items()))
+    hits = set().union(*(_hits(n, v, needles) for n, v in values.items()))
     assert hits == set(), sorted(hits)[:20]
 
     # Positive control: the same scan over bronze finds the raw values where they belong.
-    bronze = _hits("bronze.crm_customers", _arrow(home, "bronze.crm_customers"), needles)
+    bronze = _hits("bronze.crm_customers", _values(_arrow(home, "bronze.crm_customers")), needles)
     per_column = Counter(column for _, column, _ in bronze)
     assert {c for c, n in per_column.items() if n > 1000} == {"email", "phone", "name"}, per_column
 
@@ -175,11 +176,11 @@ def test_scanner_finds_values_nested_embedded_and_respelled():
         }
     )
     # The map's phone is spelled with (0) after the country code: squeezed it is 440770..., not a needle.
-    assert _hits("t", table, needles) == {("t", "tags", " Bob.Smith1@MAIL.com "), ("t", "who", "Bob Smith")}
+    assert _hits("t", _values(table), needles) == {("t", "tags", " Bob.Smith1@MAIL.com "), ("t", "who", "Bob Smith")}
     assert set(_values(table)) == {"key", "tags", "attrs", "who"}
     # A planted phone in a digit run and an e-mail inside free text are found.
     embedded = pa.table({"note": ["ring 07700 900 123 today", "mail <bob.smith1@mail.com>", None]})
-    assert _hits("n", embedded, needles) == {
+    assert _hits("n", _values(embedded), needles) == {
         ("n", "note", "ring 07700 900 123 today"),
         ("n", "note", "mail <bob.smith1@mail.com>"),
     }
