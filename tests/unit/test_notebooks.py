@@ -34,6 +34,9 @@ def test_notebook_runs_every_cell(path, report_home, tmp_path, monkeypatch):  # 
     conf.write_text(
         f"extends: {DEFAULT_CONF_DIR / 'base.yaml'}\n"
         "spark:\n  master: local[1]\n  driver_memory: 1g\n  shuffle_partitions: 2\n"
+        # A JVM that lives for a few queries: C2 compiling for the main thread's benefit
+        # only competes with it on a small machine (same reason as in the cluster test).
+        "  conf:\n    spark.driver.extraJavaOptions: -XX:TieredStopAtLevel=1\n"
     )
     monkeypatch.setenv("CUSTSEG_CONF", str(conf))
     monkeypatch.setenv("CUSTSEG_HOME", str(report_home))

@@ -23,7 +23,9 @@ def test_airline_kmeans_matches_sklearn_and_assigns_five_value_classes(spark, sh
     pdf = pd.DataFrame(x, columns=list("LRFMC"))
     pdf.insert(0, "customer_key", [f"m{i}" for i in range(len(pdf))])
     df = spark.createDataFrame(pdf)
-    fit = fit_segments(df, list("LRFMC"), k=5, seed=42, n_init=3, max_iter=100, standardize=False, impute="zero")
+    # Two initialisations reach scikit-learn's inertia (9e-6 above it); a single one stops in
+    # a local optimum 1.4% above, and a third only repeats the second's result (~15 s).
+    fit = fit_segments(df, list("LRFMC"), k=5, seed=42, n_init=2, max_iter=100, standardize=False, impute="zero")
     try:
         assert fit.quality["rows"] == 62043
         assert abs(fit.quality["wss"] - reference) / reference < 0.01, (fit.quality["wss"], reference)
