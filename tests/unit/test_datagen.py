@@ -342,6 +342,33 @@ def test_rules_in_truth_equal_the_rules_recomputed_from_the_orders_file(data, ba
             assert rule.confidence == pytest.approx(rule.planted_probability, abs=0.12)
 
 
+def test_planted_journeys_bring_the_follow_up_category_within_the_delay(data, bad, truth):
+    from custseg.datagen.catalog import JOURNEY_DELAY_DAYS, JOURNEYS
+
+    planted = pd.read_csv(data / "truth" / "journeys.csv")
+    assert list(zip(planted["trigger"], planted["follow_up"], planted["probability"], strict=True)) == list(JOURNEYS)
+    orders, items = order_frames(data, bad, truth)
+    products = pd.read_csv(files_of(data, "products")[0], keep_default_na=False)
+    category = products.drop_duplicates("sku").set_index("sku")["category"]
+    done = orders.loc[orders["status"] == "completed", ["order_id", "order_ts"]]
+    lines = items.assign(cat=items["sku"].map(category)).merge(done, on="order_id").dropna(subset=["buyer"])
+    lines["day"] = pd.to_datetime(lines["order_ts"]).dt.normalize()
+    first = lines.groupby(["buyer", "cat"])["day"].min().unstack()
+    lo, hi = JOURNEY_DELAY_DAYS
+    last_start = pd.Timestamp(END) - pd.Timedelta(days=hi)
+    for trigger, follow_up, prob in JOURNEYS:
+        # Customers whose first trigger order came before any follow-up order, early enough
+        # for the whole delay to fit before the end date (churners stop early: left out).
+        churner = truth.set_index("customer_id")["churner"].reindex(first.index) == "1"
+        starts = first[trigger]
+        fb = first[follow_up]
+        eligible = starts.notna() & (starts <= last_start) & (fb.isna() | (fb > starts)) & ~churner
+        gap = (fb[eligible] - starts[eligible]).dt.days
+        converted = gap.between(lo, hi).mean()
+        # The first trigger converts with the planted probability; other orders add a little.
+        assert prob - 0.05 <= converted <= prob + 0.25, (trigger, follow_up, converted, int(eligible.sum()))
+
+
 def test_churners_stopped_buying_at_least_90_days_before_the_end(data, bad, truth):
     orders, _ = order_frames(data, bad, truth)
     last = pd.to_datetime(orders.groupby("buyer")["order_ts"].max())

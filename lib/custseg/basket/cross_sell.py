@@ -19,6 +19,12 @@ consequent's support) ranks its consequent above where popularity alone would pu
 Their reason says so ("popular: ..."). The fill list is a bounded, broadcast list of the
 most frequent single items (``popular_fill``).
 
+``journeys`` (``custseg.basket.journeys``: "first bought A, then B within H days") fire for
+customers who bought A within the last H days (``recent``) and do not own B. Their offers
+rank above those of basket rules and the fill: they say what this customer is likely to buy
+next, and only while the window is open, where a basket rule or the fill holds at any time.
+Among themselves they rank by confidence (the probability of buying B within the horizon).
+
 Rules may carry a ``segment_id`` (mined per segment): such a rule fires only for
 customers of that segment; rules with a null ``segment_id`` fire for everyone.
 """
@@ -46,8 +52,16 @@ def rule_score(score: str, margin_rate: float = 1.0) -> Column:
     raise ValueError(f"score must be confidence_lift, confidence or expected_margin; got {score!r}")
 
 
-def reason_text() -> Column:
-    return F.when(
+def reason_text(horizon_days: int | None = None) -> Column:
+    journey = F.format_string(
+        "bought %s recently; %.0f%% of first buyers of it bought %s within %d days (lift %.2f)",
+        F.array_join("antecedent", " + "),
+        F.col("confidence") * 100,
+        F.col("item"),
+        F.lit(int(horizon_days or 0)),
+        F.col("lift"),
+    )
+    return F.when(F.col("_tier") == 0, journey).when(
         F.size("antecedent") == 0,
         F.format_string("popular: %.0f%% of baskets hold %s", F.col("confidence") * 100, F.col("item")),
     ).otherwise(
@@ -85,6 +99,9 @@ def cross_sell(
     aggregate: str = "max",
     fill: DataFrame | None = None,
     targets: DataFrame | None = None,
+    journeys: DataFrame | None = None,
+    recent: DataFrame | None = None,
+    horizon_days: int | None = None,
 ) -> Callable[[DataFrame], DataFrame]:
     """purchases (customer_key, item) -> top ``top_n`` cross-sell offers per customer.
 
@@ -96,7 +113,9 @@ def cross_sell(
     scores the best rule's score (``max``) or the sum over them (``sum``: every rule that
     fires is evidence); the best rule is the reason either way. ``fill`` (item, support;
     see ``popular_fill``) adds the empty-antecedent rules for every customer in
-    ``targets`` (customer_key; default: the customers in ``purchases``).
+    ``targets`` (customer_key; default: the customers in ``purchases``). ``journeys``
+    (``mine_journeys`` rules) fire on ``recent`` (customer_key, item: purchases within
+    their ``horizon_days``) and rank first.
     """
     if aggregate not in ("max", "sum"):
         raise ValueError(f"aggregate must be max or sum; got {aggregate!r}")
@@ -132,13 +151,31 @@ def cross_sell(
             seg = segments.select("customer_key", F.col("segment_id").cast("string").alias("_seg"))
             customers = customers.join(seg, on="customer_key", how="left")
             in_scope = in_scope | (F.col("_scope") == F.col("_seg"))
-        offer_cols = ["customer_key", "item", "antecedent", "confidence", "lift", "score", "_rid"]
+        offer_cols = ["customer_key", "item", "antecedent", "confidence", "lift", "score", "_rid", "_tier"]
         offers = (
             customers.crossJoin(F.broadcast(r))
             .where(in_scope & (F.size(F.array_except("antecedent", "_items")) == 0))
             .where(~F.array_contains("_items", F.col("item")))
+            .withColumn("_tier", F.lit(1))
             .select(*offer_cols)
         )
+        if journeys is not None and recent is not None:
+            j = journeys.select(
+                F.col("antecedent")[0].alias("_trigger"), "antecedent", F.col("consequent").alias("item"),
+                F.col("confidence").cast("double").alias("confidence"), F.col("lift").cast("double").alias("lift"),
+            )
+            fired = (
+                recent.select("customer_key", F.col("item").alias("_trigger"))
+                .distinct()
+                .join(F.broadcast(j), on="_trigger")
+                .select(
+                    "customer_key", "item", "antecedent", "confidence", "lift",
+                    F.col("confidence").alias("score"),
+                    F.xxhash64(F.lit("journey"), "antecedent", "item").alias("_rid"),
+                    F.lit(0).alias("_tier"),
+                )
+            )
+            offers = offers.unionByName(fired)
         owned = bought if exclude is None else exclude.select("customer_key", "item")
         if fill is not None:
             default = fill.select(
@@ -149,24 +186,29 @@ def cross_sell(
             ).withColumn("_rid", F.xxhash64(F.lit(_ALL), "antecedent", "item"))
             default = scored(default)
             who = (targets if targets is not None else bought).select("customer_key").distinct()
+            default = default.withColumn("_tier", F.lit(1))
             offers = offers.unionByName(who.crossJoin(F.broadcast(default)).select(*offer_cols))
         # The best rule of each (customer, item) is its reason: higher score, then confidence,
         # then lift, then the smaller rule id (~id reverses the order of a signed long).
         best = F.max(F.struct(
-            F.col("score").alias("s"), F.col("confidence").alias("c"), F.col("lift").alias("l"),
+            (-F.col("_tier")).alias("t"), F.col("score").alias("s"), F.col("confidence").alias("c"), F.col("lift").alias("l"),
             F.bitwise_not("_rid").alias("r"), F.col("antecedent").alias("a"),
         ))
         total = F.sum("score") if aggregate == "sum" else F.max("score")
         per_item = (
             offers.groupBy("customer_key", "item")
-            .agg(best.alias("_best"), total.alias("score"))
+            .agg(best.alias("_best"), total.alias("_total"))
             .join(owned, on=["customer_key", "item"], how="left_anti")
             .select(
-                "customer_key", "item", "score",
+                "customer_key", "item",
+                F.when(F.col("_best.t") == 0, F.col("_best.s")).otherwise(F.col("_total")).alias("score"),
+                (-F.col("_best.t")).alias("_tier"),
                 F.col("_best.a").alias("antecedent"), F.col("_best.c").alias("confidence"), F.col("_best.l").alias("lift"),
             )
         )
-        by_customer = Window.partitionBy("customer_key").orderBy(F.desc("score"), F.desc("confidence"), F.col("item"))
+        by_customer = Window.partitionBy("customer_key").orderBy(
+            F.col("_tier"), F.desc("score"), F.desc("confidence"), F.col("item")
+        )
         return (
             per_item.withColumn("rank", F.row_number().over(by_customer))
             .where(F.col("rank") <= top_n)
@@ -178,7 +220,7 @@ def cross_sell(
                 "antecedent",
                 "confidence",
                 "lift",
-                reason_text().alias("reason"),
+                reason_text(horizon_days).alias("reason"),
             )
         )
 

@@ -22,6 +22,16 @@ class CrossSellSettings:
 
 
 @dataclass(frozen=True)
+class JourneySettings:
+    enabled: bool = True
+    horizon_days: int = 30
+    min_eligible: int = 20
+    min_lift: float = 1.5
+    min_confidence: float = 0.05
+    max_items: int = 100
+
+
+@dataclass(frozen=True)
 class BasketSettings:
     level: str = "category"
     statuses: tuple[str, ...] = ("completed",)
@@ -34,6 +44,7 @@ class BasketSettings:
     max_itemsets: int = 200_000
     by_segment: bool = False
     cross_sell: CrossSellSettings = field(default_factory=CrossSellSettings)
+    journeys: JourneySettings = field(default_factory=JourneySettings)
 
     @classmethod
     def from_config(cls, conf: Config) -> BasketSettings:
@@ -48,6 +59,15 @@ class BasketSettings:
             fill=str(g("basket.cross_sell.fill", d.cross_sell.fill)),
             fill_candidates=int(g("basket.cross_sell.fill_candidates", d.cross_sell.fill_candidates)),
         )
+        dj = d.journeys
+        journeys = JourneySettings(
+            enabled=bool(g("basket.journeys.enabled", dj.enabled)),
+            horizon_days=int(g("basket.journeys.horizon_days", dj.horizon_days)),
+            min_eligible=int(g("basket.journeys.min_eligible", dj.min_eligible)),
+            min_lift=float(g("basket.journeys.min_lift", dj.min_lift)),
+            min_confidence=float(g("basket.journeys.min_confidence", dj.min_confidence)),
+            max_items=int(g("basket.journeys.max_items", dj.max_items)),
+        )
         return cls(
             level=str(g("basket.level", d.level)),
             statuses=tuple(g("basket.statuses", list(d.statuses))),
@@ -60,6 +80,7 @@ class BasketSettings:
             max_itemsets=int(g("basket.max_itemsets", d.max_itemsets)),
             by_segment=bool(g("basket.by_segment", d.by_segment)),
             cross_sell=xs,
+            journeys=journeys,
         )
 
 
@@ -99,6 +120,9 @@ def check_basket(conf: Config) -> None:
         ("basket.top_n", 1),
         ("basket.cross_sell.window_days", 1),
         ("basket.cross_sell.fill_candidates", 1),
+        ("basket.journeys.horizon_days", 1),
+        ("basket.journeys.min_eligible", 1),
+        ("basket.journeys.max_items", 2),
     ):
         v = g(key, low)
         if not _is_int(v) or v < low:
@@ -115,5 +139,13 @@ def check_basket(conf: Config) -> None:
     margin = g("basket.cross_sell.margin_rate", 1.0)
     if not _is_num(margin) or not 0 < margin <= 1:
         raise conf.error("basket.cross_sell.margin_rate", f"must be a number in (0, 1]; got {margin!r}")
+    if not isinstance(g("basket.journeys.enabled", True), bool):
+        raise conf.error("basket.journeys.enabled", "must be true or false")
+    jl = g("basket.journeys.min_lift", 1.5)
+    if not _is_num(jl) or jl < 0:
+        raise conf.error("basket.journeys.min_lift", f"must be a number >= 0; got {jl!r}")
+    jc = g("basket.journeys.min_confidence", 0.05)
+    if not _is_num(jc) or not 0 <= jc <= 1:
+        raise conf.error("basket.journeys.min_confidence", f"must be a number in [0, 1]; got {jc!r}")
     if not isinstance(g("basket.by_segment", False), bool):
         raise conf.error("basket.by_segment", "must be true or false")

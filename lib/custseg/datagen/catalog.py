@@ -115,6 +115,16 @@ RULES = (
     (("nappies",), "wipes", 0.65, 0.03),
     (("chips",), "salsa", 0.55, 0.04),
 )
+# Journeys, planted across orders (not within one basket): a customer who buys the trigger
+# category and has not bought the follow-up category yet comes back for it in a new order
+# DELAY days later, with this probability per trigger order (once: then they own it).
+# (trigger category, follow-up category, probability per trigger order)
+JOURNEYS = (
+    ("electronics", "home", 0.3),  # a TV or a laptop, then furniture or decor for it
+    ("personal_care", "toys", 0.3),  # baby care, then toys
+    ("toys", "books", 0.3),  # toys, then children's books
+)
+JOURNEY_DELAY_DAYS = (3, 21)
 MIN_PER_CATEGORY = 8
 SPECIAL_RANK = 4  # specials sit after the four best sellers of their category
 POPULARITY_EXPONENT = 0.9

@@ -9,10 +9,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from custseg.datagen import personas as P
-from custseg.datagen.catalog import CATEGORIES, Catalog
+from custseg.datagen.catalog import (
+    CATEGORIES,
+    CATEGORY_NAMES,
+    JOURNEY_DELAY_DAYS,
+    JOURNEYS,
+    Catalog,
+)
 from custseg.datagen.clock import draw_times
-from custseg.datagen.context import BLOCK, Context
-from custseg.datagen.fmt import Field, Records
+from custseg.datagen.context import BLOCK, DAY, Context
+from custseg.datagen.fmt import Field, Records, concat
 from custseg.datagen.people import (
     CITIES,
     LOYALTY_PHONE_P,
@@ -50,6 +56,8 @@ STORE_ID_BASE = 101
 STORE_IDENT_P = (0.45, 0.40, 0.15)
 N_STORES = STORES_PER_CITY * len(CITIES)
 QTY_FACTOR = np.array([c[5] for c in CATEGORIES])
+JOURNEY_STREAM = 5  # own random stream: the orders drawn before the journeys stay the same
+JOURNEY_EXTRA_LINES = 0.5  # Poisson mean of further follow-up lines of the same category
 
 
 @dataclass
@@ -124,7 +132,101 @@ def make_orders(ctx: Context, c: Customers) -> Orders:
         "sku": cat.sku_table,
     }
     rec = Records(cols, ctx.batch_of(ts), tables, items=items)
-    return Orders(rec, cust, rule_counts, Spellings(cust[pi], fmt), n)
+    spellings = Spellings(cust[pi], fmt)
+    follow = journey_orders(ctx, c, rec, cust, block * ORDER_ID_SPAN + n)
+    if len(follow):
+        rec = concat(rec, follow.records)
+        cust = np.concatenate([cust, follow.cust])
+        by_time = np.argsort(rec.cols["order_ts"], kind="stable")
+        rec, cust = rec.take(by_time), cust[by_time]
+        rule_counts = basket_counts(cat, rec.items.cols["order"], rec.items.cols["sku"], len(rec))
+    return Orders(rec, cust, rule_counts, spellings, n + len(follow))
+
+
+@dataclass
+class FollowUps:
+    records: Records
+    cust: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.cust)
+
+
+def journey_orders(ctx: Context, c: Customers, rec: Records, cust: np.ndarray, first_id: int) -> FollowUps:
+    """The planted journeys (catalog.JOURNEYS) as new orders after their trigger orders.
+
+    For each journey, a customer's completed orders holding the trigger category, before
+    their first order of the follow-up category, each convert with the journey's probability;
+    the first that does gets a follow-up order JOURNEY_DELAY_DAYS later (inside the
+    customer's active period), so the customer then owns the follow-up category. Journeys
+    are drawn in order and a follow-up order can trigger a later journey (baby care, then
+    toys, then books).
+    """
+    rng = ctx.rng(int(c.g[0]) // BLOCK, JOURNEY_STREAM)
+    cat = ctx.catalog
+    n = len(cust)
+    io, sku = rec.items.cols["order"], rec.items.cols["sku"]
+    present = np.zeros((n, len(CATEGORIES)), dtype=bool)
+    present[io, cat.category[sku]] = True
+    ts = rec.cols["order_ts"]
+    completed = (rec.cols["status"] == 0) & (cust >= 0)
+    out_cust, out_ts, out_cat = [], [], []
+    for trigger, follow_up, prob in JOURNEYS:
+        if out_cust:  # the follow-ups so far are orders too
+            new = np.zeros((len(out_cust[-1]), len(CATEGORIES)), dtype=bool)
+            new[np.arange(len(new)), out_cat[-1]] = True
+            present = np.concatenate([present, new])
+            cust = np.concatenate([cust, out_cust[-1]])
+            ts = np.concatenate([ts, out_ts[-1]])
+            completed = np.concatenate([completed, np.ones(len(new), dtype=bool)])
+        a, b = CATEGORY_NAMES.index(trigger), CATEGORY_NAMES.index(follow_up)
+        first_b = np.full(len(c), np.iinfo(np.int64).max)
+        owns = completed & present[:, b]
+        np.minimum.at(first_b, cust[owns], ts[owns])
+        cand = np.flatnonzero(completed & present[:, a])
+        cand = cand[ts[cand] < first_b[cust[cand]]]
+        cand = cand[rng.random(len(cand)) < prob]
+        cand = cand[np.argsort(ts[cand], kind="stable")]
+        _, first = np.unique(cust[cand], return_index=True)
+        trig = cand[first]
+        days = rng.integers(JOURNEY_DELAY_DAYS[0], JOURNEY_DELAY_DAYS[1] + 1, len(trig))
+        when = ts[trig] + days * DAY
+        ok = when < (c.act_hi[cust[trig]] + 1) * DAY
+        out_cust.append(cust[trig][ok])
+        out_ts.append(when[ok])
+        out_cat.append(np.full(int(ok.sum()), b))
+    fc, fts, fcat = (np.concatenate(x).astype(np.int64) for x in (out_cust, out_ts, out_cat))
+    m = len(fc)
+    lines = 1 + rng.poisson(JOURNEY_EXTRA_LINES, m)
+    fio = np.repeat(np.arange(m), lines)
+    fsku = cat.sample(fcat[fio], rng)
+    fio, fsku = _dedupe(fio, fsku, cat.size)
+    persona = c.persona[fc]
+    ip = persona[fio]
+    qty = 1 + rng.poisson(P.QTY_LAM[ip] * QTY_FACTOR[cat.category[fsku]])
+    p_disc, lo, hi = P.DISCOUNT[ip].T
+    discount = np.where(rng.random(len(fio)) < p_disc, rng.integers(lo.astype(int), hi.astype(int) + 1), 0)
+    channel = c.channel[fc]
+    is_store = channel == 0
+    cols = {
+        "order_id": first_id + np.arange(m, dtype=np.int64),
+        "customer_id": c.num[fc],
+        "loyalty_phone": pa.nulls(m, pa.string()),
+        "order_ts": fts,
+        "channel": channel,
+        "store_id": np.where(is_store, STORE_ID_BASE + c.store[fc], -1),
+        "status": np.zeros(m, dtype=np.int64),
+    }
+    item_cols = {
+        "order": fio,
+        "sku": fsku,
+        "qty": qty.astype(np.int64),
+        "unit_price": cat.price[fsku].copy(),
+        "discount": discount.astype(np.int64),
+    }
+    items = Records(item_cols, np.zeros(len(fio), dtype=np.int64), {"sku": cat.sku_table})
+    tables = {"channel": pa.array(list(P.CHANNELS)), "status": pa.array(list(STATUSES)), "sku": cat.sku_table}
+    return FollowUps(Records(cols, ctx.batch_of(fts), tables, items=items), fc)
 
 
 def make_items(

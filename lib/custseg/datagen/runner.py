@@ -28,7 +28,7 @@ from custseg.datagen.blocks import (
     write_products,
 )
 from custseg.datagen.campaigns import STATS, plan_campaigns
-from custseg.datagen.catalog import CATEGORY_NAMES, build_catalog
+from custseg.datagen.catalog import CATEGORY_NAMES, JOURNEY_DELAY_DAYS, JOURNEYS, build_catalog
 from custseg.datagen.context import DAY, Context
 from custseg.datagen.orders import rule_rows
 
@@ -139,6 +139,7 @@ def generate(
     bad.to_csv(truth / "bad_records.csv", index=False)
     _rules_frame(catalog, rule_counts).to_csv(truth / "rules.csv", index=False)
     _campaigns_frame(ctx, campaign_stats).to_csv(truth / "campaigns.csv", index=False)
+    _journeys_frame().to_csv(truth / "journeys.csv", index=False)
     summary = _summary(out, ctx, files, bad, time.perf_counter() - t0)
     manifest = _manifest(ctx, summary, files, bad, chunk_size, products, end_date)
     (truth / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
@@ -179,6 +180,17 @@ def _results(ctx: Context, out: Path, chunks: list[tuple[int, int]], workers: in
 
 def _append_csv(table: pa.Table, path: Path) -> None:
     table.to_pandas().to_csv(path, mode="a", header=not path.exists(), index=False)
+
+
+def _journeys_frame() -> pd.DataFrame:
+    """The planted cross-order journeys (catalog.JOURNEYS), at category level."""
+    lo, hi = JOURNEY_DELAY_DAYS
+    return pd.DataFrame(
+        [
+            {"level": "category", "trigger": a, "follow_up": b, "probability": p, "min_delay_days": lo, "max_delay_days": hi}
+            for a, b, p in JOURNEYS
+        ]
+    )
 
 
 def _rules_frame(catalog, counts: np.ndarray) -> pd.DataFrame:
@@ -325,6 +337,7 @@ def _manifest(
             "customers.csv",
             "identities.csv",
             "rules.csv",
+            "journeys.csv",
             "campaigns.csv",
             "bad_records.csv",
         ],

@@ -34,6 +34,7 @@ from pyspark.sql.window import Window
 from custseg.basket.baskets import baskets, customer_purchases, item_prices
 from custseg.basket.cross_sell import cross_sell, popular_fill
 from custseg.basket.fpgrowth import mine
+from custseg.basket.journeys import journey_inputs
 from custseg.basket.settings import BasketSettings
 from custseg.recommend.als import fit_als, interactions, recommend_als
 from custseg.recommend.popularity import item_popularity, recommend_popular
@@ -188,8 +189,13 @@ def holdout_quality(
         else None
     )
     fill = popular_fill(mined.itemsets, xs.fill_candidates) if xs.fill == "popular" else None
+    journeys = journey_inputs(order_items, basket, cutoff, products)
+    if journeys:
+        journeys = (journeys[0].cache(), journeys[1].join(users, on="customer_key", how="left_semi"))
     offers = cross_sell(
-        mined.rules, kmax, xs.score, prices, xs.margin_rate, exclude=owned, aggregate=xs.aggregate, fill=fill, targets=users
+        mined.rules, kmax, xs.score, prices, xs.margin_rate, exclude=owned, aggregate=xs.aggregate, fill=fill,
+        targets=users, journeys=journeys[0] if journeys else None, recent=journeys[1] if journeys else None,
+        horizon_days=basket.journeys.horizon_days,
     )
     rules_recs = triggers.transform(offers).cache()
 
@@ -214,7 +220,7 @@ def holdout_quality(
         F.lit(cutoff).alias("train_end"),
         F.lit(reco.holdout_days).cast("int").alias("holdout_days"),
     ).localCheckpoint(eager=True)
-    for df in (owned, relevant, rules_recs, als_recs):
+    for df in (owned, relevant, rules_recs, als_recs, *(journeys[:1] if journeys else ())):
         df.unpersist()
     fit.unpersist()
     mined.unpersist()

@@ -1,5 +1,5 @@
 """Stage ``basket``: silver order lines and events -> gold frequent_itemsets, association_rules,
-cross_sell, recommendations and reco_quality for the snapshot date.
+journey_rules, cross_sell, recommendations and reco_quality for the snapshot date.
 
 Every table is partitioned by snapshot_date and overwritten for the run date only, so a
 rerun of a date leaves the same tables. gold.customer_segments is optional: without it
@@ -18,6 +18,7 @@ from pyspark.sql import functions as F
 from custseg.basket.baskets import baskets, customer_purchases, item_prices
 from custseg.basket.cross_sell import CROSS_SELL_COLUMNS, cross_sell, popular_fill
 from custseg.basket.fpgrowth import ITEMSET_COLUMNS, RULE_COLUMNS, mine, mine_by_segment
+from custseg.basket.journeys import JOURNEY_COLUMNS, journey_inputs
 from custseg.basket.settings import BasketSettings
 from custseg.recommend.als import fit_als, interactions, recommend
 from custseg.recommend.evaluate import QUALITY_COLUMNS, holdout_quality
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 ITEMSETS = "gold.frequent_itemsets"
 RULES = "gold.association_rules"
+JOURNEY_RULES = "gold.journey_rules"
 CROSS_SELL = "gold.cross_sell"
 RECOMMENDATIONS = "gold.recommendations"
 RECO_QUALITY = "gold.reco_quality"
@@ -96,6 +98,17 @@ def run(ctx: StageContext) -> None:
         rec.rows_out += n_rules
         rec.details["fp_growth"] = {**mined.summary(), "rules": n_rules, "segments_mined": len(per_segment)}
 
+    journeys = None
+    if bs.journeys.enabled:
+        with rec.stage("journeys"):
+            j_rules, recent = journey_inputs(lines, bs, as_of, products)
+            j_rules = j_rules.persist(StorageLevel.MEMORY_AND_DISK)
+            t.overwrite(
+                j_rules.select(*stamp, *JOURNEY_COLUMNS), JOURNEY_RULES, partition_by=["snapshot_date"], where=snap
+            )
+            rec.details["journeys"] = {"rules": j_rules.count(), "horizon_days": bs.journeys.horizon_days}
+            journeys = (j_rules, recent)
+
     history = max(rs.window_days, bs.cross_sell.window_days)
     owned = lines.transform(customer_purchases(level, statuses, as_of - timedelta(days=history), as_of, products))
     owned = owned.persist(StorageLevel.MEMORY_AND_DISK)
@@ -115,6 +128,8 @@ def run(ctx: StageContext) -> None:
             cross_sell(
                 rules, xs.top_n, xs.score, prices, xs.margin_rate, segments=segments, exclude=owned,
                 aggregate=xs.aggregate, fill=fill,
+                journeys=journeys[0] if journeys else None, recent=journeys[1] if journeys else None,
+                horizon_days=bs.journeys.horizon_days,
             )
         )
         t.overwrite(
@@ -136,6 +151,8 @@ def run(ctx: StageContext) -> None:
         fit.unpersist()
 
     rules.unpersist()
+    if journeys:
+        journeys[0].unpersist()
     owned.unpersist()
     mined.unpersist()
     for res in per_segment:
