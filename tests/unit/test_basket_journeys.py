@@ -9,8 +9,9 @@ import pytest
 from chispa import assert_approx_df_equality
 from pyspark.sql import functions as F
 
+from custseg.basket.baskets import first_purchases
 from custseg.basket.cross_sell import cross_sell, popular_fill
-from custseg.basket.journeys import JOURNEY_COLUMNS, first_purchases, mine_journeys
+from custseg.basket.journeys import JOURNEY_COLUMNS, mine_journeys
 
 D = date.fromisoformat
 END = D("2026-06-30")  # horizon 30: first purchases up to 2026-05-31 start a journey

@@ -111,6 +111,26 @@ def customer_purchases(
     return transform
 
 
+def first_purchases(
+    level: str = "sku",
+    statuses: Sequence[str] = ("completed",),
+    start: date | None = None,
+    end: date | None = None,
+    products: DataFrame | None = None,
+) -> Callable[[DataFrame], DataFrame]:
+    """silver.order_items -> customer_key, item, first_date (first order_date in (start, end]); guests left out."""
+
+    def transform(lines: DataFrame) -> DataFrame:
+        return (
+            lines.where(F.col("customer_key").isNotNull())
+            .transform(_purchased_lines(level, statuses, start, end, products))
+            .groupBy("customer_key", "item")
+            .agg(F.min("order_date").alias("first_date"))
+        )
+
+    return transform
+
+
 def item_prices(
     level: str = "sku",
     statuses: Sequence[str] = ("completed",),

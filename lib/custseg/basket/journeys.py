@@ -27,38 +27,17 @@ most customers bought take part, which bounds it per customer and bounds the (A,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from custseg.basket.baskets import _purchased_lines, customer_purchases
+from custseg.basket.baskets import customer_purchases, first_purchases
 from custseg.basket.settings import BasketSettings
 
 JOURNEY_COLUMNS = [
     "antecedent", "consequent", "eligible", "converted", "confidence", "base_rate", "lift", "horizon_days",
 ]
-
-
-def first_purchases(
-    level: str = "sku",
-    statuses: Sequence[str] = ("completed",),
-    start: date | None = None,
-    end: date | None = None,
-    products: DataFrame | None = None,
-) -> Callable[[DataFrame], DataFrame]:
-    """silver.order_items -> customer_key, item, first_date (first order_date in (start, end]); guests left out."""
-
-    def transform(lines: DataFrame) -> DataFrame:
-        return (
-            lines.where(F.col("customer_key").isNotNull())
-            .transform(_purchased_lines(level, statuses, start, end, products))
-            .groupBy("customer_key", "item")
-            .agg(F.min("order_date").alias("first_date"))
-        )
-
-    return transform
 
 
 def mine_journeys(

@@ -201,11 +201,7 @@ def journey_orders(ctx: Context, c: Customers, rec: Records, cust: np.ndarray, f
     fio = np.repeat(np.arange(m), lines)
     fsku = cat.sample(fcat[fio], rng)
     fio, fsku = _dedupe(fio, fsku, cat.size)
-    persona = c.persona[fc]
-    ip = persona[fio]
-    qty = 1 + rng.poisson(P.QTY_LAM[ip] * QTY_FACTOR[cat.category[fsku]])
-    p_disc, lo, hi = P.DISCOUNT[ip].T
-    discount = np.where(rng.random(len(fio)) < p_disc, rng.integers(lo.astype(int), hi.astype(int) + 1), 0)
+    items = _line_items(cat, fio, fsku, c.persona[fc][fio], rng)
     channel = c.channel[fc]
     is_store = channel == 0
     cols = {
@@ -217,14 +213,6 @@ def journey_orders(ctx: Context, c: Customers, rec: Records, cust: np.ndarray, f
         "store_id": np.where(is_store, STORE_ID_BASE + c.store[fc], -1),
         "status": np.zeros(m, dtype=np.int64),
     }
-    item_cols = {
-        "order": fio,
-        "sku": fsku,
-        "qty": qty.astype(np.int64),
-        "unit_price": cat.price[fsku].copy(),
-        "discount": discount.astype(np.int64),
-    }
-    items = Records(item_cols, np.zeros(len(fio), dtype=np.int64), {"sku": cat.sku_table})
     tables = {"channel": pa.array(list(P.CHANNELS)), "status": pa.array(list(STATUSES)), "sku": cat.sku_table}
     return FollowUps(Records(cols, ctx.batch_of(fts), tables, items=items), fc)
 
@@ -254,7 +242,13 @@ def make_items(
         io, sku = _add(io, sku, add, rule.consequent)
     order = np.argsort(io, kind="stable")
     io, sku = io[order], sku[order]
-    ip = persona[io]
+    return _line_items(cat, io, sku, persona[io], rng), basket_counts(cat, io, sku, n)
+
+
+def _line_items(
+    cat: Catalog, io: np.ndarray, sku: np.ndarray, ip: np.ndarray, rng: np.random.Generator
+) -> Records:
+    """Order lines (order index, sku) with quantity, list price and discount by the buyer's persona ``ip``."""
     qty = 1 + rng.poisson(P.QTY_LAM[ip] * QTY_FACTOR[cat.category[sku]])
     p_disc, lo, hi = P.DISCOUNT[ip].T
     discount = np.where(
@@ -267,8 +261,7 @@ def make_items(
         "unit_price": cat.price[sku].copy(),
         "discount": discount.astype(np.int64),
     }
-    items = Records(cols, np.zeros(len(io), dtype=np.int64), {"sku": cat.sku_table})
-    return items, basket_counts(cat, io, sku, n)
+    return Records(cols, np.zeros(len(io), dtype=np.int64), {"sku": cat.sku_table})
 
 
 def _dedupe(io: np.ndarray, sku: np.ndarray, n_sku: int) -> tuple[np.ndarray, np.ndarray]:
