@@ -225,6 +225,7 @@ def gamma_gamma_gradient(params, x, m, weights=None) -> np.ndarray:
 MIN_PARAMETER = 1e-6
 MAX_SCALE = 1e9
 GRADIENT_TOLERANCE = 1e-6  # on the mean log-likelihood per customer, per unit of log-parameter
+RESTARTS = 3
 
 
 def _maximise(
@@ -249,18 +250,29 @@ def _maximise(
     low, high = np.full(len(start), math.log(MIN_PARAMETER)), np.log(np.asarray(upper, float))
     theta0 = np.clip(np.log(start), low, high)
     opts = {"maxiter": 5000, "ftol": 1e-15, "gtol": 1e-10}
-    res = minimize(objective, theta0, jac=True, method="L-BFGS-B", bounds=list(zip(low, high, strict=True)), options=opts)
-    value, grad = objective(res.x)
-    at_low, at_high = res.x <= low + 1e-9, res.x >= high - 1e-9
-    # projected gradient: at an edge only a component pointing back into the box counts
-    free = np.where((at_low & (grad > 0)) | (at_high & (grad < 0)), 0.0, grad)
-    worst = float(np.max(np.abs(free)))
+    bounds = list(zip(low, high, strict=True))
+    steps = evaluations = 0
+    # L-BFGS-B can stop on "relative reduction of f" along the flat ridge with the gradient
+    # still above tolerance; where it stops depends on rounding (the order of the summed
+    # groups, the CPU's vector unit). A restart from there drops the stale curvature pairs
+    # and goes on; a few restarts are enough, and a fit that still fails is reported.
+    for _ in range(RESTARTS + 1):
+        res = minimize(objective, theta0, jac=True, method="L-BFGS-B", bounds=bounds, options=opts)
+        steps, evaluations = steps + res.nit, evaluations + res.nfev
+        value, grad = objective(res.x)
+        at_low, at_high = res.x <= low + 1e-9, res.x >= high - 1e-9
+        # projected gradient: at an edge only a component pointing back into the box counts
+        free = np.where((at_low & (grad > 0)) | (at_high & (grad < 0)), 0.0, grad)
+        worst = float(np.max(np.abs(free)))
+        if value >= 1e300 or not np.all(np.isfinite(res.x)) or worst <= GRADIENT_TOLERANCE:
+            break
+        theta0 = res.x
     if value >= 1e300 or not np.all(np.isfinite(res.x)) or worst > GRADIENT_TOLERANCE:
-        raise ClvFitError(f"{what}: optimiser did not converge ({res.message}; gradient {worst:.2g} after {res.nit} steps)")
+        raise ClvFitError(f"{what}: optimiser did not converge ({res.message}; gradient {worst:.2g} after {steps} steps)")
     edge = tuple(n for n, lo, hi in zip(names, at_low, at_high, strict=True) if lo or hi)
     if edge:
         log.warning("%s: %s at the edge of the search box: the data do not identify it", what, ", ".join(edge))
-    log.info("%s: converged in %d steps (%d evaluations)", what, res.nit, res.nfev)
+    log.info("%s: converged in %d steps (%d evaluations)", what, steps, evaluations)
     return np.exp(res.x), edge
 
 
@@ -281,6 +293,12 @@ def _bounded_groups(df: DataFrame, keys: list[str], max_rows: int, seed: int) ->
     return sampled.collect(), n_customers, True
 
 
+def _sorted(arr: np.ndarray) -> np.ndarray:
+    """Groups in one fixed order: collect() returns them in task-completion order, and the
+    sums of the likelihood (so the optimiser's path) would otherwise vary between reruns."""
+    return arr[np.lexsort(arr.T[::-1])]
+
+
 def fit_bgnbd(summary: DataFrame, max_rows: int = 200000, seed: int = 42, max_shape: float = 1000.0) -> BgNbdParams:
     """Maximum-likelihood BG/NBD (r, alpha, a, b) from a ``summarize`` output (time in its units).
 
@@ -290,7 +308,7 @@ def fit_bgnbd(summary: DataFrame, max_rows: int = 200000, seed: int = 42, max_sh
     rows, n_customers, sampled = _bounded_groups(active, ["clv_frequency", "clv_recency", "clv_T"], max_rows, seed)
     if not rows:
         raise ClvFitError("BG/NBD: no customer with a purchase")
-    arr = np.array([(r["clv_frequency"], r["clv_recency"], r["clv_T"], r["n"]) for r in rows], dtype=float)
+    arr = _sorted(np.array([(r["clv_frequency"], r["clv_recency"], r["clv_T"], r["n"]) for r in rows], dtype=float))
     x, t_x, T, w = arr.T
     if not np.any(x > 0):
         raise ClvFitError("BG/NBD: no repeat purchase, the dropout process cannot be identified")
@@ -316,7 +334,7 @@ def fit_gamma_gamma(
     rows, n_customers, sampled = _bounded_groups(repeat, ["clv_frequency", "clv_monetary"], max_rows, seed)
     if len(rows) < 3:
         raise ClvFitError(f"Gamma-Gamma: {len(rows)} repeat buyers with positive spend, need at least 3")
-    arr = np.array([(r["clv_frequency"], r["clv_monetary"], r["n"]) for r in rows], dtype=float)
+    arr = _sorted(np.array([(r["clv_frequency"], r["clv_monetary"], r["n"]) for r in rows], dtype=float))
     x, m, w = arr.T
     start = np.array([1.0, 2.0, float(np.average(m, weights=w))])
     terms = lambda p: _gamma_gamma_terms(p, x, m, w, gradient=True)  # noqa: E731
