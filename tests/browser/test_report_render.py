@@ -13,8 +13,6 @@ import pytest
 
 from tests.unit.test_report import D, read_tables, report_home  # noqa: F401 - report_home is a shared fixture
 
-pytestmark = pytest.mark.browser
-
 CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome")
 
 
@@ -24,6 +22,13 @@ def chromium() -> str | None:
         if path:
             return path
     return None
+
+
+# Checked at collection, so the report fixture (a pipeline run of its own) is not built just to skip.
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(chromium() is None, reason="chromium is not installed (apt-get install chromium)"),
+]
 
 
 def screenshot(browser: str, html: Path, png: Path, height: int = 3000) -> None:
@@ -48,8 +53,6 @@ def screenshot(browser: str, html: Path, png: Path, height: int = 3000) -> None:
 
 def test_report_renders_in_headless_chromium(spark, report_home, tmp_path):  # noqa: F811
     browser = chromium()
-    if browser is None:
-        pytest.skip("chromium is not installed (apt-get install chromium)")
     import numpy as np
     from matplotlib.image import imread
 

@@ -15,7 +15,6 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from custseg.conform.identity import customer_id_key, device_key, email_key, phone_key
-from tests.integration.conftest import run_stages
 
 pytestmark = pytest.mark.slow
 
@@ -24,23 +23,11 @@ MIN_LINK_RATE = 0.99
 
 
 @pytest.fixture(scope="module")
-def resolved(spark, tmp_path_factory):
-    from custseg.datagen import generate
-    from custseg.storage import StorageSettings, Tables
-
-    home = tmp_path_factory.mktemp("identity")
-    generate(
-        home,
-        customers=800,
-        days=120,
-        seed=41,
-        end_date=RUN_DATE,
-        bad_share=0.01,
-        campaigns=2,
-        workers=1,
-    )
-    assert run_stages(spark, home, RUN_DATE, ["ingest", "conform"]) == 0
-    return home, Tables(spark, StorageSettings(root=str(home / "tables")))
+def resolved(demo_run, demo_tables):
+    """The shared pipeline run (ingest and conform over ~2.5k planted customers, one year)."""
+    home, run_date, _ = demo_run
+    assert run_date == RUN_DATE
+    return home, demo_tables
 
 
 def _truth_keys(spark, home):
