@@ -299,6 +299,17 @@ def _sorted(arr: np.ndarray) -> np.ndarray:
     return arr[np.lexsort(arr.T[::-1])]
 
 
+def _fit_bgnbd_groups(arr: np.ndarray, max_shape: float) -> tuple[np.ndarray, tuple[str, ...]]:
+    """BG/NBD maximum likelihood on (x, t_x, T, n) group rows, in the order given."""
+    x, t_x, T, w = arr.T
+    # Moment-style start: r/alpha ~ purchase rate per unit of time; a, b mild.
+    rate = max(float(np.sum(w * x) / max(np.sum(w * T), 1e-9)), 1e-3)
+    start = np.array([1.0, 1.0 / rate, 1.0, 1.0])
+    terms = lambda p: _bgnbd_terms(p, x, t_x, T, w, gradient=True)  # noqa: E731
+    upper = np.array([max_shape, MAX_SCALE, max_shape, max_shape])
+    return _maximise(terms, start, float(np.sum(w)), ("r", "alpha", "a", "b"), upper, "BG/NBD")
+
+
 def fit_bgnbd(summary: DataFrame, max_rows: int = 200000, seed: int = 42, max_shape: float = 1000.0) -> BgNbdParams:
     """Maximum-likelihood BG/NBD (r, alpha, a, b) from a ``summarize`` output (time in its units).
 
@@ -312,12 +323,7 @@ def fit_bgnbd(summary: DataFrame, max_rows: int = 200000, seed: int = 42, max_sh
     x, t_x, T, w = arr.T
     if not np.any(x > 0):
         raise ClvFitError("BG/NBD: no repeat purchase, the dropout process cannot be identified")
-    # Moment-style start: r/alpha ~ purchase rate per unit of time; a, b mild.
-    rate = max(float(np.sum(w * x) / max(np.sum(w * T), 1e-9)), 1e-3)
-    start = np.array([1.0, 1.0 / rate, 1.0, 1.0])
-    terms = lambda p: _bgnbd_terms(p, x, t_x, T, w, gradient=True)  # noqa: E731
-    upper = np.array([max_shape, MAX_SCALE, max_shape, max_shape])
-    params, edge = _maximise(terms, start, float(np.sum(w)), ("r", "alpha", "a", "b"), upper, "BG/NBD")
+    params, edge = _fit_bgnbd_groups(arr, max_shape)
     r, alpha, a, b = (float(v) for v in params)
     ll = bgnbd_log_likelihood(params, x, t_x, T, w)
     return BgNbdParams(r, alpha, a, b, ll, n_customers, len(rows), sampled, edge)
