@@ -17,9 +17,9 @@ from custseg.basket.fpgrowth import (
     RULE_SCHEMA,
     ItemsetExplosionError,
     derive_num_partitions,
+    min_count_for,
     mine,
     mine_by_segment,
-    min_count_for,
 )
 from custseg.basket.metrics import with_rule_metrics
 

@@ -31,7 +31,14 @@ from custseg.marketing.audience import (
     select_under_budget,
     with_history,
 )
-from custseg.marketing.campaigns import Campaign, Eligibility, FeatureFilter, FrequencyCap, Offer, Suppression
+from custseg.marketing.campaigns import (
+    Campaign,
+    Eligibility,
+    FeatureFilter,
+    FrequencyCap,
+    Offer,
+    Suppression,
+)
 
 AS_OF = date(2026, 6, 30)
 

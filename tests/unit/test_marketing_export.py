@@ -80,8 +80,10 @@ def _contacts(spark):
     offer = ("coupon", "dairy", None, 0.15, "weekday_lunch", date(2026, 7, 1), date(2026, 7, 14))
     attrs = ("seg", "At Risk", "general", "Leeds", "Yorkshire", "35-44", "gold")
 
+    ann_email_sha, ann_phone_sha = sha("ann@example.com"), sha("+447700900123")
+
     def row(key, group, channel, rank, e, s, a, email_key="ek" + "0" * 62, phone_key="pk" + "0" * 62,
-            email_sha=sha("ann@example.com"), phone_sha=sha("+447700900123")):
+            email_sha=ann_email_sha, phone_sha=ann_phone_sha):
         return ("camp", key, group, channel, rank, 0.3, 5.0, *attrs, *offer, e, s, a, email_key, phone_key, email_sha, phone_sha)
 
     rows = [

@@ -10,7 +10,11 @@ from pyspark.sql import functions as F
 
 from custseg.recommend.als import dense_ids, fit_als, interactions, recommend
 from custseg.recommend.evaluate import blend, ranking_metrics
-from custseg.recommend.popularity import item_popularity, recommend_popular, recommend_popular_by_segment
+from custseg.recommend.popularity import (
+    item_popularity,
+    recommend_popular,
+    recommend_popular_by_segment,
+)
 from custseg.recommend.settings import AlsParams
 
 RECS = "customer_key string, rank int, item string"

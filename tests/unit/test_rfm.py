@@ -5,7 +5,14 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from chispa import assert_df_equality
-from pyspark.sql.types import DecimalType, IntegerType, StringType, StructField, StructType, TimestampType
+from pyspark.sql.types import (
+    DecimalType,
+    IntegerType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
 
 from custseg.features.rfm import RFM_COLUMNS, rfm_features
 

@@ -10,7 +10,12 @@ from chispa import assert_approx_df_equality
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import functions as F
 
-from custseg.segment.features import fill_values, prepare_features, resolve_feature_columns, scale_features
+from custseg.segment.features import (
+    fill_values,
+    prepare_features,
+    resolve_feature_columns,
+    scale_features,
+)
 
 SCHEMA = "customer_key string, recency_days int, monetary double, share double"
 

@@ -17,7 +17,12 @@ from pyspark.sql.types import (
     StructType,
 )
 
-from custseg.segment.profile import PROFILE_COLUMNS, segment_profiles, value_class_of, with_value_class
+from custseg.segment.profile import (
+    PROFILE_COLUMNS,
+    segment_profiles,
+    value_class_of,
+    with_value_class,
+)
 
 FEATURES = StructType([
     StructField("customer_key", StringType()), StructField("x", DoubleType()), StructField("y", DoubleType()),

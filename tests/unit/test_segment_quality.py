@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 from chispa import assert_approx_df_equality
 from pyspark.ml.linalg import Vectors, VectorUDT
-from pyspark.sql.types import BooleanType, DoubleType, IntegerType, LongType, StringType, StructField, StructType
+from pyspark.sql.types import (
+    BooleanType,
+    DoubleType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+)
 
 from custseg.segment.quality import (
     adjusted_rand_index,

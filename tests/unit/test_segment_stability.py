@@ -7,7 +7,12 @@ import pytest
 from chispa import assert_approx_df_equality
 
 from custseg.segment.kmeans import Centre
-from custseg.segment.stability import MIGRATION_COLUMNS, PreviousSegment, match_segments, migration_matrix
+from custseg.segment.stability import (
+    MIGRATION_COLUMNS,
+    PreviousSegment,
+    match_segments,
+    migration_matrix,
+)
 
 COLS = ["a", "b"]
 
