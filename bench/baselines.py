@@ -16,7 +16,14 @@ from pathlib import Path
 
 log = logging.getLogger("bench")
 
-FEATURE_INPUTS = ["silver.orders", "silver.order_items", "silver.events", "silver.feedback", "silver.social", "silver.customers"]
+FEATURE_INPUTS = [
+    "silver.orders",
+    "silver.order_items",
+    "silver.events",
+    "silver.feedback",
+    "silver.social",
+    "silver.customers",
+]
 
 
 def _files(tables_root: Path, name: str) -> list[str]:
@@ -35,7 +42,10 @@ def spark_floor(spark, tables) -> dict:
         if not tables.exists(name):
             continue
         df = tables.read(name)
-        num = next((f.name for f in df.schema.fields if f.dataType.typeName() in ("decimal", "double", "long", "integer")), None)
+        num = next(
+            (f.name for f in df.schema.fields if f.dataType.typeName() in ("decimal", "double", "long", "integer")),
+            None,
+        )
         aggs = [F.count("*").alias("n")] + ([F.sum(num).alias("s")] if num else [])
         df.groupBy("customer_key").agg(*aggs).write.format("noop").mode("overwrite").save()
     return {"seconds": round(time.perf_counter() - t0, 2)}
@@ -69,7 +79,9 @@ def rfm_pandas(files: list[str], as_of: date, window_days: int) -> dict:
 
     start = pd.Timestamp(as_of - timedelta(days=window_days))
     t0 = time.perf_counter()
-    o = pd.concat([pd.read_parquet(f, columns=["customer_key", "order_id", "order_ts", "status", "net_revenue"]) for f in files])
+    o = pd.concat(
+        [pd.read_parquet(f, columns=["customer_key", "order_id", "order_ts", "status", "net_revenue"]) for f in files]
+    )
     o = o[o["customer_key"].notna() & (o["status"] == "completed")]
     o["net_revenue"] = o["net_revenue"].astype(float)
     if o["order_ts"].dt.tz is not None:  # Spark writes UTC-adjusted timestamps; compare as naive UTC
@@ -77,7 +89,11 @@ def rfm_pandas(files: list[str], as_of: date, window_days: int) -> dict:
     last = o.groupby("customer_key")["order_ts"].max()
     w = o[o["order_ts"] > start]
     g = w.groupby("customer_key").agg(frequency=("order_id", "nunique"), monetary=("net_revenue", "sum"))
-    df = pd.DataFrame({"recency_days": (pd.Timestamp(as_of) - last).dt.days}).join(g, how="left").fillna({"frequency": 0, "monetary": 0})
+    df = (
+        pd.DataFrame({"recency_days": (pd.Timestamp(as_of) - last).dt.days})
+        .join(g, how="left")
+        .fillna({"frequency": 0, "monetary": 0})
+    )
     for col, sign in (("recency_days", -1), ("frequency", 1), ("monetary", 1)):
         df[col + "_score"] = pd.qcut((sign * df[col]).rank(method="first"), 5, labels=False) + 1
     return {"seconds": round(time.perf_counter() - t0, 2), "customers": len(df)}

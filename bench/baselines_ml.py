@@ -41,9 +41,19 @@ def kmeans_vs_sklearn(spark, tables, conf, run_date: str) -> dict:
     feats = tables.read("gold.customer_features").where(F.col("snapshot_date") == F.lit(run_date))
     t0 = time.perf_counter()
     fit = fit_segments(
-        feats, s.columns, k=k, algorithm="kmeans", seed=s.seed, n_init=s.n_init, max_iter=s.max_iter, tol=s.tol,
-        log1p_cols=s.log1p_columns, impute=s.impute, impute_max_cols=s.impute_max_columns,
-        standardize=s.standardize, partition_rows=s.partition_rows,
+        feats,
+        s.columns,
+        k=k,
+        algorithm="kmeans",
+        seed=s.seed,
+        n_init=s.n_init,
+        max_iter=s.max_iter,
+        tol=s.tol,
+        log1p_cols=s.log1p_columns,
+        impute=s.impute,
+        impute_max_cols=s.impute_max_columns,
+        standardize=s.standardize,
+        partition_rows=s.partition_rows,
     )
     spark_seconds = time.perf_counter() - t0
     try:
@@ -91,9 +101,18 @@ def fpgrowth_vs_mlxtend(spark, tables, conf, run_date: str) -> dict:
     b = b.select("items").localCheckpoint(eager=True)
 
     t0 = time.perf_counter()
-    mined = mine(b, bs.min_support, bs.min_confidence, min_lift=None, num_partitions=bs.num_partitions,
-                 max_itemset_size=bs.max_itemset_size, max_itemsets=bs.max_itemsets)
-    ours = {(frozenset(r["antecedent"]), r["consequent"]) for r in mined.rules.select("antecedent", "consequent").collect()}
+    mined = mine(
+        b,
+        bs.min_support,
+        bs.min_confidence,
+        min_lift=None,
+        num_partitions=bs.num_partitions,
+        max_itemset_size=bs.max_itemset_size,
+        max_itemsets=bs.max_itemsets,
+    )
+    ours = {
+        (frozenset(r["antecedent"]), r["consequent"]) for r in mined.rules.select("antecedent", "consequent").collect()
+    }
     n_itemsets = mined.itemsets.count()
     spark_seconds = time.perf_counter() - t0
     n_baskets = mined.n_baskets
@@ -113,9 +132,20 @@ def fpgrowth_vs_mlxtend(spark, tables, conf, run_date: str) -> dict:
     del onehot
     log.info("FP-Growth: spark %.1fs, mlxtend %.1fs (+%.1fs to collect)", spark_seconds, mlx_seconds, collect_seconds)
     return {
-        "fpgrowth_spark": {"seconds": round(spark_seconds, 2), "baskets": n_baskets, "itemsets": n_itemsets,
-                           "rules": len(ours)},
-        "mlxtend": {"seconds": round(mlx_seconds, 2), "collect_seconds": round(collect_seconds, 2),
-                    "itemsets": int(len(freq)), "rules": len(theirs), "same_rules": ours == theirs,
-                    "level": bs.level, "min_support": bs.min_support, "min_confidence": bs.min_confidence},
+        "fpgrowth_spark": {
+            "seconds": round(spark_seconds, 2),
+            "baskets": n_baskets,
+            "itemsets": n_itemsets,
+            "rules": len(ours),
+        },
+        "mlxtend": {
+            "seconds": round(mlx_seconds, 2),
+            "collect_seconds": round(collect_seconds, 2),
+            "itemsets": int(len(freq)),
+            "rules": len(theirs),
+            "same_rules": ours == theirs,
+            "level": bs.level,
+            "min_support": bs.min_support,
+            "min_confidence": bs.min_confidence,
+        },
     }

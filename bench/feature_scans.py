@@ -38,7 +38,9 @@ def _scala_list(seq) -> list:
 
 def last_execution_id(spark) -> int:
     """The newest SQL execution id so far (-1 for none): pass it as ``since`` to count later ones."""
-    ids = [int(ex.executionId()) for ex in _scala_list(spark._jsparkSession.sharedState().statusStore().executionsList())]
+    ids = [
+        int(ex.executionId()) for ex in _scala_list(spark._jsparkSession.sharedState().statusStore().executionsList())
+    ]
     return max(ids, default=-1)
 
 
@@ -85,9 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     from pyspark.sql import SparkSession
 
     spark = (
-        SparkSession.builder.master("local[2]").appName("feature-scans")
-        .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "4")
-        .config("spark.sql.session.timeZone", "UTC").config("spark.driver.memory", args.driver_memory)
+        SparkSession.builder.master("local[2]")
+        .appName("feature-scans")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.driver.memory", args.driver_memory)
         .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
         .config("spark.sql.maxMetadataStringLength", "10000")  # scan locations untruncated
         .getOrCreate()
@@ -101,8 +106,18 @@ def main(argv: list[str] | None = None) -> int:
     time.sleep(2)  # the status store is fed by the listener bus, asynchronously
     scans, executions = executed_scans(spark)
     silver = {t: n for t, n in sorted(scans.items()) if t.startswith("silver.")}
-    print(json.dumps({"rc": rc, "seconds": round(seconds, 1), "silver_scans": silver, "all_scans": dict(scans),
-                      "executions": executions}, indent=1))
+    print(
+        json.dumps(
+            {
+                "rc": rc,
+                "seconds": round(seconds, 1),
+                "silver_scans": silver,
+                "all_scans": dict(scans),
+                "executions": executions,
+            },
+            indent=1,
+        )
+    )
     spark.stop()
     return rc
 

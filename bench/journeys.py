@@ -86,8 +86,12 @@ def main(argv: list[str] | None = None) -> dict:
     purchases = lines.transform(customer_purchases("category", ("completed",), None, as_of))
     offers = purchases.transform(
         cross_sell(
-            mined.rules, bs.cross_sell.top_n, fill=popular_fill(mined.itemsets, bs.cross_sell.fill_candidates),
-            journeys=j_rules, recent=recent, horizon_days=bs.journeys.horizon_days,
+            mined.rules,
+            bs.cross_sell.top_n,
+            fill=popular_fill(mined.itemsets, bs.cross_sell.fill_candidates),
+            journeys=j_rules,
+            recent=recent,
+            horizon_days=bs.journeys.horizon_days,
         )
     )
     row = offers.agg(F.countDistinct("customer_key").alias("c"), F.count("*").alias("n")).first()

@@ -20,29 +20,56 @@ def targets(result: dict) -> list[dict]:
     failed = sum(s["failed_stages"] for s in result["stages"])
     if result["scale"] == "m":
         out.append({"target": "m-scale pipeline within 20 minutes", "figure": f"{total:.0f} s", "met": total <= 1200})
-    out.append({"target": "driver at most 4 GiB (heap set by spark.driver.memory; peak RSS of driver JVM + Python measured)",
-                "figure": f"{result['machine']['driver_memory']} heap, peak RSS {peak:.0f} MiB", "met": None})
+    out.append(
+        {
+            "target": "driver at most 4 GiB (heap set by spark.driver.memory; peak RSS of driver JVM + Python measured)",
+            "figure": f"{result['machine']['driver_memory']} heap, peak RSS {peak:.0f} MiB",
+            "met": None,
+        }
+    )
     out.append({"target": "no failed Spark stage", "figure": str(failed), "met": failed == 0})
     b = result.get("baselines", {})
     feat = _stage(result, "features")
     if feat and "spark_floor" in b:
         ratio = feat["seconds"] / b["spark_floor"]["seconds"]
-        out.append({"target": "feature stage within 2x of the bare-scan floor", "figure": f"{ratio:.2f}x ({feat['seconds']:.0f} s vs {b['spark_floor']['seconds']:.0f} s)", "met": ratio <= 2})
+        out.append(
+            {
+                "target": "feature stage within 2x of the bare-scan floor",
+                "figure": f"{ratio:.2f}x ({feat['seconds']:.0f} s vs {b['spark_floor']['seconds']:.0f} s)",
+                "met": ratio <= 2,
+            }
+        )
     if "mlxtend" in b and "fpgrowth_spark" in b:
         s, m = b["fpgrowth_spark"]["seconds"], b["mlxtend"]["seconds"]
-        out.append({"target": "FP-Growth faster than mlxtend" + (" (at m scale)" if result["scale"] == "m" else ""),
-                    "figure": f"Spark {s:.1f} s vs mlxtend {m:.1f} s; same rules: {b['mlxtend'].get('same_rules')}", "met": s < m})
+        out.append(
+            {
+                "target": "FP-Growth faster than mlxtend" + (" (at m scale)" if result["scale"] == "m" else ""),
+                "figure": f"Spark {s:.1f} s vs mlxtend {m:.1f} s; same rules: {b['mlxtend'].get('same_rules')}",
+                "met": s < m,
+            }
+        )
     if "sklearn_kmeans" in b:
         rel = b["sklearn_kmeans"].get("inertia_rel_diff")
-        out.append({"target": "KMeans inertia within 1% of scikit-learn", "figure": f"{rel:+.3%}" if rel is not None else "n/a",
-                    "met": None if rel is None else rel <= 0.01})
+        out.append(
+            {
+                "target": "KMeans inertia within 1% of scikit-learn",
+                "figure": f"{rel:+.3%}" if rel is not None else "n/a",
+                "met": None if rel is None else rel <= 0.01,
+            }
+        )
     other = RESULTS / ("s.json" if result["scale"] == "m" else "m.json")
     if other.exists():
         o = json.loads(other.read_text())
         small, large = (o, result) if result["scale"] == "m" else (result, o)
         data_ratio = (large["data"]["customers"] or 1) / (small["data"]["customers"] or 1)
         time_ratio = large["pipeline_seconds"] / max(small["pipeline_seconds"], 1e-9)
-        out.append({"target": "s -> m: time grows no faster than the data", "figure": f"data x{data_ratio:.0f}, time x{time_ratio:.1f}", "met": time_ratio <= data_ratio})
+        out.append(
+            {
+                "target": "s -> m: time grows no faster than the data",
+                "figure": f"data x{data_ratio:.0f}, time x{time_ratio:.1f}",
+                "met": time_ratio <= data_ratio,
+            }
+        )
     return out
 
 

@@ -117,14 +117,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale", choices=sorted(SCALES), default="s")
     p.add_argument("--cores", default="*", help="local[N] cores (default all)")
     p.add_argument("--driver-memory", default="4g")
-    p.add_argument("--shuffle-partitions", type=int, default=None,
-                   help="spark.sql.shuffle.partitions (default: 2 x cores at s, 64 at m, AQE coalesces)")
+    p.add_argument(
+        "--shuffle-partitions",
+        type=int,
+        default=None,
+        help="spark.sql.shuffle.partitions (default: 2 x cores at s, 64 at m, AQE coalesces)",
+    )
     p.add_argument("--stages", default=None, help="comma-separated (default: the whole pipeline)")
     p.add_argument("--skip-baselines", action="store_true")
-    p.add_argument("--baselines-only", action="store_true",
-                   help="keep results/<scale>.json's pipeline figures and tables; run the baselines again")
-    p.add_argument("--resume", action="store_true",
-                   help="keep the tables and the stages measured by an interrupted run (results/<scale>.partial.json)")
+    p.add_argument(
+        "--baselines-only",
+        action="store_true",
+        help="keep results/<scale>.json's pipeline figures and tables; run the baselines again",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the tables and the stages measured by an interrupted run (results/<scale>.partial.json)",
+    )
     p.add_argument("--cache", default=str(HERE / "cache"))
     args = p.parse_args(argv)
     setup_logging()
@@ -162,11 +172,18 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "scale": args.scale,
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "spark": spark.version,
-                    "master": spark.sparkContext.master, "driver_memory": args.driver_memory,
-                    "shuffle_partitions": spark.conf.get("spark.sql.shuffle.partitions")},
-        "data": {**{k: info.get(k) for k in ("days", "counts", "generate_seconds")},
-                 "customers": info.get("customers") or SCALES[args.scale]["customers"]},
+        "machine": {
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "spark": spark.version,
+            "master": spark.sparkContext.master,
+            "driver_memory": args.driver_memory,
+            "shuffle_partitions": spark.conf.get("spark.sql.shuffle.partitions"),
+        },
+        "data": {
+            **{k: info.get(k) for k in ("days", "counts", "generate_seconds")},
+            "customers": info.get("customers") or SCALES[args.scale]["customers"],
+        },
         "pipeline_seconds": total,
         "stages": figures,
         "baselines": baselines,

@@ -1,6 +1,6 @@
 """Job `basket`: silver.order_items -> frequent_itemsets, association_rules, cross_sell, recommendations, reco_quality.
 
-    ./spark-submit.sh basket --date 2026-06-30 [--conf conf/cluster.yaml] [--master spark://host:7077]
+./spark-submit.sh basket --date 2026-06-30 [--conf conf/cluster.yaml] [--master spark://host:7077]
 """
 
 from custseg.cli import job_entry

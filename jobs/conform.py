@@ -1,6 +1,6 @@
 """Job `conform`: bronze -> silver (customers, products, orders, order_items, events, feedback, social, campaign_responses, identity_map).
 
-    ./spark-submit.sh conform --date 2026-06-30 [--conf conf/cluster.yaml] [--master spark://host:7077]
+./spark-submit.sh conform --date 2026-06-30 [--conf conf/cluster.yaml] [--master spark://host:7077]
 """
 
 from custseg.cli import job_entry

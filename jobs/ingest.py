@@ -1,6 +1,6 @@
 """Job `ingest`: landing/<source>/<date>/ -> bronze.<source> and bronze.quarantine.
 
-    ./spark-submit.sh ingest --date 2026-06-30 [--conf conf/cluster.yaml] [--master spark://host:7077]
+./spark-submit.sh ingest --date 2026-06-30 [--conf conf/cluster.yaml] [--master spark://host:7077]
 """
 
 from custseg.cli import job_entry

@@ -1,6 +1,6 @@
 """Job `pipeline`: every stage in order for one date.
 
-    ./spark-submit.sh pipeline --date 2026-06-30 [--conf conf/cluster.yaml] [--master spark://host:7077]
+./spark-submit.sh pipeline --date 2026-06-30 [--conf conf/cluster.yaml] [--master spark://host:7077]
 """
 
 from custseg.cli import job_entry

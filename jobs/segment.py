@@ -1,6 +1,6 @@
 """Job `segment`: gold.customer_features -> customer_segments, segment_profiles, segment_quality, segment_migration.
 
-    ./spark-submit.sh segment --date 2026-06-30 [--conf conf/cluster.yaml] [--master spark://host:7077]
+./spark-submit.sh segment --date 2026-06-30 [--conf conf/cluster.yaml] [--master spark://host:7077]
 """
 
 from custseg.cli import job_entry

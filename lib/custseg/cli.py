@@ -44,11 +44,22 @@ def _kv(text: str) -> tuple[str, str]:
 def add_job_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--conf", default=None, help="config file (default: $CUSTSEG_CONF or conf/local.yaml)")
     p.add_argument("--date", required=True, type=_iso_date, help="batch / snapshot date YYYY-MM-DD")
-    p.add_argument("--set", dest="overrides", action="append", type=_kv, default=[], metavar="KEY=VALUE",
-                   help="override a config key (YAML value), repeatable")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        type=_kv,
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (YAML value), repeatable",
+    )
     p.add_argument("--log-level", default=os.environ.get("CUSTSEG_LOG_LEVEL", "INFO"))
-    p.add_argument("--stages", default=None, type=lambda s: [x.strip() for x in s.split(",") if x.strip()],
-                   help="pipeline only: run these stages (comma-separated, in pipeline order) instead of all")
+    p.add_argument(
+        "--stages",
+        default=None,
+        type=lambda s: [x.strip() for x in s.split(",") if x.strip()],
+        help="pipeline only: run these stages (comma-separated, in pipeline order) instead of all",
+    )
 
 
 def parse_job_args(stage: str | None, argv: list[str] | None = None) -> argparse.Namespace:
@@ -85,7 +96,9 @@ def run_job(args: argparse.Namespace, demo: bool = False, spark=None) -> int:
                 raise KeyError(f"--stages is for the pipeline job, not {args.stage!r}")
             unknown = [n for n in args.stages if n not in names]
             if unknown:
-                raise KeyError(f"--stages: unknown or unavailable stages {unknown}; pipeline stages: {', '.join(names)}")
+                raise KeyError(
+                    f"--stages: unknown or unavailable stages {unknown}; pipeline stages: {', '.join(names)}"
+                )
             names = [n for n in names if n in args.stages]
         stages = [(n, get_stage(n)) for n in names]
     except (ConfigError, KeyError) as exc:
@@ -109,7 +122,11 @@ def run_job(args: argparse.Namespace, demo: bool = False, spark=None) -> int:
         record_run(spark, tables, recorder, "succeeded")
         log.info(
             "stage %s %s: rows_in=%d rows_out=%d quarantined=%d in %.1fs",
-            name, args.date, recorder.rows_in, recorder.rows_out, recorder.quarantined,
+            name,
+            args.date,
+            recorder.rows_in,
+            recorder.rows_out,
+            recorder.quarantined,
             recorder.stage_seconds.get(name, 0.0),
         )
     return 0

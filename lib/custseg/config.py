@@ -114,8 +114,7 @@ def _merge(base: dict, over: dict, origin: dict, file: Path, prefix: str, strict
             continue
         if strict and key in base and not _compatible(default, value):
             raise ConfigError(
-                f"{file}: key '{dotted}' must be a {_type_name(default)}, "
-                f"got {_type_name(value)} {value!r}"
+                f"{file}: key '{dotted}' must be a {_type_name(default)}, got {_type_name(value)} {value!r}"
             )
         base[key] = copy.deepcopy(value)
         origin[dotted] = file
@@ -218,9 +217,7 @@ class Config(Section):
             for part in parents:
                 node = node.setdefault(part, {})
             if leaf in node and not _compatible(node[leaf], value) and dotted.rpartition(".")[0] not in OPEN_SECTIONS:
-                raise ConfigError(
-                    f"override: key '{dotted}' must be a {_type_name(node[leaf])}, got {value!r}"
-                )
+                raise ConfigError(f"override: key '{dotted}' must be a {_type_name(node[leaf])}, got {value!r}")
             node[leaf] = value
         conf = Config(data, self.file, dict(self.origin))
         validate(conf)
@@ -298,8 +295,15 @@ def _check_core(conf: Config) -> None:
             raise conf.error("rfm.segments", f"entry {key} must have exactly name, r, f; got {rule!r}")
         for axis in ("r", "f"):
             lo_hi = rule[axis]
-            if not (isinstance(lo_hi, list) and len(lo_hi) == 2 and all(isinstance(v, int) for v in lo_hi) and 1 <= lo_hi[0] <= lo_hi[1] <= bins):
-                raise conf.error("rfm.segments", f"entry {key}.{axis} must be [low, high] within 1..{bins}; got {lo_hi!r}")
+            if not (
+                isinstance(lo_hi, list)
+                and len(lo_hi) == 2
+                and all(isinstance(v, int) for v in lo_hi)
+                and 1 <= lo_hi[0] <= lo_hi[1] <= bins
+            ):
+                raise conf.error(
+                    "rfm.segments", f"entry {key}.{axis} must be [low, high] within 1..{bins}; got {lo_hi!r}"
+                )
     method = conf.get_path("rfm.binning", "quantile")
     if method not in ("quantile", "fixed"):
         raise conf.error("rfm.binning", f"must be 'quantile' or 'fixed'; got {method!r}")

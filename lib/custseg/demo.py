@@ -62,14 +62,18 @@ def print_summary(home: Path, run_date: str) -> None:
             rows = sum(a["num_records"] for a in _adds(dt))
             print(f"  {layer_dir.name}.{table_dir.name:<24} v{dt.version():<3} {rows:>10,} rows  {table_dir}")
     feats = DeltaTable(str(tables_root / "gold" / "customer_features"))
-    df = feats.to_pandas(partitions=[("snapshot_date", "=", run_date)], columns=["rfm_segment", "r_score", "f_score", "m_score"])
+    df = feats.to_pandas(
+        partitions=[("snapshot_date", "=", run_date)], columns=["rfm_segment", "r_score", "f_score", "m_score"]
+    )
     print("\nRFM segments:")
     for name, n in df["rfm_segment"].value_counts().items():
         print(f"  {name:<20} {n:>8,}")
     for col in ("r_score", "f_score", "m_score"):
         dist = " ".join(f"{k}:{v}" for k, v in sorted(df[col].value_counts().items()))
         print(f"  {col}: {dist}")
-    print(f"\nRead them with Spark (custseg.storage.Tables) or deltalake.DeltaTable('{tables_root}/gold/customer_features').")
+    print(
+        f"\nRead them with Spark (custseg.storage.Tables) or deltalake.DeltaTable('{tables_root}/gold/customer_features')."
+    )
     exports = home / "exports" / run_date / "manifest.json"
     if exports.exists():
         print(f"Campaign export files (CRM, e-mail, ads) and their manifest: {exports}")

@@ -75,7 +75,7 @@ def inspect(spec: SourceSpec, path: str, size: int, head: bytes, tail: bytes) ->
     if not head.strip():
         return FileCheck(path, size, "empty_file")
     if head.startswith(codecs.BOM_UTF8):
-        head = head[len(codecs.BOM_UTF8):]
+        head = head[len(codecs.BOM_UTF8) :]
     lines = head.decode("utf-8", errors="replace").splitlines()
     header_line = lines[0] if spec.fmt == "csv" and lines else ""
     try:
@@ -108,7 +108,7 @@ def _check_tail(spec: SourceSpec, check: FileCheck, tail: bytes, compressed: boo
     cut = max(data.rfind(b"\n"), data.rfind(b"\r"))
     if cut < 0 and not whole:
         return check  # the last line is longer than the tail read: cannot judge, trust the records
-    last = data[cut + 1:].decode("utf-8", errors="replace").strip().lstrip("\ufeff")
+    last = data[cut + 1 :].decode("utf-8", errors="replace").strip().lstrip("\ufeff")
     if not last or (spec.fmt == "csv" and cut < 0):
         return check  # a CSV that is only a header, without a newline
     if _incomplete(spec, check, last):
@@ -136,7 +136,9 @@ def check_files(spark: SparkSession, spec: SourceSpec, files: list[tuple[str, in
         elif check.extra_columns:
             log.warning(
                 "%s: file %s has columns the source does not declare, kept in raw_record only: %s",
-                spec.name, path, ", ".join(check.extra_columns),
+                spec.name,
+                path,
+                ", ".join(check.extra_columns),
             )
         out.append(check)
     return out

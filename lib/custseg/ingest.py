@@ -29,7 +29,16 @@ from custseg.sources.base import SourceSpec, parse_ts
 log = logging.getLogger(__name__)
 
 CORRUPT = "_corrupt_record"
-QUARANTINE_COLUMNS = ["source", "reasons", "reason", "raw_record", "_source_file", "_batch_id", "_ingested_at", "_batch_date"]
+QUARANTINE_COLUMNS = [
+    "source",
+    "reasons",
+    "reason",
+    "raw_record",
+    "_source_file",
+    "_batch_id",
+    "_ingested_at",
+    "_batch_date",
+]
 
 
 @dataclass(frozen=True)
@@ -86,7 +95,9 @@ def read_raw(spark: SparkSession, spec: SourceSpec, checks: list[FileCheck]) -> 
 def _read_jsonl(spark: SparkSession, spec: SourceSpec, paths: list[str]) -> DataFrame:
     # The text source keeps bytes as they are: invalid UTF-8 is made valid (U+FFFD) here,
     # which flags the record (with_reasons) and keeps the Parquet files valid.
-    text = spark.read.text(paths).select(F.make_valid_utf8("value").alias("value"), F.col("_metadata.file_path").alias("_source_file"))
+    text = spark.read.text(paths).select(
+        F.make_valid_utf8("value").alias("value"), F.col("_metadata.file_path").alias("_source_file")
+    )
     text = text.where(F.trim("value") != "")
     parsed = F.from_json(F.col("value"), spec.schema, {"mode": "PERMISSIVE"})
     # from_json is lenient with truncated objects in PERMISSIVE mode; a value that
@@ -107,7 +118,9 @@ def _read_csv(spark: SparkSession, spec: SourceSpec, paths: list[str], header: t
     (``enforceSchema``); columns the source does not declare stay in ``raw_record``.
     """
     slots = [f"_h{i}" for i in range(len(header))]
-    schema = StructType([*(StructField(s, StringType(), True) for s in slots), StructField(CORRUPT, StringType(), True)])
+    schema = StructType(
+        [*(StructField(s, StringType(), True) for s in slots), StructField(CORRUPT, StringType(), True)]
+    )
     df = (
         spark.read.option("header", "true")
         .option("sep", spec.delimiter)
@@ -139,21 +152,27 @@ def _read_rejected_file(spark: SparkSession, spec: SourceSpec, check: FileCheck)
     excluded), or a single one for a file without readable lines."""
     nulls = [F.lit(None).cast(f.dataType).alias(f.name) for f in spec.schema.fields]
     if check.reason in SINGLE_ROW_REASONS:
-        row = spark.range(1).select(F.lit(None).cast("string").alias("raw_record"), F.lit(file_uri(check.path)).alias("_source_file"))
+        row = spark.range(1).select(
+            F.lit(None).cast("string").alias("raw_record"), F.lit(file_uri(check.path)).alias("_source_file")
+        )
     else:
         lines = spark.read.text(check.path).select(
             F.make_valid_utf8("value").alias("raw_record"), F.col("_metadata.file_path").alias("_source_file")
         )
         lines = lines.where(F.trim("raw_record") != "")
         if spec.fmt == "csv":
-            lines = lines.where(F.regexp_replace("raw_record", "^\uFEFF", "") != F.lit(check.header_line))
+            lines = lines.where(F.regexp_replace("raw_record", "^\ufeff", "") != F.lit(check.header_line))
         row = lines
     return row.select(*nulls, F.lit(check.reason).alias("_parse_error"), "raw_record", "_source_file")
 
 
 def file_uri(path: str) -> str:
     """A landing path as Spark's ``_metadata.file_path`` spells it."""
-    return Path(path).absolute().as_uri() if urlparse(path).scheme in ("", "file") and not path.startswith("file:") else path
+    return (
+        Path(path).absolute().as_uri()
+        if urlparse(path).scheme in ("", "file") and not path.startswith("file:")
+        else path
+    )
 
 
 def with_reasons(spec: SourceSpec, batch_date: str, future_tolerance_hours: int) -> callable:
@@ -167,7 +186,9 @@ def with_reasons(spec: SourceSpec, batch_date: str, future_tolerance_hours: int)
         for ts in spec.ts_cols:
             checks.append(F.when(parse_ts(ts, spec.ts_formats) > F.lit(limit), F.lit(f"future_{ts}")))
         # Spark decodes bytes that are not UTF-8 as U+FFFD: a record with one was garbled on the way.
-        checks.append(F.when(F.col("_parse_error").isNull() & F.col("raw_record").contains("\ufffd"), F.lit("invalid_utf8")))
+        checks.append(
+            F.when(F.col("_parse_error").isNull() & F.col("raw_record").contains("\ufffd"), F.lit("invalid_utf8"))
+        )
         reasons = F.array_compact(F.array(*checks))
         out = df.withColumn("reasons", reasons)
         if spec.key:
@@ -180,7 +201,9 @@ def with_reasons(spec: SourceSpec, batch_date: str, future_tolerance_hours: int)
     return transform
 
 
-def split_batch(validated: DataFrame, spec: SourceSpec, batch_date: str, batch_id: str, ingested_at: datetime) -> tuple[DataFrame, DataFrame]:
+def split_batch(
+    validated: DataFrame, spec: SourceSpec, batch_date: str, batch_id: str, ingested_at: datetime
+) -> tuple[DataFrame, DataFrame]:
     """(accepted bronze rows, quarantine rows) of a validated batch."""
     meta = [
         F.col("_source_file"),

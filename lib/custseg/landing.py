@@ -28,9 +28,7 @@ def list_files(spark: SparkSession, path: str) -> list[tuple[str, int]]:
         if not local.is_dir():
             return []
         return sorted(
-            (str(p), p.stat().st_size)
-            for p in local.rglob("*")
-            if p.is_file() and not p.name.startswith((".", "_"))
+            (str(p), p.stat().st_size) for p in local.rglob("*") if p.is_file() and not p.name.startswith((".", "_"))
         )
     jvm = spark.sparkContext._jvm  # noqa: SLF001
     hpath = jvm.org.apache.hadoop.fs.Path(path)

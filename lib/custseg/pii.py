@@ -73,11 +73,12 @@ def normalize_email(value: Column | str) -> Column:
 def normalize_phone(value: Column | str, country_code: str = "44") -> Column:
     """E.164 (``+447700900123``) from common national / international spellings."""
     digits = F.regexp_replace(F.col(value) if isinstance(value, str) else value, r"[^0-9]", "")
-    national = F.when(digits.startswith("00"), F.substring(digits, 3, 64)).when(
-        digits.startswith("0"), F.concat(F.lit(country_code), F.substring(digits, 2, 64))
-    ).when(
-        digits.startswith(country_code) & (F.length(digits) > 10), digits
-    ).otherwise(F.concat(F.lit(country_code), digits))
+    national = (
+        F.when(digits.startswith("00"), F.substring(digits, 3, 64))
+        .when(digits.startswith("0"), F.concat(F.lit(country_code), F.substring(digits, 2, 64)))
+        .when(digits.startswith(country_code) & (F.length(digits) > 10), digits)
+        .otherwise(F.concat(F.lit(country_code), digits))
+    )
     e164 = F.concat(F.lit("+"), national)
     # E.164 allows at most 15 digits; fewer than 8 is not a phone number.
     return F.when(F.length(national).between(8, 15), e164)

@@ -93,7 +93,9 @@ class RunRecorder:
         )
 
 
-def record_run(spark: SparkSession, tables, recorder: RunRecorder, status: str, error: BaseException | None = None) -> None:
+def record_run(
+    spark: SparkSession, tables, recorder: RunRecorder, status: str, error: BaseException | None = None
+) -> None:
     """Append the run's row; never masks the job's own error if this write fails too."""
     err = None
     if error is not None:

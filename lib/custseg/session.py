@@ -64,7 +64,9 @@ def local_session(conf: Config, app_name: str = "custseg") -> SparkSession:
         builder = builder.config(key, str(value))
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
-    log.info("local session: master=%s shuffle_partitions=%s delta_jvm=%s", sconf.master, partitions, has_jvm_delta(spark))
+    log.info(
+        "local session: master=%s shuffle_partitions=%s delta_jvm=%s", sconf.master, partitions, has_jvm_delta(spark)
+    )
     return spark
 
 

@@ -46,9 +46,7 @@ def screenshot(browser: str, html: Path, png: Path, height: int = 3000) -> None:
         html.as_uri(),
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert png.is_file() and png.stat().st_size > 0, (
-        f"no screenshot: rc={done.returncode}\n{done.stderr[-2000:]}"
-    )
+    assert png.is_file() and png.stat().st_size > 0, f"no screenshot: rc={done.returncode}\n{done.stderr[-2000:]}"
 
 
 def test_report_renders_in_headless_chromium(spark, report_home, tmp_path):  # noqa: F811

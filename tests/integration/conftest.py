@@ -53,15 +53,20 @@ def pipeline_args(home: Path) -> list[str]:
     campaigns_file = home / "campaigns.yaml"
     campaigns_file.write_text(yaml.safe_dump(doc))
     return [
-        "--set", f"marketing.campaigns_file={campaigns_file}",
-        "--set", "marketing.max_campaigns_per_customer=0",
+        "--set",
+        f"marketing.campaigns_file={campaigns_file}",
+        "--set",
+        "marketing.max_campaigns_per_customer=0",
         # Fewer boosting rounds and L-BFGS steps than the defaults: on 2.5k customers each
         # is a Spark job of fixed overhead, and the marketing stage runs twice (the rerun test).
-        "--set", "marketing.propensity.gbt_max_iter=15",
-        "--set", "marketing.propensity.logistic_max_iter=50",
+        "--set",
+        "marketing.propensity.gbt_max_iter=15",
+        "--set",
+        "marketing.propensity.logistic_max_iter=50",
         # k is still chosen from the data (2..8 holds the 6 planted personas); the fits at
         # k = 9 and 10 are the two dearest of the k selection.
-        "--set", "segment.k_max=8",
+        "--set",
+        "segment.k_max=8",
     ]
 
 

@@ -52,7 +52,9 @@ def test_planted_category_rules_found_with_their_lift(demo_run, demo_tables):
     rules = demo_tables.read("gold.association_rules").where(
         (F.col("snapshot_date") == F.lit(run_date)) & F.col("segment_id").isNull() & (F.col("level") == "category")
     )
-    found = {(tuple(sorted(r["antecedent"])), r["consequent"]): r["lift"] for r in rules.collect()}  # bounded: the rules
+    found = {
+        (tuple(sorted(r["antecedent"])), r["consequent"]): r["lift"] for r in rules.collect()
+    }  # bounded: the rules
     _check(found, _planted(home, "category"))
 
 
@@ -68,7 +70,11 @@ def test_planted_sku_rules_found_with_their_lift(spark, demo_run, demo_tables):
     lines = demo_tables.read("silver.order_items").where(F.col("order_date") <= F.lit(as_of))
     b = lines.transform(baskets("sku", bs.statuses, as_of - timedelta(days=bs.window_days), as_of))
     mined = mine(
-        b, bs.min_support, bs.min_confidence, min_lift=bs.min_lift, max_itemset_size=bs.max_itemset_size,
+        b,
+        bs.min_support,
+        bs.min_confidence,
+        min_lift=bs.min_lift,
+        max_itemset_size=bs.max_itemset_size,
         max_itemsets=bs.max_itemsets,
     )
     try:
@@ -102,7 +108,9 @@ def test_planted_journeys_found_and_fire_first(demo_run, demo_tables):
         assert r is not None, f"planted journey {p['trigger']} -> {p['follow_up']} not found"
         # Converted at least at the planted rate (on top of B's own rate), and well above B's base rate.
         assert r["confidence"] >= p["probability"] * 0.8 and r["lift"] >= 1.5, r
-    xs = demo_tables.read("gold.cross_sell").where((F.col("snapshot_date") == run_date) & F.col("reason").startswith("bought "))
+    xs = demo_tables.read("gold.cross_sell").where(
+        (F.col("snapshot_date") == run_date) & F.col("reason").startswith("bought ")
+    )
     assert xs.where(F.col("reason").contains("recently")).where("rank = 1").count() > 0
 
 

@@ -60,7 +60,9 @@ def test_overdue_ratio_ranks_churners_first(labelled):
     churner = scored["persona"] == CHURNING
     coverage = churner.sum() / (labelled["persona"] == CHURNING).sum()
     value = auc(scored["overdue_ratio"], churner)
-    print(f"overdue_ratio AUC churners vs others: {value:.3f} on {len(scored)} customers; churner coverage {coverage:.0%}")
+    print(
+        f"overdue_ratio AUC churners vs others: {value:.3f} on {len(scored)} customers; churner coverage {coverage:.0%}"
+    )
     assert coverage >= 0.9
     assert value >= 0.8
 

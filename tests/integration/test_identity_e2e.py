@@ -54,9 +54,7 @@ def test_planted_identities_resolve_without_merging_customers(spark, resolved):
     linked = truth.join(id_map, on=["id_type", "id_key"], how="left")
 
     # No identifier maps to somebody else.
-    wrong = linked.where(
-        F.col("customer_key").isNotNull() & (F.col("customer_key") != F.col("planted_key"))
-    )
+    wrong = linked.where(F.col("customer_key").isNotNull() & (F.col("customer_key") != F.col("planted_key")))
     assert_df_equality(wrong, linked.limit(0))
 
     # No customer_key holds identifiers of two planted customers (the merge count is 0).
@@ -90,22 +88,14 @@ def test_silver_tables_carry_the_resolved_keys(spark, resolved):
     home, tables = resolved
     orders = tables.read("silver.orders")
     events = tables.read("silver.events")
-    metrics = tables.read("meta.identity_metrics").where(
-        F.col("batch_date") == F.lit(RUN_DATE).cast("date")
-    )
+    metrics = tables.read("meta.identity_metrics").where(F.col("batch_date") == F.lit(RUN_DATE).cast("date"))
     expected = (
         orders.select(F.lit("orders").alias("table"), "customer_key")
         .unionByName(events.select(F.lit("events").alias("table"), "customer_key"))
+        .unionByName(tables.read("silver.feedback").select(F.lit("feedback").alias("table"), "customer_key"))
+        .unionByName(tables.read("silver.social").select(F.lit("social").alias("table"), "customer_key"))
         .unionByName(
-            tables.read("silver.feedback").select(F.lit("feedback").alias("table"), "customer_key")
-        )
-        .unionByName(
-            tables.read("silver.social").select(F.lit("social").alias("table"), "customer_key")
-        )
-        .unionByName(
-            tables.read("silver.campaign_responses").select(
-                F.lit("campaign_responses").alias("table"), "customer_key"
-            )
+            tables.read("silver.campaign_responses").select(F.lit("campaign_responses").alias("table"), "customer_key")
         )
         .groupBy("table")
         .agg(F.count("*").alias("rows"), F.count("customer_key").alias("resolved"))
@@ -138,9 +128,7 @@ def test_phone_only_orders_and_anonymous_events_are_attributed(spark, resolved):
         .select(F.col("id_key").alias("device_key"))
     )
     attributable = events.join(seen_at_login, on="device_key", how="left_semi")
-    anonymous = (
-        tables.read("bronze.events").where(blank).select(F.trim("event_id").alias("event_id"))
-    )
+    anonymous = tables.read("bronze.events").where(blank).select(F.trim("event_id").alias("event_id"))
     assert attributable.join(anonymous, on="event_id", how="left_semi").count() > 100
     unattributed = attributable.where(F.col("customer_key").isNull())
     assert_df_equality(unattributed, attributable.limit(0))

@@ -33,8 +33,7 @@ DECIMAL_RE = re.compile(r"^-?\d+\.\d+$")
 def _looks_like_phone(text: str) -> bool:
     """Ten or more digits in a phone-like run; a plain decimal number (a score, a price) is not one."""
     return any(
-        sum(ch.isdigit() for ch in m.group()) >= 10 and not DECIMAL_RE.match(m.group())
-        for m in PHONE_RE.finditer(text)
+        sum(ch.isdigit() for ch in m.group()) >= 10 and not DECIMAL_RE.match(m.group()) for m in PHONE_RE.finditer(text)
     )
 
 
@@ -66,8 +65,10 @@ def test_propensity_auc_and_calibration(spark, marketing_run):
     q = tables.read("gold.propensity_quality").where(F.col("snapshot_date") == RUN_DATE)
     chosen = q.where("chosen AND goal = 'retention'").collect()
     auc = chosen[0]["auc_validation"]
-    print(f"retention model {chosen[0]['model']}: validation AUC {auc:.3f} "
-          f"(train {chosen[0]['n_train']}, validation {chosen[0]['n_validation']})")
+    print(
+        f"retention model {chosen[0]['model']}: validation AUC {auc:.3f} "
+        f"(train {chosen[0]['n_train']}, validation {chosen[0]['n_validation']})"
+    )
     assert chosen[0]["model"] in ("logistic", "gbt") and auc >= 0.75
     deciles = sorted((r["decile"], r["observed_rate"], r["mean_predicted"]) for r in chosen if r["decile"] is not None)
     assert len(deciles) >= 8
@@ -80,16 +81,25 @@ def test_precision_beats_blanket_by_model_and_by_planted_truth(spark, marketing_
     from pyspark.sql import functions as F
 
     home, tables, _ = marketing_run
-    plan = {r["strategy"]: r for r in tables.read("gold.campaign_plan").where(f"snapshot_date = '{RUN_DATE}' AND campaign_id = 'everyone'").collect()}
+    plan = {
+        r["strategy"]: r
+        for r in tables.read("gold.campaign_plan")
+        .where(f"snapshot_date = '{RUN_DATE}' AND campaign_id = 'everyone'")
+        .collect()
+    }
     p, b, rnd = plan["precision"], plan["blanket"], plan["random"]
-    print(f"plan everyone: precision {p['contacts']} at {p['response_rate']:.3f} (profit {p['profit']:.1f}), "
-          f"blanket {b['contacts']} at {b['response_rate']:.3f} (profit {b['profit']:.1f}), random {rnd['response_rate']:.3f}")
+    print(
+        f"plan everyone: precision {p['contacts']} at {p['response_rate']:.3f} (profit {p['profit']:.1f}), "
+        f"blanket {b['contacts']} at {b['response_rate']:.3f} (profit {b['profit']:.1f}), random {rnd['response_rate']:.3f}"
+    )
     assert p["cost"] <= p["budget"] + 1e-6 and p["within_budget"]
     assert p["response_rate"] >= 2 * b["response_rate"]
     assert rnd["contacts"] == p["contacts"] and abs(rnd["response_rate"] - b["response_rate"]) < 1e-12
     # By the planted truth: treated conversion = control_rate + multiplier x propensity.
     truth = _truth(spark, home)
-    aud = tables.read("gold.campaign_audiences").where(f"snapshot_date = '{RUN_DATE}' AND campaign_id = 'everyone' AND group = 'treatment'")
+    aud = tables.read("gold.campaign_audiences").where(
+        f"snapshot_date = '{RUN_DATE}' AND campaign_id = 'everyone' AND group = 'treatment'"
+    )
     precise = aud.join(truth, "customer_key", "inner").agg(F.avg("propensity"), F.count("*")).first()
     everyone = truth.agg(F.avg("propensity")).first()[0]
     rate_p, rate_b = CONTROL_RATE + MULTIPLIER * precise[0], CONTROL_RATE + MULTIPLIER * everyone
@@ -105,22 +115,33 @@ def test_measured_lift_brackets_planted_effect(spark, marketing_run):
 
     home, tables, _ = marketing_run
     planted = pd.read_csv(home / "truth" / "campaigns.csv").set_index("campaign_id")
-    rows = {r["campaign_id"]: r for r in tables.read("gold.campaign_results").where(f"snapshot_date = '{RUN_DATE}' AND level = 'campaign'").collect()}
+    rows = {
+        r["campaign_id"]: r
+        for r in tables.read("gold.campaign_results")
+        .where(f"snapshot_date = '{RUN_DATE}' AND level = 'campaign'")
+        .collect()
+    }
     assert set(planted.index) <= set(rows)
     inside = 0
     for cid, truth in planted.iterrows():
         r = rows[cid]
         ok = r["lift_abs_ci_low"] <= truth["treatment_effect"] <= r["lift_abs_ci_high"]
         inside += ok
-        print(f"{cid}: planted {truth['treatment_effect']:.3f}, measured {r['lift_abs']:.3f} "
-              f"[{r['lift_abs_ci_low']:.3f}, {r['lift_abs_ci_high']:.3f}] p={r['p_value']:.2g} {'ok' if ok else 'OUTSIDE'}")
+        print(
+            f"{cid}: planted {truth['treatment_effect']:.3f}, measured {r['lift_abs']:.3f} "
+            f"[{r['lift_abs_ci_low']:.3f}, {r['lift_abs_ci_high']:.3f}] p={r['p_value']:.2g} {'ok' if ok else 'OUTSIDE'}"
+        )
         assert r["n_treatment"] == truth["n_treatment"] and r["n_control"] == truth["n_control"]
         assert r["significant"] and r["incremental_revenue"] > 0
         # Every campaign inside a 99.9% interval; with 95% intervals, at most one of six may miss by chance.
-        wide = two_proportion_test(r["conversions_treatment"], r["n_treatment"], r["conversions_control"], r["n_control"], 0.999)
+        wide = two_proportion_test(
+            r["conversions_treatment"], r["n_treatment"], r["conversions_control"], r["n_control"], 0.999
+        )
         assert wide.ci_low <= truth["treatment_effect"] <= wide.ci_high, cid
     assert inside >= len(planted) - 1
-    assert tables.read("gold.campaign_results").where(f"snapshot_date = '{RUN_DATE}' AND level = 'segment'").count() > len(planted)
+    assert tables.read("gold.campaign_results").where(
+        f"snapshot_date = '{RUN_DATE}' AND level = 'segment'"
+    ).count() > len(planted)
 
 
 def test_holdout_identical_on_rerun_and_share_within_a_point(spark, marketing_run):
@@ -139,7 +160,12 @@ def test_holdout_identical_on_rerun_and_share_within_a_point(spark, marketing_ru
     from custseg.marketing.audience import holdout_group
 
     truth = _truth(spark, home).select("customer_key")
-    share = truth.select(holdout_group(F.lit("everyone"), 0.1, "custseg-holdout-v1").alias("g")).where("g = 'control'").count() / truth.count()
+    share = (
+        truth.select(holdout_group(F.lit("everyone"), 0.1, "custseg-holdout-v1").alias("g"))
+        .where("g = 'control'")
+        .count()
+        / truth.count()
+    )
     assert abs(share - 0.1) <= 0.01, share
 
 
@@ -174,10 +200,18 @@ def test_exports_hashed_consented_and_checksummed(spark, marketing_run):
         if kind in ("ads", "ads_seed"):
             ok = customers.where("opt_in_ads")
             hashes = ok.select(F.col("email_sha256").alias("h")).union(ok.select(F.col("phone_sha256").alias("h")))
-            values = df.select(F.col("email_sha256").alias("h")).union(df.select(F.col("phone_sha256").alias("h"))).where("h IS NOT NULL")
+            values = (
+                df.select(F.col("email_sha256").alias("h"))
+                .union(df.select(F.col("phone_sha256").alias("h")))
+                .where("h IS NOT NULL")
+            )
             assert values.where(~F.col("h").rlike(HEX64.pattern)).count() == 0
-            assert values.join(hashes, "h", "left_anti").count() == 0, f"{f['file']}: hash of a customer without ads consent"
+            assert values.join(hashes, "h", "left_anti").count() == 0, (
+                f"{f['file']}: hash of a customer without ads consent"
+            )
     treated = tables.read("gold.campaign_audiences").where(f"snapshot_date = '{RUN_DATE}' AND group = 'control'")
-    crm = spark.read.parquet(*[str(root / f["file"]) for f in doc["files"] if f["export"] == "crm" and f["format"] == "parquet"])
+    crm = spark.read.parquet(
+        *[str(root / f["file"]) for f in doc["files"] if f["export"] == "crm" and f["format"] == "parquet"]
+    )
     assert crm.join(treated, ["campaign_id", "customer_key"], "inner").count() == 0  # the holdout is never exported
     assert doc["rows_by_campaign"]["everyone"]["crm"] > 0

@@ -40,9 +40,7 @@ def _strings(spark, path: str, *fields: str) -> DataFrame:
 
 def _needles(spark, home) -> DataFrame:
     """Raw and normalized forms of every generated e-mail, phone and name: one `needle` column."""
-    crm = _strings(
-        spark, str(home / "landing" / "crm_customers" / "*" / "*.csv"), "email", "phone", "name"
-    )
+    crm = _strings(spark, str(home / "landing" / "crm_customers" / "*" / "*.csv"), "email", "phone", "name")
     ids = _strings(spark, str(home / "truth" / "identities.csv"), "identifier_type", "identifier")
     emails = crm.select(F.col("email").alias("v")).unionByName(
         ids.where(F.col("identifier_type") == "email").select(F.col("identifier").alias("v"))
@@ -57,9 +55,7 @@ def _needles(spark, home) -> DataFrame:
         phones.select(F.col("v").alias("needle")),
         phones.select(e164.alias("needle")),
         phones.select(F.substring(e164, 2, 20).alias("needle")),  # 447700900123
-        phones.select(
-            F.concat(F.lit("0"), F.substring(e164, 4, 20)).alias("needle")
-        ),  # 07700900123
+        phones.select(F.concat(F.lit("0"), F.substring(e164, 4, 20)).alias("needle")),  # 07700900123
         phones.select(F.substring(e164, 4, 20).alias("needle")),  # 7700900123
         crm.select(F.col("name").alias("needle")),
     ]
@@ -110,10 +106,7 @@ def _hits(name: str, values: dict[str, set[str]], needles: set[str]) -> set[tupl
     """(table, column, value) of ``_values`` equal to a needle, or holding an e-mail-like
     substring or a digit run that is one."""
     return {
-        (name, column, v)
-        for column, values in values.items()
-        for v in values
-        if not _tokens(v).isdisjoint(needles)
+        (name, column, v) for column, values in values.items() for v in values if not _tokens(v).isdisjoint(needles)
     }
 
 

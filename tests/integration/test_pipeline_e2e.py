@@ -23,8 +23,16 @@ def test_every_table_is_delta_and_opens_with_deltalake(demo_run):
     home, _, _ = demo_run
     tables = _delta_tables(home / "tables")
     names = {f"{p.parent.name}.{p.name}" for p in tables}
-    assert {"bronze.orders", "bronze.crm_customers", "bronze.quarantine", "silver.customers", "silver.orders",
-            "silver.order_items", "gold.customer_features", "gold.job_runs"} <= names
+    assert {
+        "bronze.orders",
+        "bronze.crm_customers",
+        "bronze.quarantine",
+        "silver.customers",
+        "silver.orders",
+        "silver.order_items",
+        "gold.customer_features",
+        "gold.job_runs",
+    } <= names
     for path in tables:
         dt = DeltaTable(str(path))
         assert dt.version() >= 0
@@ -56,7 +64,9 @@ def test_rfm_champions_are_planted_high_value(spark, demo_run):
     truth_df = spark.createDataFrame(truth[["customer_id", "persona"]])
     from custseg.pii import identity_key
 
-    truth_df = truth_df.select(identity_key("customer_id", "customer_id", os.environ["CUSTSEG_PII_SALT"]).alias("customer_key"), "persona")
+    truth_df = truth_df.select(
+        identity_key("customer_id", "customer_id", os.environ["CUSTSEG_PII_SALT"]).alias("customer_key"), "persona"
+    )
     feats = tables.read("gold.customer_features").where(f"snapshot_date = '{run_date}'")
     champions = feats.where("rfm_segment = 'Champions'").join(truth_df, "customer_key", how="inner")
     share = champions.where("persona = 'loyal_high_value'").count() / max(champions.count(), 1)

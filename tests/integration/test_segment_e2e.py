@@ -14,8 +14,14 @@ from tests.integration.conftest import run_stages
 pytestmark = pytest.mark.slow
 
 PERSONA_COLUMNS = [
-    "recency_days", "frequency", "monetary", "tenure_days", "avg_basket_value", "discount_coef",
-    "page_views", "orders_last_90",
+    "recency_days",
+    "frequency",
+    "monetary",
+    "tenure_days",
+    "avg_basket_value",
+    "discount_coef",
+    "page_views",
+    "orders_last_90",
 ]
 # Planted centres in "sd units" of each column (see _column_units): loyal, bargain, new,
 # churning, occasional big spender, browser. discount_coef is paid / list price: low = deep discounts.
@@ -31,20 +37,36 @@ PERSONAS = ["loyal", "bargain", "new", "churning", "occasional", "browser"]
 # column -> (offset, scale) applied to the blob value; logged columns are expm1'd so the
 # stage's log1p brings them back to blobs.
 _column_units = {
-    "recency_days": (4.0, 0.5), "frequency": (1.5, 0.3), "monetary": (5.5, 0.4), "tenure_days": (6.0, 0.4),
-    "avg_basket_value": (4.0, 0.3), "discount_coef": (0.9, 0.05), "page_views": (2.5, 0.3),
+    "recency_days": (4.0, 0.5),
+    "frequency": (1.5, 0.3),
+    "monetary": (5.5, 0.4),
+    "tenure_days": (6.0, 0.4),
+    "avg_basket_value": (4.0, 0.3),
+    "discount_coef": (0.9, 0.05),
+    "page_views": (2.5, 0.3),
     "orders_last_90": (1.0, 0.2),
 }
 _logged = {"recency_days", "frequency", "monetary", "tenure_days", "avg_basket_value", "page_views", "orders_last_90"}
 
 
-def persona_features(spark, rows: int, snapshot: str, seed: int, drift: float = 0.0, first_id: int = 0, noise_seed: int | None = None):
+def persona_features(
+    spark, rows: int, snapshot: str, seed: int, drift: float = 0.0, first_id: int = 0, noise_seed: int | None = None
+):
     """gold.customer_features rows for planted personas (truth kept as a column for checks)."""
     from custseg.segment.synthetic import gaussian_blobs
 
     centres = [[v + drift for v in c] for c in PERSONA_CENTRES]
-    blobs = gaussian_blobs(spark, rows, centres, sd=0.6, seed=seed, columns=[f"_{c}" for c in PERSONA_COLUMNS],
-                           first_id=first_id, partitions=2, noise_seed=noise_seed)
+    blobs = gaussian_blobs(
+        spark,
+        rows,
+        centres,
+        sd=0.6,
+        seed=seed,
+        columns=[f"_{c}" for c in PERSONA_COLUMNS],
+        first_id=first_id,
+        partitions=2,
+        noise_seed=noise_seed,
+    )
     cols = []
     for c in PERSONA_COLUMNS:
         off, scale = _column_units[c]
@@ -53,7 +75,7 @@ def persona_features(spark, rows: int, snapshot: str, seed: int, drift: float = 
     persona = F.element_at(F.array(*[F.lit(p) for p in PERSONAS]), F.col("truth") + 1)
     p_alive = F.element_at(F.array(*[F.lit(v) for v in (0.95, 0.8, 0.9, 0.2, 0.6, 0.4)]), F.col("truth") + 1)
     out = blobs.select("customer_key", "truth", *cols, persona.alias("persona"), p_alive.alias("p_alive"))
-    z = lambda c, m, s: ((F.col(c) - F.lit(m)) / F.lit(s))  # noqa: E731
+    z = lambda c, m, s: (F.col(c) - F.lit(m)) / F.lit(s)  # noqa: E731
     return out.select(
         "customer_key",
         F.lit(snapshot).cast("date").alias("snapshot_date"),
@@ -86,7 +108,9 @@ def two_snapshots(spark, tmp_path_factory):
     first = persona_features(spark, 1800, "2026-06-23", seed=3)
     second = persona_features(spark, 1800, "2026-06-30", seed=3, drift=0.1, first_id=180, noise_seed=4)
     for df, d in ((first, "2026-06-23"), (second, "2026-06-30")):
-        tables.overwrite(df.drop("persona"), "gold.customer_features", partition_by=["snapshot_date"], where={"snapshot_date": d})
+        tables.overwrite(
+            df.drop("persona"), "gold.customer_features", partition_by=["snapshot_date"], where={"snapshot_date": d}
+        )
     truth = first.select("customer_key", "persona").unionByName(second.select("customer_key", "persona")).distinct()
     assert run_stages(spark, home, "2026-06-23", ["segment"], FAST) == 0
     assert run_stages(spark, home, "2026-06-30", ["segment"], FAST) == 0
@@ -123,7 +147,9 @@ def test_second_snapshot_keeps_ids_and_names(spark, two_snapshots):
     _, tables, _ = two_snapshots
     prof = tables.read("gold.segment_profiles")
     a = {r["segment_id"]: r["segment_name"] for r in prof.where("snapshot_date = '2026-06-23'").collect()}
-    b = {r["segment_id"]: (r["segment_name"], r["is_new"]) for r in prof.where("snapshot_date = '2026-06-30'").collect()}
+    b = {
+        r["segment_id"]: (r["segment_name"], r["is_new"]) for r in prof.where("snapshot_date = '2026-06-30'").collect()
+    }
     assert {sid: name for sid, (name, _) in b.items()} == a
     assert not any(new for _, new in b.values())
     q = tables.read("gold.segment_quality").where("snapshot_date = '2026-06-30' AND kind = 'overall'")
@@ -131,11 +157,15 @@ def test_second_snapshot_keeps_ids_and_names(spark, two_snapshots):
     assert metrics["ari_previous"] >= 0.9
     assert metrics["customers_in_both"] == 1800 - 180
     mig = tables.read("gold.segment_migration").where("snapshot_date = '2026-06-30'")
-    totals = mig.groupBy().agg(
-        F.sum(F.when(F.col("from_segment_id").isNull(), F.col("customers"))).alias("arrived"),
-        F.sum(F.when(F.col("to_segment_id").isNull(), F.col("customers"))).alias("left"),
-        F.sum(F.when(F.col("from_segment_id") == F.col("to_segment_id"), F.col("customers"))).alias("stayed"),
-    ).first()
+    totals = (
+        mig.groupBy()
+        .agg(
+            F.sum(F.when(F.col("from_segment_id").isNull(), F.col("customers"))).alias("arrived"),
+            F.sum(F.when(F.col("to_segment_id").isNull(), F.col("customers"))).alias("left"),
+            F.sum(F.when(F.col("from_segment_id") == F.col("to_segment_id"), F.col("customers"))).alias("stayed"),
+        )
+        .first()
+    )
     assert (totals["arrived"], totals["left"]) == (180, 180)
     assert totals["stayed"] >= 0.95 * (1800 - 180)
 

@@ -29,9 +29,11 @@ def found(spark, demo_run, demo_tables):
         "persona",
     )
     seg = demo_tables.read("gold.customer_segments").where(F.col("snapshot_date") == F.lit(run_date))
-    joined = seg.join(truth_df, on="customer_key", how="inner").select(
-        "customer_key", "segment_id", "segment_name", "persona"
-    ).cache()
+    joined = (
+        seg.join(truth_df, on="customer_key", how="inner")
+        .select("customer_key", "segment_id", "segment_name", "persona")
+        .cache()
+    )
     quality = demo_tables.read("gold.segment_quality").where(F.col("snapshot_date") == F.lit(run_date)).cache()
     return joined, quality, len(truth)
 

@@ -174,7 +174,8 @@ def test_itemset_guard_fails_clearly(spark):
 
 def test_confidence_one_gives_null_conviction_or_the_cap(spark):
     counts = spark.createDataFrame(
-        [("r1", 3, 5, 3), ("r2", 5, 4, 3)], "rule string, antecedent_count long, consequent_count long, union_count long"
+        [("r1", 3, 5, 3), ("r2", 5, 4, 3)],
+        "rule string, antecedent_count long, consequent_count long, union_count long",
     )
     got = counts.transform(with_rule_metrics(7)).select("rule", "confidence", "conviction", "normalized_lift")
     expected = spark.createDataFrame(
@@ -242,7 +243,9 @@ def test_mining_by_segment_uses_each_segments_own_thresholds(spark):
 # --- cross-sell ----------------------------------------------------------------------
 
 RULES_SCHEMA = "antecedent array<string>, consequent string, confidence double, lift double"
-XS_SCHEMA = "customer_key string, rank int, item string, score double, antecedent array<string>, confidence double, lift double"
+XS_SCHEMA = (
+    "customer_key string, rank int, item string, score double, antecedent array<string>, confidence double, lift double"
+)
 
 
 @pytest.fixture(scope="module")

@@ -106,7 +106,14 @@ def test_journey_offers_rank_first_only_for_recent_triggers_and_not_owned(spark)
     expected = spark.createDataFrame(
         [
             # the journey offer ranks above the stronger basket rule: its window is open now
-            ("u1", 1, "sofa", 1 / 3, ["tv"], "bought tv recently; 33% of first buyers of it bought sofa within 30 days (lift 2.00)"),
+            (
+                "u1",
+                1,
+                "sofa",
+                1 / 3,
+                ["tv"],
+                "bought tv recently; 33% of first buyers of it bought sofa within 30 days (lift 2.00)",
+            ),
             ("u1", 2, "bread", 0.9, ["milk"], "bought milk; 90% of baskets with that also hold bread (lift 1.20)"),
             # u2 owns a sofa: no offer of it
             ("u2", 1, "bread", 0.9, ["milk"], "bought milk; 90% of baskets with that also hold bread (lift 1.20)"),

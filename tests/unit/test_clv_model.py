@@ -23,12 +23,24 @@ def _bg(r, alpha, a, b) -> clv.BgNbdParams:
 def reference_expectation(t, x, t_x, T, r, alpha, a, b):
     """FHL 2005 eq. 10 with scipy's hyp2f1 (an independent implementation)."""
     z = t / (alpha + T + t)
-    num = (a + b + x - 1) / (a - 1) * (1 - ((alpha + T) / (alpha + T + t)) ** (r + x) * hyp2f1(r + x, b + x, a + b + x - 1, z))
+    num = (
+        (a + b + x - 1)
+        / (a - 1)
+        * (1 - ((alpha + T) / (alpha + T + t)) ** (r + x) * hyp2f1(r + x, b + x, a + b + x - 1, z))
+    )
     odds = (a / (b + x - 1)) * ((alpha + T) / (alpha + t_x)) ** (r + x) if x > 0 else 0.0
     return float(num / (1 + odds)), float(1 / (1 + odds))
 
 
-ROWS = [(0, 0.0, 0.0), (0, 0.0, 30.0), (1, 1.0, 2.0), (2, 30.0, 38.0), (10, 35.0, 38.0), (50, 30.0, 31.0), (3, 2.0, 52.0)]
+ROWS = [
+    (0, 0.0, 0.0),
+    (0, 0.0, 30.0),
+    (1, 1.0, 2.0),
+    (2, 30.0, 38.0),
+    (10, 35.0, 38.0),
+    (50, 30.0, 31.0),
+    (3, 2.0, 52.0),
+]
 PARAMS = [(0.243, 4.414, 0.793, 2.426), (0.5, 1.0, 3.0, 5.0), (2.0, 10.0, 1.5, 0.8), (0.3, 2.0, 0.6, 1.2)]
 
 
@@ -39,7 +51,9 @@ def test_series_expectation_matches_scipy(spark, params):
     bg = _bg(*params)
     x, t_x, T = F.col("x"), F.col("t_x"), F.col("T")
     actual = df.select(
-        "x", "t_x", "T",
+        "x",
+        "t_x",
+        "T",
         clv.expected_purchases_expr(bg, horizon, x, t_x, T).alias("e"),
         clv.p_alive_expr(bg, x, t_x, T).alias("p_alive"),
     )
@@ -58,8 +72,9 @@ def test_score_discounts_each_period_and_scores_value(spark):
         "customer_key string, clv_frequency int, clv_recency double, clv_T double, clv_monetary double",
     )
     # horizon 364 days in 2 periods of 26 weeks, 10% a year, margin 0.3
-    actual = summary.transform(clv.score(bg, gg, horizon_days=364, discount_rate_annual=0.1, periods=2,
-                                         time_unit_days=7, margin=0.3))
+    actual = summary.transform(
+        clv.score(bg, gg, horizon_days=364, discount_rate_annual=0.1, periods=2, time_unit_days=7, margin=0.3)
+    )
 
     def expected_row(key, x, t_x, T, m):
         e1, p_alive = reference_expectation(26.0, x, t_x, T, *CDNOW_BG.values())
@@ -69,8 +84,11 @@ def test_score_discounts_each_period_and_scores_value(spark):
         return (key, x, t_x, T, m, e2, p_alive, value, 0.3 * value * (e1 * d1 + (e2 - e1) * d2))
 
     expected = spark.createDataFrame(
-        [expected_row("a", 2, 30.0, 38.0, 40.0), expected_row("b", 0, 0.0, 10.0, None),
-         ("n", None, None, None, None, None, None, None, None)],
+        [
+            expected_row("a", 2, 30.0, 38.0, 40.0),
+            expected_row("b", 0, 0.0, 10.0, None),
+            ("n", None, None, None, None, None, None, None, None),
+        ],
         "customer_key string, clv_frequency int, clv_recency double, clv_T double, clv_monetary double, "
         "exp_purchases double, p_alive double, exp_avg_value double, clv double",
     )
@@ -183,10 +201,14 @@ def test_fit_converges_when_everyone_shares_one_dropout_probability(spark, caplo
     summary = tx.transform(clv.summarize(date(2026, 6, 30), 7)).cache()
     with caplog.at_level("INFO", logger="custseg.features.clv"):
         bg = clv.fit_bgnbd(summary, max_shape=1000.0)
-    scored = summary.transform(clv.score(bg, None, periods=2)).agg(
-        F.count(F.when(F.isnan("exp_purchases") | F.col("exp_purchases").isNull(), 1)).alias("bad"),
-        F.count("customer_key").alias("n"),
-    ).first()
+    scored = (
+        summary.transform(clv.score(bg, None, periods=2))
+        .agg(
+            F.count(F.when(F.isnan("exp_purchases") | F.col("exp_purchases").isNull(), 1)).alias("bad"),
+            F.count("customer_key").alias("n"),
+        )
+        .first()
+    )
     summary.unpersist()
     steps = [int(m.split(" steps")[0].split()[-1]) for m in caplog.messages if "BG/NBD: converged in" in m]
     assert steps and steps[0] < 200
@@ -202,7 +224,9 @@ def test_fit_on_the_ridge_converges_whatever_the_order_of_the_groups(spark):
     order must converge, to the same estimate; and fit_bgnbd sorts the groups it collects."""
     tx = spark.createDataFrame(_simulate(3000, seed=11, r=0.9, alpha=3.0, a=3.0e4, b=9.7e5))
     summary = tx.transform(clv.summarize(date(2026, 6, 30), 7))
-    rows, _, _ = clv._bounded_groups(summary.where(F.col("clv_frequency").isNotNull()), ["clv_frequency", "clv_recency", "clv_T"], 200000, 42)
+    rows, _, _ = clv._bounded_groups(
+        summary.where(F.col("clv_frequency").isNotNull()), ["clv_frequency", "clv_recency", "clv_T"], 200000, 42
+    )
     arr = np.array([(r["clv_frequency"], r["clv_recency"], r["clv_T"], r["n"]) for r in rows], dtype=float)
     fits = []
     for seed in range(12):

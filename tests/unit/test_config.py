@@ -23,7 +23,9 @@ def conf_dir(tmp_path):
 
 
 def test_overlay_overrides_and_interpolates(conf_dir):
-    over = _write(conf_dir / "prod.yaml", "extends: base.yaml\nrfm:\n  window_days: 180\nspark:\n  conf:\n    spark.x: 1\n")
+    over = _write(
+        conf_dir / "prod.yaml", "extends: base.yaml\nrfm:\n  window_days: 180\nspark:\n  conf:\n    spark.x: 1\n"
+    )
     conf = load_config(over, env={"HOME_DIR": "/data", "LANDING": "/landing"})
     assert conf.rfm.window_days == 180
     assert conf.rfm.bins == 5
@@ -62,7 +64,9 @@ def test_semantic_check_names_file(conf_dir):
 
 
 def test_bad_segment_rule_rejected(conf_dir):
-    over = _write(conf_dir / "bad.yaml", "extends: base.yaml\nrfm:\n  segments:\n    - {name: X, r: [0, 9], f: [1, 1]}\n")
+    over = _write(
+        conf_dir / "bad.yaml", "extends: base.yaml\nrfm:\n  segments:\n    - {name: X, r: [0, 9], f: [1, 1]}\n"
+    )
     with pytest.raises(ConfigError, match=r"rfm\.segments\[0\]\.r must be \[low, high\] within 1\.\.5"):
         load_config(over, env={"LANDING": "/l"})
 

@@ -100,18 +100,14 @@ def truth(data) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def bad(data) -> pd.DataFrame:
-    return pd.read_csv(
-        data / "truth" / "bad_records.csv", dtype={"line": int}, keep_default_na=False
-    )
+    return pd.read_csv(data / "truth" / "bad_records.csv", dtype={"line": int}, keep_default_na=False)
 
 
 def files_of(root: Path, source: str) -> list[Path]:
     return sorted((root / "landing" / source).glob("*/part-*"))
 
 
-def records(
-    root: Path, source: str, bad: pd.DataFrame | None = None
-) -> list[tuple[str, int, dict]]:
+def records(root: Path, source: str, bad: pd.DataFrame | None = None) -> list[tuple[str, int, dict]]:
     """(relative file, line number, record) of every line; the listed bad lines left out when `bad` is given."""
     return list(_records(str(root), source, bad is not None))
 
@@ -121,9 +117,7 @@ def _records(root_s: str, source: str, clean: bool) -> tuple[tuple[str, int, dic
     root = Path(root_s)
     skip = set()
     if clean:
-        listed = pd.read_csv(
-            root / "truth" / "bad_records.csv", dtype={"line": int}, keep_default_na=False
-        )
+        listed = pd.read_csv(root / "truth" / "bad_records.csv", dtype={"line": int}, keep_default_na=False)
         skip = set(zip(listed["file"], listed["line"], strict=True))
     out = []
     for path in files_of(root, source):
@@ -135,11 +129,7 @@ def _records(root_s: str, source: str, clean: bool) -> tuple[tuple[str, int, dic
             out += [(rel, n, r) for n, r in numbered if (rel, n) not in skip]
         else:
             lines = path.read_text().splitlines()
-            out += [
-                (rel, n, json.loads(line))
-                for n, line in enumerate(lines, 1)
-                if (rel, n) not in skip
-            ]
+            out += [(rel, n, json.loads(line)) for n, line in enumerate(lines, 1) if (rel, n) not in skip]
     return tuple(out)
 
 
@@ -160,9 +150,7 @@ def landing_text(root: Path, source: str) -> str:
     return "".join(text)
 
 
-def order_frames(
-    root: Path, bad: pd.DataFrame, truth: pd.DataFrame
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+def order_frames(root: Path, bad: pd.DataFrame, truth: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Clean orders with the buying customer resolved (customer_id, else loyalty phone) and their items."""
     ids = pd.read_csv(root / "truth" / "identities.csv", dtype=str, keep_default_na=False)
     phone = ids[ids["identifier_type"] == "phone"].set_index("identifier")["customer_id"]
@@ -170,9 +158,7 @@ def order_frames(
     orders = pd.DataFrame(rows)
     orders["buyer"] = orders["customer_id"].fillna(orders["loyalty_phone"].map(phone))
     items = orders[["order_id", "buyer", "items"]].explode("items", ignore_index=True)
-    items = pd.concat(
-        [items.drop(columns="items"), pd.json_normalize(items["items"].tolist())], axis=1
-    )
+    items = pd.concat([items.drop(columns="items"), pd.json_normalize(items["items"].tolist())], axis=1)
     return orders, items
 
 
@@ -270,9 +256,7 @@ def test_values_follow_the_documented_formats(data, bad):
 
 
 def test_daily_batches_put_each_of_the_last_days_in_its_own_folder(tmp_path):
-    summary = generate(
-        tmp_path, customers=1000, days=120, daily_batches=3, seed=9, bad_share=0.0, workers=1
-    )
+    summary = generate(tmp_path, customers=1000, days=120, daily_batches=3, seed=9, bad_share=0.0, workers=1)
     end = date.fromisoformat(END)
     dates = [str(end - timedelta(days=k)) for k in (2, 1, 0)]
     assert summary.batch_dates == dates
@@ -374,9 +358,7 @@ def test_churners_stopped_buying_at_least_90_days_before_the_end(data, bad, trut
     last = pd.to_datetime(orders.groupby("buyer")["order_ts"].max())
     count = orders.groupby("buyer").size()
     churners = truth.loc[truth["churner"] == "1", "customer_id"]
-    assert (truth.loc[truth["churner"] == "1", "persona"] == "churning").all() and len(
-        churners
-    ) > 200
+    assert (truth.loc[truth["churner"] == "1", "persona"] == "churning").all() and len(churners) > 200
     cutoff = pd.Timestamp(END) + pd.Timedelta(days=1) - pd.Timedelta(days=90)
     assert (last.reindex(churners) < cutoff).all()
     assert (count.reindex(churners) >= 3).all()
@@ -400,17 +382,11 @@ def test_personas_separate_on_frequency_recency_and_tenure(data, bad, truth):
     orders, _ = order_frames(data, bad, truth)
     t = truth.set_index("customer_id")
     t["orders"] = orders.groupby("buyer").size().reindex(t.index).fillna(0)
-    t["recency"] = (
-        pd.Timestamp(END) - pd.to_datetime(orders.groupby("buyer")["order_ts"].max())
-    ).dt.days
+    t["recency"] = (pd.Timestamp(END) - pd.to_datetime(orders.groupby("buyer")["order_ts"].max())).dt.days
     t["tenure"] = (pd.Timestamp(END) - pd.to_datetime(t["signup_date"])).dt.days
     med = t.groupby("persona")[["orders", "recency", "tenure"]].median()
-    assert (
-        med.loc["loyal_high_value", "orders"] > 1.5 * med.drop("loyal_high_value")["orders"].max()
-    )
-    assert (
-        med.loc["new_customer", "tenure"] <= 60 and med.drop("new_customer")["tenure"].min() > 150
-    )
+    assert med.loc["loyal_high_value", "orders"] > 1.5 * med.drop("loyal_high_value")["orders"].max()
+    assert med.loc["new_customer", "tenure"] <= 60 and med.drop("new_customer")["tenure"].min() > 150
     assert med.loc["browser", "orders"] <= 1 and med.loc["occasional_big_spender", "orders"] <= 5
     events = pd.DataFrame([r for _, _, r in records(data, "events", bad)])
     ids = pd.read_csv(data / "truth" / "identities.csv", dtype=str)
@@ -436,24 +412,16 @@ def test_identities_cover_loyalty_phones_and_logged_in_devices(data, bad, truth)
     devices = ids[ids["identifier_type"] == "device_id"]
     assert pairs == set(zip(devices["identifier"], devices["customer_id"], strict=True))
     linked = events["device_id"].isin(devices["identifier"])
-    assert (
-        linked & events["customer_id"].isna()
-    ).sum() > 100  # anonymous browsing, attributable later
+    assert (linked & events["customer_id"].isna()).sum() > 100  # anonymous browsing, attributable later
     social = pd.DataFrame([r for _, _, r in records(data, "social", bad)])
     assert set(social["email"]) <= set(ids.loc[ids["identifier_type"] == "email", "identifier"])
     assert (social["email"] != social["email"].str.lower()).any()
     crm = pd.DataFrame([r for _, _, r in records(data, "crm_customers", bad)])
     assert crm["customer_id"].duplicated().any()  # updates: the later updated_at wins
-    latest = (
-        crm.sort_values("updated_at")
-        .drop_duplicates("customer_id", keep="last")
-        .set_index("customer_id")
-    )
+    latest = crm.sort_values("updated_at").drop_duplicates("customer_id", keep="last").set_index("customer_id")
     t = truth.set_index("customer_id")
     assert set(latest.index) == set(t.index)
-    assert (latest.loc[t.index, "email"] == t["email"]).all() and (
-        latest.loc[t.index, "phone"] == t["phone"]
-    ).all()
+    assert (latest.loc[t.index, "email"] == t["email"]).all() and (latest.loc[t.index, "phone"] == t["phone"]).all()
 
 
 def test_campaign_truth_plants_a_recoverable_uplift(data, bad, truth):
@@ -467,9 +435,7 @@ def test_campaign_truth_plants_a_recoverable_uplift(data, bad, truth):
     assert np.allclose(rates["treatment"], camps["observed_treatment_rate"], atol=1e-6)
     uplift = (rates["treatment"] - rates["control"]).mean()
     assert uplift == pytest.approx(camps["treatment_effect"].mean(), abs=0.05)
-    treated = resp[resp["group"] == "treatment"].join(
-        truth.set_index("customer_id"), on="customer_id"
-    )
+    treated = resp[resp["group"] == "treatment"].join(truth.set_index("customer_id"), on="customer_id")
     p = treated["responder_propensity"].astype(float)
     y = treated["converted"]
     auc = (p.rank()[y].sum() - y.sum() * (y.sum() + 1) / 2) / (y.sum() * (~y).sum())
@@ -486,9 +452,7 @@ def test_every_bad_record_class_is_injected_and_listed(data, bad):
     for source, n in clean.items():
         share = (bad["source"] == source).sum() / n
         assert share < 0.05, source
-    assert bad.loc[bad["source"] == "events", "bad_class"].size / clean["events"] == pytest.approx(
-        0.02, abs=0.005
-    )
+    assert bad.loc[bad["source"] == "events", "bad_class"].size / clean["events"] == pytest.approx(0.02, abs=0.005)
 
 
 KEYS = {
@@ -530,11 +494,7 @@ def has_defect(cls: str, source: str, r: dict, known: set[str]) -> bool:
     if cls == "unknown_customer":
         return (r["email"] if source == "social" else r["customer_id"]) not in known
     if cls == "negative_price":
-        return (
-            any(i["unit_price"] < 0 for i in r["items"])
-            if source == "orders"
-            else float(r["list_price"]) < 0
-        )
+        return any(i["unit_price"] < 0 for i in r["items"]) if source == "orders" else float(r["list_price"]) < 0
     if cls == "negative_quantity":
         return any(i["qty"] < 0 for i in r["items"])
     if cls == "rating_out_of_range":
@@ -546,9 +506,7 @@ def has_defect(cls: str, source: str, r: dict, known: set[str]) -> bool:
 
 def test_listed_bad_lines_have_their_defect_and_clean_lines_do_not(data, bad, truth):
     ids = pd.read_csv(data / "truth" / "identities.csv", dtype=str, keep_default_na=False)
-    known = set(truth["customer_id"]) | set(
-        ids.loc[ids["identifier_type"] == "email", "identifier"]
-    )
+    known = set(truth["customer_id"]) | set(ids.loc[ids["identifier_type"] == "email", "identifier"])
     for path in sorted((data / "landing").rglob("part-*")):
         rel = path.relative_to(data).as_posix()
         source = rel.split("/")[1]
@@ -564,11 +522,7 @@ def test_listed_bad_lines_have_their_defect_and_clean_lines_do_not(data, bad, tr
                 with pytest.raises(json.JSONDecodeError):
                     json.loads(text)
                 continue
-            r = (
-                json.loads(text)
-                if header is None
-                else dict(zip(header, next(csv.reader([text])), strict=True))
-            )
+            r = json.loads(text) if header is None else dict(zip(header, next(csv.reader([text])), strict=True))
             if cls is None:
                 assert r[KEYS[source]] not in (None, ""), (rel, n)
                 assert all(r[c] not in UNPARSABLE for c in DATES.get(source, [])), (rel, n)
@@ -597,9 +551,7 @@ def test_summary_and_manifest_agree_with_the_files(data, bad):
     assert manifest["parameters"]["customers"] == 1500 and manifest["end_date"] == END
     assert manifest["start_date"] == str(date.fromisoformat(END) - timedelta(days=365))
     for source, info in manifest["sources"].items():
-        n = sum(
-            len(p.read_text().splitlines()) - (p.suffix == ".csv") for p in files_of(data, source)
-        )
+        n = sum(len(p.read_text().splitlines()) - (p.suffix == ".csv") for p in files_of(data, source))
         assert sum(info["records"].values()) == n == manifest["counts"][source], source
         assert sum(info["bad_records"].values()) == (bad["source"] == source).sum(), source
         assert info["columns"] == COLUMNS[source]

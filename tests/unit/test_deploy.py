@@ -46,9 +46,7 @@ def test_entry_point_passes_argv_and_exits_with_the_job_status(monkeypatch):
     import custseg.cli
 
     calls = []
-    monkeypatch.setattr(
-        custseg.cli, "job_main", lambda stage, argv: calls.append((stage, argv)) or 3
-    )
+    monkeypatch.setattr(custseg.cli, "job_main", lambda stage, argv: calls.append((stage, argv)) or 3)
     monkeypatch.setattr(sys, "argv", ["custseg-report", "--date", "2026-06-30", "--conf", "x.yaml"])
     with pytest.raises(SystemExit) as exit_info:
         entrypoints.report()
@@ -121,10 +119,7 @@ def test_bundle_builds_the_wheel_syncs_conf_and_schedules_daily(bundle):
     cron = job["schedule"]["quartz_cron_expression"].split()
     assert len(cron) == 6 and cron[3:] == ["*", "*", "?"], "a daily Quartz schedule"
     assert set(bundle["targets"]) == {"dev", "prod"}
-    assert (
-        bundle["targets"]["dev"]["mode"] == "development"
-        and bundle["targets"]["prod"]["mode"] == "production"
-    )
+    assert bundle["targets"]["dev"]["mode"] == "development" and bundle["targets"]["prod"]["mode"] == "production"
     assert bundle["targets"]["prod"]["variables"]["schedule_pause"] == "UNPAUSED"
 
 
@@ -147,22 +142,15 @@ def test_emr_steps_submit_every_stage_with_existing_scripts_and_configs(name):
         assert script.startswith("${S3_PREFIX}/jobs/")
         stage = Path(script).stem
         stages.append(stage)
-        assert (ROOT / "jobs" / f"{stage}.py").is_file(), (
-            f"{script} has no jobs/{stage}.py to upload"
-        )
+        assert (ROOT / "jobs" / f"{stage}.py").is_file(), f"{script} has no jobs/{stage}.py to upload"
         resolve_entry_point(f"custseg-{stage}")
         assert args[args.index("--py-files") + 1] == "${S3_PREFIX}/custseg-lib.zip"
         shipped = args[args.index("--files") + 1].split(",")
         app_args = args[args.index(script) + 1 :]
         conf = app_args[app_args.index("--conf") + 1]
         assert f"${{S3_PREFIX}}/conf/{conf}" in shipped, "the config named must travel with --files"
-        for (
-            path
-        ) in shipped:  # every shipped config exists, with the files its `extends` chain needs
-            assert (
-                path.startswith("${S3_PREFIX}/conf/")
-                and (ROOT / "conf" / Path(path).name).is_file()
-            )
+        for path in shipped:  # every shipped config exists, with the files its `extends` chain needs
+            assert path.startswith("${S3_PREFIX}/conf/") and (ROOT / "conf" / Path(path).name).is_file()
         assert {"base.yaml", conf} <= {Path(p).name for p in shipped}
         assert app_args[app_args.index("--date") + 1] == "${RUN_DATE}"
         if name == "steps-venv.json":
@@ -180,11 +168,7 @@ def test_emr_config_loads_with_spark_delta():
 def test_emr_bootstrap_pins_match_pyproject():
     text = (EMR / "bootstrap-deps.sh").read_text()
     pinned = set(re.findall(r'"([A-Za-z0-9_.-]+(?:==|>=)[^"]+)"', text))
-    expected = {
-        d
-        for d in PYPROJECT["project"]["dependencies"]
-        if not d.startswith(("pyspark", "delta-spark"))
-    }
+    expected = {d for d in PYPROJECT["project"]["dependencies"] if not d.startswith(("pyspark", "delta-spark"))}
     assert pinned - {p for p in pinned if p.startswith("delta-spark")} == expected
 
 
@@ -206,11 +190,7 @@ def test_package_sh_builds_a_reproducible_zip(tmp_path):
     run()
     assert (tmp_path / "custseg-lib.zip").read_bytes() == first
     names = zipfile.ZipFile(tmp_path / "custseg-lib.zip").namelist()
-    assert (
-        "custseg/entrypoints.py" in names
-        and "custseg/cli.py" in names
-        and "custseg/stages/report.py" in names
-    )
+    assert "custseg/entrypoints.py" in names and "custseg/cli.py" in names and "custseg/stages/report.py" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     lib = sorted(
         str(p.relative_to(ROOT / "lib"))

@@ -34,7 +34,9 @@ def rows(spark):
 
 def test_z_scores_without_clipping(spark, rows):
     stats = lrfmc_stats(rows, "net_revenue", quantile=1.0)
-    actual = rows.transform(with_lrfmc_z(stats, "net_revenue")).select("customer_key", "l_z", "r_z", "f_z", "m_z", "c_z")
+    actual = rows.transform(with_lrfmc_z(stats, "net_revenue")).select(
+        "customer_key", "l_z", "r_z", "f_z", "m_z", "c_z"
+    )
     # active population a..e: L mean 300, sd sqrt(25000); R and F values 1,2,3,4,100;
     # M 10,20,30,40,1000; C over a..d only: mean 0.85, sd sqrt(0.05/3)
     sd_l = math.sqrt(25000)
@@ -49,8 +51,15 @@ def test_z_scores_without_clipping(spark, rows):
     def z(v, mean, sd):
         return None if v is None else (v - mean) / sd
 
-    raw = {"a": (100, 1, 1, 10, 1.0), "b": (200, 2, 2, 20, 0.9), "c": (300, 3, 3, 30, 0.8), "d": (400, 4, 4, 40, 0.7),
-           "e": (500, 100, 100, 1000, None), "f": (50, 400, 0, 0, None), "g": (None, None, 0, 0, None)}
+    raw = {
+        "a": (100, 1, 1, 10, 1.0),
+        "b": (200, 2, 2, 20, 0.9),
+        "c": (300, 3, 3, 30, 0.8),
+        "d": (400, 4, 4, 40, 0.7),
+        "e": (500, 100, 100, 1000, None),
+        "f": (50, 400, 0, 0, None),
+        "g": (None, None, 0, 0, None),
+    }
     expected = spark.createDataFrame(
         [
             (k, z(l_, 300, sd_l), z(r, mean_rf, sd_rf), z(f, mean_rf, sd_rf), z(m_, mean_m, sd_m), z(c, 0.85, sd_c))

@@ -85,7 +85,22 @@ def test_customer_orders_counts_and_sums(spark, aggregated):
             ("b", date(2025, 7, 1), date(2025, 7, 21), 4, d("125.00"), 5, 0, 0, 0, 0, 0, "store", 0, 0),
             ("c", date(2026, 6, 30), date(2026, 6, 30), 1, d("9.99"), 4, 0, 1, 0, 0, 1, "app", 1, 0),
             ("d", None, None, 0, d("0.00"), 0, 1, 0, 0, 0, 0, None, 0, 0),
-            ("e", date(2026, 2, 1), date(2026, 6, 20), 5, d("50.00"), 5, 0, 0, 5, 0, 4, "web", 1, 4),  # Sundays, a Saturday
+            (
+                "e",
+                date(2026, 2, 1),
+                date(2026, 6, 20),
+                5,
+                d("50.00"),
+                5,
+                0,
+                0,
+                5,
+                0,
+                4,
+                "web",
+                1,
+                4,
+            ),  # Sundays, a Saturday
         ],
         "customer_key string, first_purchase date, last_purchase date, frequency int, monetary decimal(16,2), "
         "units long, returned_orders int, discount_orders int, weekend_orders int, weekday_lunch_orders int, "

@@ -47,13 +47,26 @@ def _key(spark, customer_id: str) -> str:
 
 
 def test_line_items_become_orders_items_and_customers(spark, home):
-    land(home, "flat_transactions", "retail.csv", "\n".join([HEADER, *GOOD, *(line for _, line in BAD)]) + "\n", date=DAY)
+    land(
+        home, "flat_transactions", "retail.csv", "\n".join([HEADER, *GOOD, *(line for _, line in BAD)]) + "\n", date=DAY
+    )
     assert run(spark, "ingest", FLAT_ON, "ingest.max_reject_rate=1.0", date=DAY) == 0
     assert reconciliation(spark, home, "flat_transactions", DAY) == (10, 6, 4)
     expected_q = quarantine_df(spark, [(reason, _raw(line), "retail.csv") for reason, line in BAD])
-    assert_df_equality(quarantine(spark, home, "flat_transactions"), expected_q, ignore_row_order=True, ignore_nullable=True)
+    assert_df_equality(
+        quarantine(spark, home, "flat_transactions"), expected_q, ignore_row_order=True, ignore_nullable=True
+    )
     bronze = tables(spark, home).read("bronze.flat_transactions")
-    assert bronze.columns[:8] == ["order_id", "sku", "description", "qty", "order_ts", "unit_price", "customer_id", "country"]
+    assert bronze.columns[:8] == [
+        "order_id",
+        "sku",
+        "description",
+        "qty",
+        "order_ts",
+        "unit_price",
+        "customer_id",
+        "country",
+    ]
 
     assert run(spark, "conform", FLAT_ON, date=DAY) == 0
     t = tables(spark, home)
@@ -67,7 +80,9 @@ def test_line_items_become_orders_items_and_customers(spark, home):
     assert_df_equality(customers, expected_c, ignore_row_order=True, ignore_nullable=True)
 
     ts = datetime.fromisoformat
-    orders = t.read("silver.orders").select("order_id", "customer_key", "order_ts", "channel", "status", "n_lines", "n_units", "net_revenue")
+    orders = t.read("silver.orders").select(
+        "order_id", "customer_key", "order_ts", "channel", "status", "n_lines", "n_units", "net_revenue"
+    )
     expected_o = spark.createDataFrame(
         [
             ("536365", k1, ts("2010-12-01 08:26:00"), "web", "completed", 2, 12, Decimal("35.64")),

@@ -23,16 +23,10 @@ from custseg.conform.orders import resolve_customer
 
 SALT = "unit-test-salt"
 
-EDGE_SCHEMA = StructType(
-    [StructField(c, StringType(), True) for c in ("src_type", "src_key", "dst_type", "dst_key")]
-)
+EDGE_SCHEMA = StructType([StructField(c, StringType(), True) for c in ("src_type", "src_key", "dst_type", "dst_key")])
 MAP_SCHEMA = StructType([StructField(c, StringType(), True) for c in ID_MAP_COLUMNS])
-PAIR_SCHEMA = StructType(
-    [StructField("src", StringType(), False), StructField("dst", StringType(), False)]
-)
-LABEL_SCHEMA = StructType(
-    [StructField("node", StringType(), False), StructField("label", StringType(), False)]
-)
+PAIR_SCHEMA = StructType([StructField("src", StringType(), False), StructField("dst", StringType(), False)])
+LABEL_SCHEMA = StructType([StructField("node", StringType(), False), StructField("label", StringType(), False)])
 CUSTOMERS_SCHEMA = StructType([StructField("customer_key", StringType(), False)])
 
 
@@ -133,9 +127,7 @@ def test_customer_ids_unknown_to_crm_neither_anchor_nor_make_identifiers_ambiguo
     res, id_map = _resolve(spark, edges, ["c1"])
     _eq(
         id_map,
-        _expect(
-            spark, [("customer_id", "c1", "c1"), ("device", "d1", "c1"), ("phone", "p1", "c1")]
-        ),
+        _expect(spark, [("customer_id", "c1", "c1"), ("device", "d1", "c1"), ("phone", "p1", "c1")]),
     )
     assert res.ambiguous.count() == 0
 
@@ -298,14 +290,10 @@ def test_anonymous_events_of_a_device_later_logged_in_are_attributed(spark):
         ],
         ", ".join(f"{c} string" for c in EVENT_FIELDS),
     )
-    k = _keys(
-        spark, cid1=_cid("C1"), cid2=_cid("C2"), dev1=_dev("D1"), dev2=_dev("D2"), devs=_dev("DS")
-    )
+    k = _keys(spark, cid1=_cid("C1"), cid2=_cid("C2"), dev1=_dev("D1"), dev2=_dev("D2"), devs=_dev("DS"))
     crm = spark.createDataFrame([(k["cid1"],), (k["cid2"],)], CUSTOMERS_SCHEMA)
     id_map = resolve_identities(bronze.transform(login_edges(SALT)), crm).identity_map
-    out = bronze.transform(conform_events(SALT, id_map)).select(
-        "event_id", "customer_key", "device_key"
-    )
+    out = bronze.transform(conform_events(SALT, id_map)).select("event_id", "customer_key", "device_key")
     expected = spark.createDataFrame(
         [
             ("e1", k["cid1"], k["dev1"]),

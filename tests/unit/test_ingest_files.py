@@ -73,7 +73,9 @@ def test_missing_column_names_the_column(spark, home):
 
 
 def test_invalid_utf8_quarantines_the_file(spark, home):
-    latin1 = "\n".join([FEEDBACK_HEADER, "f3,c3,2026-06-30 09:00:00,web,5,9,très bien", "f4,c4,2026-06-30 09:00:00,web,5,9,ok"])
+    latin1 = "\n".join(
+        [FEEDBACK_HEADER, "f3,c3,2026-06-30 09:00:00,web,5,9,très bien", "f4,c4,2026-06-30 09:00:00,web,5,9,ok"]
+    )
     _ingest_feedback_with(spark, home, "latin1.csv", (latin1 + "\n").encode("latin-1"))
     expected = quarantine_df(
         spark,
@@ -96,8 +98,14 @@ def test_csv_with_a_short_last_row_and_no_newline_is_truncated(spark, home):
 
 def _order(oid: str, ts: str = "2026-06-30 10:00:00") -> str:
     return json.dumps(
-        {"order_id": oid, "customer_id": "c1", "order_ts": ts, "channel": "web", "status": "completed",
-         "items": [{"sku": "s1", "qty": "1", "unit_price": "2.50", "discount": "0"}]}
+        {
+            "order_id": oid,
+            "customer_id": "c1",
+            "order_ts": ts,
+            "channel": "web",
+            "status": "completed",
+            "items": [{"sku": "s1", "qty": "1", "unit_price": "2.50", "discount": "0"}],
+        }
     )
 
 
@@ -108,7 +116,9 @@ def test_jsonl_with_an_incomplete_last_object_is_truncated(spark, home):
     assert run(spark, "ingest", "ingest.max_reject_rate=1.0") == 0
     expected = quarantine_df(spark, [("truncated_last_line", r, "cut.jsonl") for r in lines])
     assert_df_equality(quarantine(spark, home, "orders"), expected, ignore_row_order=True, ignore_nullable=True)
-    assert_df_equality(_bronze_ids(spark, home, "bronze.orders", "order_id"), _ids(spark, "o1", key="order_id"), ignore_nullable=True)
+    assert_df_equality(
+        _bronze_ids(spark, home, "bronze.orders", "order_id"), _ids(spark, "o1", key="order_id"), ignore_nullable=True
+    )
     assert reconciliation(spark, home, "orders") == (3, 1, 2)
 
 
@@ -116,8 +126,10 @@ def test_complete_last_line_without_newline_is_accepted(spark, home):
     land(home, "orders", "part.jsonl", _order("o1") + "\n" + _order("o2"))
     assert run(spark, "ingest") == 0
     assert_df_equality(
-        _bronze_ids(spark, home, "bronze.orders", "order_id"), _ids(spark, "o1", "o2", key="order_id"),
-        ignore_row_order=True, ignore_nullable=True,
+        _bronze_ids(spark, home, "bronze.orders", "order_id"),
+        _ids(spark, "o1", "o2", key="order_id"),
+        ignore_row_order=True,
+        ignore_nullable=True,
     )
     assert reconciliation(spark, home, "orders") == (2, 2, 0)
 
@@ -128,7 +140,9 @@ def test_extra_and_reordered_columns_are_read_by_name_and_logged(spark, home, ca
     with caplog.at_level(logging.WARNING, logger="custseg.file_checks"):
         _ingest_feedback_with(spark, home, "z_extra.csv", "\n".join([header, *rows]) + "\n", ("f1", "f2", "f3"))
     bronze = tables(spark, home).read("bronze.feedback").where(F.col("feedback_id") == "f3")
-    assert [tuple(r) for r in bronze.select("feedback_id", "customer_id", "rating", "text").collect()] == [("f3", "c3", "5", "ok")]
+    assert [tuple(r) for r in bronze.select("feedback_id", "customer_id", "rating", "text").collect()] == [
+        ("f3", "c3", "5", "ok")
+    ]
     assert "survey_tool" not in bronze.columns
     expected = quarantine_df(spark, [("rating_out_of_range", csv_json(header, rows[1]), "z_extra.csv")])
     assert_df_equality(quarantine(spark, home, "feedback"), expected, ignore_nullable=True)
@@ -190,7 +204,8 @@ def test_next_day_appends_without_touching_the_first_day(spark, home):
     after = t.read("bronze.feedback")
     assert_df_equality(after.where(F.col("_batch_date") == F.lit(D).cast("date")), day_one, ignore_row_order=True)
     assert_df_equality(
-        after.where(F.col("_batch_date") == F.lit(nxt).cast("date")).select("feedback_id"), _ids(spark, "f5"),
+        after.where(F.col("_batch_date") == F.lit(nxt).cast("date")).select("feedback_id"),
+        _ids(spark, "f5"),
         ignore_nullable=True,
     )
     assert reconciliation(spark, home, "feedback", nxt) == (1, 1, 0)

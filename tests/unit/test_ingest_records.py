@@ -26,8 +26,14 @@ from tests.unit.ingest_helpers import (
 
 def order(oid, ts="2026-06-30 10:00:00", channel="web", price="2.50", qty="1") -> str:
     return json.dumps(
-        {"order_id": oid, "customer_id": "c1", "order_ts": ts, "channel": channel, "status": "completed",
-         "items": [{"sku": "s1", "qty": qty, "unit_price": price, "discount": "0"}]}
+        {
+            "order_id": oid,
+            "customer_id": "c1",
+            "order_ts": ts,
+            "channel": channel,
+            "status": "completed",
+            "items": [{"sku": "s1", "qty": qty, "unit_price": price, "discount": "0"}],
+        }
     )
 
 

@@ -37,9 +37,7 @@ def _runs(spark, root):
 def test_missing_required_source_records_a_failed_run(spark, conf_file, tmp_path):
     from custseg.cli import parse_job_args, run_job
 
-    rc = run_job(
-        parse_job_args("ingest", ["--date", RUN_DATE, "--conf", str(conf_file)]), spark=spark
-    )
+    rc = run_job(parse_job_args("ingest", ["--date", RUN_DATE, "--conf", str(conf_file)]), spark=spark)
     assert rc == 1
     rows = _runs(spark, tmp_path / "tables").collect()
     assert len(rows) == 1
@@ -66,9 +64,7 @@ def test_failure_inside_a_later_stage_is_recorded_and_runs_accumulate(spark, con
         ("features", "failed"),
         ("features", "failed"),
     ]
-    assert all(
-        "StorageError: table silver." in r["error"] and "does not exist" in r["error"] for r in rows
-    )
+    assert all("StorageError: table silver." in r["error"] and "does not exist" in r["error"] for r in rows)
     assert rows[0]["run_id"] != rows[1]["run_id"]
 
 
@@ -79,8 +75,5 @@ def test_a_config_error_exits_2_before_any_spark_work(spark, tmp_path):
     bad.write_text(f"extends: {DEFAULT_CONF_DIR / 'base.yaml'}\nreport:\n  dpi: 5\n")
     import custseg.report.settings  # noqa: F401 - registers the report validator
 
-    assert (
-        run_job(parse_job_args("report", ["--date", RUN_DATE, "--conf", str(bad)]), spark=spark)
-        == 2
-    )
+    assert run_job(parse_job_args("report", ["--date", RUN_DATE, "--conf", str(bad)]), spark=spark) == 2
     assert not (tmp_path / "tables").exists()

@@ -45,8 +45,14 @@ AS_OF = date(2026, 6, 30)
 
 def _campaign(**over) -> Campaign:
     base = dict(
-        id="keep", goal="retention", channels=("email", "sms"), cost_per_contact=1.0,
-        revenue_per_response=50.0, margin_per_response=20.0, budget=3.0, holdout_share=0.0,
+        id="keep",
+        goal="retention",
+        channels=("email", "sms"),
+        cost_per_contact=1.0,
+        revenue_per_response=50.0,
+        margin_per_response=20.0,
+        budget=3.0,
+        holdout_share=0.0,
     )
     return Campaign(**{**base, **over})
 
@@ -78,12 +84,42 @@ def _base(spark):
         ("a", "At Risk", 120, True, True, False, "ek", "pk", None, None, None, 0, None, 0.5),
         ("b", "At Risk", 100, False, True, False, "ek", "pk", None, None, None, 0, None, 0.4),
         ("c", "At Risk", 90, True, False, False, None, "pk", None, None, None, 0, None, 0.3),  # no e-mail address
-        ("d", "At Risk", 95, True, True, True, "ek", "pk", None, None, d(2026, 6, 27), 1, None, 0.9),  # contacted 3 days ago
+        (
+            "d",
+            "At Risk",
+            95,
+            True,
+            True,
+            True,
+            "ek",
+            "pk",
+            None,
+            None,
+            d(2026, 6, 27),
+            1,
+            None,
+            0.9,
+        ),  # contacted 3 days ago
         ("e", "At Risk", 95, True, True, True, "ek", "pk", None, None, d(2026, 6, 1), 3, None, 0.9),  # at the cap
         ("f", "At Risk", 95, True, True, True, "ek", "pk", None, None, None, 0, d(2026, 5, 1), 0.9),  # complained
         ("g", "At Risk", 95, True, True, True, "ek", "pk", None, None, None, 0, d(2025, 1, 1), 0.2),  # old complaint
         ("h", "Champions", 5, True, True, True, "ek", "pk", None, None, None, 0, None, 0.9),  # not eligible
-        ("i", "At Risk", None, True, None, None, "ek", None, None, None, None, 0, None, None),  # null recency: filter false
+        (
+            "i",
+            "At Risk",
+            None,
+            True,
+            None,
+            None,
+            "ek",
+            None,
+            None,
+            None,
+            None,
+            0,
+            None,
+            None,
+        ),  # null recency: filter false
         ("j", "At Risk", 80, None, None, None, "ek", "pk", None, None, None, 0, None, 0.6),  # null consents
     ]
     return spark.createDataFrame(rows, BASE_SCHEMA)
@@ -254,7 +290,14 @@ def test_offer_uses_preferred_category_and_daypart(spark):
         "customer_key string, preferred_category string, weekday_lunch_share double, "
         "weekday_evening_share double, weekend_share double, cross_sell_item string",
     )
-    offer = Offer(type="cross_sell", discount=0.15, category="preferred", fallback_category="grocery", daypart="preferred", valid_days=14)
+    offer = Offer(
+        type="cross_sell",
+        discount=0.15,
+        category="preferred",
+        fallback_category="grocery",
+        daypart="preferred",
+        valid_days=14,
+    )
     got = base.transform(offer_columns(offer, AS_OF, 0.3))
     schema = StructType(
         [
@@ -301,7 +344,9 @@ def test_contact_history_counts_treatment_sends_only(spark):
     )
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
     base = spark.createDataFrame([("a",), ("z",)], "customer_key string")
-    hist = base.transform(with_history(got, None, [7, 30])).select("customer_key", "contacts_30d", "last_complaint_date")
+    hist = base.transform(with_history(got, None, [7, 30])).select(
+        "customer_key", "contacts_30d", "last_complaint_date"
+    )
     assert sorted(map(tuple, hist.collect())) == [("a", 2, None), ("z", 0, None)]
 
 
@@ -315,7 +360,10 @@ def test_customer_base_tolerates_absent_optional_inputs(spark):
         "customer_key string, opt_in_email boolean, opt_in_sms boolean, opt_in_ads boolean, email_key string, "
         "phone_key string, email_sha256 string, phone_sha256 string, city string",
     )
-    segments = spark.createDataFrame([("a", 1, "High-value loyal", "important-retain")], "customer_key string, segment_id int, segment_name string, value_class string")
+    segments = spark.createDataFrame(
+        [("a", 1, "High-value loyal", "important-retain")],
+        "customer_key string, segment_id int, segment_name string, value_class string",
+    )
     got = features.transform(customer_base(customers, segments, None))
     assert "frequency" in got.columns and "snapshot_date" not in got.columns
     rows = {r["customer_key"]: r for r in got.collect()}

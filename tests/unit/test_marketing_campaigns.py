@@ -33,8 +33,14 @@ def test_valid_campaign_with_defaults_merged():
     doc = {
         "defaults": {"holdout_share": 0.2, "suppression": {"contacted_within_days": 3}},
         "campaigns": {
-            "keep": {**VALID, "suppression": {"complained": False},
-                     "eligibility": {"rfm_segments": ["At Risk"], "filters": [{"column": "recency_days", "op": ">=", "value": 60}]}},
+            "keep": {
+                **VALID,
+                "suppression": {"complained": False},
+                "eligibility": {
+                    "rfm_segments": ["At Risk"],
+                    "filters": [{"column": "recency_days", "op": ">=", "value": 60}],
+                },
+            },
         },
     }
     (c,) = parse_campaigns(doc, "campaigns.yaml")
@@ -61,9 +67,21 @@ def test_valid_campaign_with_defaults_merged():
         ({"colour": "red"}, "campaigns.keep.colour", "unknown key"),
         ({"offer": {"daypart": "midnight"}}, "campaigns.keep.offer.daypart", "must be one of"),
         ({"frequency_cap": {"max_contacts": 0}}, "campaigns.keep.frequency_cap.max_contacts", "integer >= 1"),
-        ({"eligibility": {"filters": [{"column": "x", "op": "~", "value": 1}]}}, "campaigns.keep.eligibility.filters[0].op", "must be one of"),
-        ({"eligibility": {"filters": [{"column": "x", "op": "between", "value": [5, 1]}]}}, "campaigns.keep.eligibility.filters[0].value", "[low, high]"),
-        ({"eligibility": {"filters": [{"column": "x; drop", "op": "==", "value": 1}]}}, "campaigns.keep.eligibility.filters[0].column", "column name"),
+        (
+            {"eligibility": {"filters": [{"column": "x", "op": "~", "value": 1}]}},
+            "campaigns.keep.eligibility.filters[0].op",
+            "must be one of",
+        ),
+        (
+            {"eligibility": {"filters": [{"column": "x", "op": "between", "value": [5, 1]}]}},
+            "campaigns.keep.eligibility.filters[0].value",
+            "[low, high]",
+        ),
+        (
+            {"eligibility": {"filters": [{"column": "x; drop", "op": "==", "value": 1}]}},
+            "campaigns.keep.eligibility.filters[0].column",
+            "column name",
+        ),
         ({"seed": {"rfm_segments": ["Champions"]}}, "campaigns.keep.seed", "only for acquisition"),
     ],
 )

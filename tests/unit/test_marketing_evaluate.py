@@ -43,7 +43,9 @@ def test_two_proportion_test_by_hand():
     assert t.p_value == pytest.approx(math.erfc(z / math.sqrt(2)))
     assert t.lift_rel == pytest.approx(1.0)
     se_log = math.sqrt(0.88 / 60 + 0.94 / 30)
-    assert (t.rel_ci_low, t.rel_ci_high) == pytest.approx((2 * math.exp(-Z95 * se_log) - 1, 2 * math.exp(Z95 * se_log) - 1))
+    assert (t.rel_ci_low, t.rel_ci_high) == pytest.approx(
+        (2 * math.exp(-Z95 * se_log) - 1, 2 * math.exp(Z95 * se_log) - 1)
+    )
 
 
 def test_two_proportion_test_edges():
@@ -100,7 +102,10 @@ def test_response_counts_per_segment(spark):
         [
             StructField("campaign_id", StringType()),
             StructField("segment", StringType()),
-            *[StructField(n, LongType()) for n in ("n_treatment", "n_control", "conversions_treatment", "conversions_control")],
+            *[
+                StructField(n, LongType())
+                for n in ("n_treatment", "n_control", "conversions_treatment", "conversions_control")
+            ],
             StructField("revenue_treatment", DoubleType()),
             StructField("revenue_control", DoubleType()),
             StructField("first_sent", DateType()),
@@ -142,8 +147,32 @@ def test_campaign_results_lift_revenue_roi(spark):
 
 def test_known_by_ignores_later_sends_and_conversions(spark):
     rows = [
-        ("A", "a", "email", "treatment", datetime(2026, 6, 20), None, None, datetime(2026, 7, 2), True, Decimal("9.00"), None),
-        ("A", "b", "email", "treatment", datetime(2026, 6, 20), None, None, datetime(2026, 6, 22), True, Decimal("5.00"), None),
+        (
+            "A",
+            "a",
+            "email",
+            "treatment",
+            datetime(2026, 6, 20),
+            None,
+            None,
+            datetime(2026, 7, 2),
+            True,
+            Decimal("9.00"),
+            None,
+        ),
+        (
+            "A",
+            "b",
+            "email",
+            "treatment",
+            datetime(2026, 6, 20),
+            None,
+            None,
+            datetime(2026, 6, 22),
+            True,
+            Decimal("5.00"),
+            None,
+        ),
         ("C", "b", "email", "treatment", datetime(2026, 7, 1), None, None, None, False, Decimal("0.00"), None),
     ]
     got = spark.createDataFrame(rows, RESP).drop("segment").transform(known_by(date(2026, 6, 30)))

@@ -82,16 +82,54 @@ def _contacts(spark):
 
     ann_email_sha, ann_phone_sha = sha("ann@example.com"), sha("+447700900123")
 
-    def row(key, group, channel, rank, e, s, a, email_key="ek" + "0" * 62, phone_key="pk" + "0" * 62,
-            email_sha=ann_email_sha, phone_sha=ann_phone_sha):
-        return ("camp", key, group, channel, rank, 0.3, 5.0, *attrs, *offer, e, s, a, email_key, phone_key, email_sha, phone_sha)
+    def row(
+        key,
+        group,
+        channel,
+        rank,
+        e,
+        s,
+        a,
+        email_key="ek" + "0" * 62,
+        phone_key="pk" + "0" * 62,
+        email_sha=ann_email_sha,
+        phone_sha=ann_phone_sha,
+    ):
+        return (
+            "camp",
+            key,
+            group,
+            channel,
+            rank,
+            0.3,
+            5.0,
+            *attrs,
+            *offer,
+            e,
+            s,
+            a,
+            email_key,
+            phone_key,
+            email_sha,
+            phone_sha,
+        )
 
     rows = [
         row("t_email", "treatment", "email", 1, True, False, False),
         row("t_email_no_consent", "treatment", "email", 2, False, True, True),  # consent withdrawn since
         row("t_sms", "treatment", "sms", 3, False, True, False),
         row("t_ads", "treatment", "ads", 4, False, False, True),
-        row("t_ads_raw", "treatment", "ads", 5, False, False, True, email_sha="ann@example.com", phone_sha="+44 7700 900123"),
+        row(
+            "t_ads_raw",
+            "treatment",
+            "ads",
+            5,
+            False,
+            False,
+            True,
+            email_sha="ann@example.com",
+            phone_sha="+44 7700 900123",
+        ),
         row("t_ads_no_consent", "treatment", "ads", 6, True, True, False),
         row("t_ads_null", "treatment", "ads", 7, False, False, None),
         row("c_email", "control", "email", 8, True, True, True),  # holdout: never exported

@@ -56,10 +56,40 @@ def test_textbook_blanket_vs_precision(spark):
         [
             # cost 100,000; rate 474/20,000 = 2.37%; revenue 142,200; margin 94,800; profit -5,200;
             # ROI -5,200/100,000 = -0.052; cost per response 100,000/474 = 210.97
-            ("book", "blanket", 20000, 5.0, 100000.0, 474.0, 0.0237, 142200.0, 94800.0, -5200.0, -0.052, 210.9704641, 30000.0, False),
+            (
+                "book",
+                "blanket",
+                20000,
+                5.0,
+                100000.0,
+                474.0,
+                0.0237,
+                142200.0,
+                94800.0,
+                -5200.0,
+                -0.052,
+                210.9704641,
+                30000.0,
+                False,
+            ),
             # cost 25,000; rate 222/2,000 = 11.1%; revenue 66,600; margin 44,400; profit 19,400;
             # ROI 19,400/25,000 = 0.776; cost per response 25,000/222 = 112.61
-            ("book", "precision", 2000, 12.5, 25000.0, 222.0, 0.111, 66600.0, 44400.0, 19400.0, 0.776, 112.6126126, 30000.0, True),
+            (
+                "book",
+                "precision",
+                2000,
+                12.5,
+                25000.0,
+                222.0,
+                0.111,
+                66600.0,
+                44400.0,
+                19400.0,
+                0.776,
+                112.6126126,
+                30000.0,
+                True,
+            ),
             ("empty", "precision", 0, None, 0.0, 0.0, None, 0.0, 0.0, 0.0, None, None, 100.0, True),
         ],
         METRICS,
@@ -69,8 +99,15 @@ def test_textbook_blanket_vs_precision(spark):
 
 def test_campaign_plan_from_customers(spark):
     c = Campaign(
-        id="keep", goal="retention", channels=("email",), cost_per_contact=2.0, revenue_per_response=50.0,
-        margin_per_response=20.0, budget=5.0, holdout_share=0.1, name="Keep",
+        id="keep",
+        goal="retention",
+        channels=("email",),
+        cost_per_contact=2.0,
+        revenue_per_response=50.0,
+        margin_per_response=20.0,
+        budget=5.0,
+        holdout_share=0.1,
+        name="Keep",
     )
     params = campaigns_frame(spark, [c], {"retention": ("gbt", 0.8)})
     flagged = spark.createDataFrame(
@@ -96,9 +133,26 @@ def test_campaign_plan_from_customers(spark):
     )
     got = campaign_plan(flagged, scored, audience, params)
     assert got.columns == PLAN_COLUMNS
-    got = got.select("strategy", "contacts", "holdout", "cost", "expected_responses", "response_rate", "revenue", "profit", "roi",
-                     "within_budget", "matching", "suppressed_contact", "suppressed_cap", "suppressed_complaint", "suppressed_consent",
-                     "eligible", "model", "auc_validation")
+    got = got.select(
+        "strategy",
+        "contacts",
+        "holdout",
+        "cost",
+        "expected_responses",
+        "response_rate",
+        "revenue",
+        "profit",
+        "roi",
+        "within_budget",
+        "matching",
+        "suppressed_contact",
+        "suppressed_cap",
+        "suppressed_complaint",
+        "suppressed_consent",
+        "eligible",
+        "model",
+        "auc_validation",
+    )
     schema = StructType(
         [
             StructField("strategy", StringType()),
@@ -111,7 +165,17 @@ def test_campaign_plan_from_customers(spark):
             StructField("profit", DoubleType()),
             StructField("roi", DoubleType()),
             StructField("within_budget", BooleanType()),
-            *[StructField(n, LongType()) for n in ("matching", "suppressed_contact", "suppressed_cap", "suppressed_complaint", "suppressed_consent", "eligible")],
+            *[
+                StructField(n, LongType())
+                for n in (
+                    "matching",
+                    "suppressed_contact",
+                    "suppressed_cap",
+                    "suppressed_complaint",
+                    "suppressed_consent",
+                    "eligible",
+                )
+            ],
             StructField("model", StringType()),
             StructField("auc_validation", DoubleType()),
         ]

@@ -70,8 +70,17 @@ RESPONSES = StructType(
 def _inputs(spark):
     def o(oid, day, status, rev, disc, lines, units, key="a"):
         gross = Decimal(rev) + Decimal(disc)
-        return (oid, key, datetime.combine(day, datetime.min.time()).replace(hour=12), status, Decimal(rev), Decimal(disc),
-                gross, lines, units)
+        return (
+            oid,
+            key,
+            datetime.combine(day, datetime.min.time()).replace(hour=12),
+            status,
+            Decimal(rev),
+            Decimal(disc),
+            gross,
+            lines,
+            units,
+        )
 
     orders = spark.createDataFrame(
         [
@@ -90,13 +99,24 @@ def _inputs(spark):
     responses = spark.createDataFrame(
         [
             ("P1", "a", "treatment", datetime(2026, 2, 1, 9), datetime(2026, 2, 5, 9), True),
-            ("P2", "a", "treatment", datetime(2026, 2, 25, 9), datetime(2026, 3, 3, 9), True),  # converts after the cutoff
+            (
+                "P2",
+                "a",
+                "treatment",
+                datetime(2026, 2, 25, 9),
+                datetime(2026, 3, 3, 9),
+                True,
+            ),  # converts after the cutoff
             ("P2", "b", "control", datetime(2026, 2, 25, 9), None, False),  # control: not a contact
         ],
         RESPONSES,
     )
     feedback = spark.createDataFrame(
-        [("a", datetime(2026, 1, 1, 10), True), ("a", datetime(2026, 3, 1, 10), True), ("a", datetime(2026, 2, 1, 10), False)],
+        [
+            ("a", datetime(2026, 1, 1, 10), True),
+            ("a", datetime(2026, 3, 1, 10), True),
+            ("a", datetime(2026, 2, 1, 10), False),
+        ],
         "customer_key string, ts timestamp, is_complaint boolean",
     )
     return orders, customers, responses, feedback
@@ -105,12 +125,15 @@ def _inputs(spark):
 def test_point_in_time_features_by_hand(spark):
     orders, customers, responses, feedback = _inputs(spark)
     pop = spark.createDataFrame(
-        [("a", date(2026, 3, 1)), ("a", date(2026, 7, 1)), ("b", date(2026, 3, 1))], "customer_key string, cutoff_date date"
+        [("a", date(2026, 3, 1)), ("a", date(2026, 7, 1)), ("b", date(2026, 3, 1))],
+        "customer_key string, cutoff_date date",
     )
     got = pop.transform(point_in_time_features(orders, customers, responses, feedback))
     assert got.columns == FEATURE_COLUMNS
-    schema = StructType([StructField("customer_key", StringType()), StructField("cutoff_date", DateType())]
-                        + [StructField(c, DoubleType()) for c in PROPENSITY_FEATURES])
+    schema = StructType(
+        [StructField("customer_key", StringType()), StructField("cutoff_date", DateType())]
+        + [StructField(c, DoubleType()) for c in PROPENSITY_FEATURES]
+    )
     l1p = math.log1p
     expected = spark.createDataFrame(
         [
@@ -120,13 +143,59 @@ def test_point_in_time_features_by_hand(spark):
             # P1 sent and converted before, P2 sent before but converted after: 2 sends, 1 conversion;
             # one complaint before the cutoff (the one on the cutoff day is not).
             # Discount rate 10 / (110 + 50); lines (2 + 1) / 2, units (3 + 1) / 2.
-            ("a", date(2026, 3, 1), 1.0, l1p(45), 2.0, l1p(2), l1p(150), 1.0, 0.0, l1p(424), 75.0, 0.5, 10 / 160, 1.5, 2.0,
-             1 / 3, 1.0, 2.0, 1.0, 0.5, 1.0, 2.0, 3.0),
+            (
+                "a",
+                date(2026, 3, 1),
+                1.0,
+                l1p(45),
+                2.0,
+                l1p(2),
+                l1p(150),
+                1.0,
+                0.0,
+                l1p(424),
+                75.0,
+                0.5,
+                10 / 160,
+                1.5,
+                2.0,
+                1 / 3,
+                1.0,
+                2.0,
+                1.0,
+                0.5,
+                1.0,
+                2.0,
+                3.0,
+            ),
             # a as of 2026-07-01: window from 2025-07-01 drops o1; o2, o4, o5 bought (160); last 90 days: o5;
             # the 90 before: o2, o4; o5 discounted; o3 returned of 4 finished; both conversions known now.
             # Discount 5 / (50 + 70 + 45); lines (1 + 3 + 2) / 3, units (1 + 3 + 2) / 3.
-            ("a", date(2026, 7, 1), 1.0, l1p(1), 3.0, l1p(3), l1p(160), 1.0, 2.0, l1p(546), 160 / 3, 1 / 3, 5 / 165, 2.0, 2.0,
-             0.25, 2.0, 2.0, 2.0, 1.0, 1.0, 2.0, 3.0),
+            (
+                "a",
+                date(2026, 7, 1),
+                1.0,
+                l1p(1),
+                3.0,
+                l1p(3),
+                l1p(160),
+                1.0,
+                2.0,
+                l1p(546),
+                160 / 3,
+                1 / 3,
+                5 / 165,
+                2.0,
+                2.0,
+                0.25,
+                2.0,
+                2.0,
+                2.0,
+                1.0,
+                1.0,
+                2.0,
+                3.0,
+            ),
             # b never bought, no signup date, unknown tier and age (middle of the scale), no consent
             ("b", date(2026, 3, 1), 0.0, l1p(1000), *[0.0] * 17, 1.0, 3.0),
         ],
@@ -162,7 +231,9 @@ def _synthetic(spark, n=500, seed=3):
         p = 1 / (1 + math.exp(-(-3.0 + 0.5 * freq + 2.5 * disc)))
         feats = {c: 0.0 for c in PROPENSITY_FEATURES} | {"frequency": float(freq), "discount_order_share": disc}
         rows.append((f"k{i:04d}", float(rng.random() < p), *[feats[c] for c in PROPENSITY_FEATURES]))
-    return spark.createDataFrame(rows, ", ".join(["customer_key string", "label double", *[f"{c} double" for c in PROPENSITY_FEATURES]]))
+    return spark.createDataFrame(
+        rows, ", ".join(["customer_key string", "label double", *[f"{c} double" for c in PROPENSITY_FEATURES]])
+    )
 
 
 PARAMS = PropensityParams(gbt_max_iter=10, gbt_max_depth=3, min_training_rows=100, min_positives=10, calibration_bins=5)
@@ -183,7 +254,9 @@ def test_fit_keeps_the_better_model_and_stores_calibration(spark):
     assert {r[1] for r in rows} == {"logistic", "gbt"} and sum(r[2] for r in rows) == len(cal)
     scored = model.score(_synthetic(spark, n=20, seed=9))
     assert scored.columns == ["customer_key", "p_response"]
-    assert scored.where((F.col("p_response") < 0) | (F.col("p_response") > 1) | F.col("p_response").isNull()).count() == 0
+    assert (
+        scored.where((F.col("p_response") < 0) | (F.col("p_response") > 1) | F.col("p_response").isNull()).count() == 0
+    )
 
 
 def test_thin_history_falls_back_to_a_constant_rate(spark):

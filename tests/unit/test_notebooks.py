@@ -42,9 +42,7 @@ def test_notebook_runs_every_cell(path, report_home, tmp_path, monkeypatch):  # 
     monkeypatch.setenv("CUSTSEG_HOME", str(report_home))
     monkeypatch.setenv("CUSTSEG_DATE", D.isoformat())
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    monkeypatch.setenv(
-        "PYTHONPATH", os.pathsep.join([str(ROOT / "lib"), os.environ.get("PYTHONPATH", "")])
-    )
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT / "lib"), os.environ.get("PYTHONPATH", "")]))
 
     nb = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(

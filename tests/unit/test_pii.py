@@ -15,7 +15,10 @@ def test_hmac_matches_python(spark):
         df = spark.createDataFrame([(v,) for v in values], "v string")
         actual = df.select("v", hmac_sha256("v", salt).alias("h"))
         expected = spark.createDataFrame(
-            [(v, None if v is None else hmac.new(salt.encode(), v.encode(), hashlib.sha256).hexdigest()) for v in values],
+            [
+                (v, None if v is None else hmac.new(salt.encode(), v.encode(), hashlib.sha256).hexdigest())
+                for v in values
+            ],
             "v string, h string",
         )
         assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)

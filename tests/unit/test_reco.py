@@ -40,9 +40,7 @@ def test_ranking_metrics_by_hand(spark, ranked):
     # u1: hits at 1 and 3 of {a, b}; u2: hit at 2 of {c}; u3: no list; u9 is not an evaluation user.
     # K=2: P = (1/2 + 1/2 + 0)/3, R = (1/2 + 1 + 0)/3, AP: u1 (1/1)/2, u2 (1/2)/1 -> (1/2 + 1/2)/3
     # K=3: P = (2/3 + 1/3)/3, R = (1 + 1)/3, AP: u1 (1 + 2/3)/2 = 5/6, u2 1/2 -> (5/6 + 1/2)/3
-    expected = spark.createDataFrame(
-        [(2, 3, 1 / 3, 0.5, 1 / 3, 2 / 3), (3, 3, 1 / 3, 2 / 3, 4 / 9, 2 / 3)], METRICS
-    )
+    expected = spark.createDataFrame([(2, 3, 1 / 3, 0.5, 1 / 3, 2 / 3), (3, 3, 1 / 3, 2 / 3, 4 / 9, 2 / 3)], METRICS)
     assert_approx_df_equality(got, expected, 1e-12, ignore_row_order=True, ignore_nullable=True)
 
 
@@ -79,9 +77,7 @@ def test_blend_is_reciprocal_rank_fusion(spark):
 
 @pytest.fixture(scope="module")
 def purchases(spark):
-    return spark.createDataFrame(
-        [("c1", "a"), ("c1", "b"), ("c2", "a"), ("c3", "a"), ("c3", "c"), ("c4", "b")], PAIRS
-    )
+    return spark.createDataFrame([("c1", "a"), ("c1", "b"), ("c2", "a"), ("c3", "a"), ("c3", "c"), ("c4", "b")], PAIRS)
 
 
 def test_item_popularity_counts_distinct_buyers(spark, purchases):
@@ -96,8 +92,13 @@ def test_popular_items_skip_what_the_customer_owns(spark, purchases):
     targets = spark.createDataFrame([("c1",), ("c2",), ("new",)], "customer_key string")
     got = targets.transform(recommend_popular(purchases.transform(item_popularity()), 2, purchases)).drop("score")
     expected = spark.createDataFrame(
-        [("c1", 1, "c", "popular"), ("c2", 1, "b", "popular"), ("c2", 2, "c", "popular"),
-         ("new", 1, "a", "popular"), ("new", 2, "b", "popular")],
+        [
+            ("c1", 1, "c", "popular"),
+            ("c2", 1, "b", "popular"),
+            ("c2", 2, "c", "popular"),
+            ("new", 1, "a", "popular"),
+            ("new", 2, "b", "popular"),
+        ],
         RECS + ", source string",
     )
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)

@@ -114,11 +114,7 @@ def write_small_snapshot(spark, tables_root: Path, skip: tuple[str, ...] = ()) -
         "customer_key string, recency_days int, frequency int, monetary decimal(16,2), r_score int, f_score int, "
         "m_score int, rfm_cell string, rfm_segment string, snapshot_date date",
     )
-    segs = [
-        (k, D, sid, name, v[6], 0.5, 0.1, 100.0)
-        for k, v in CUSTOMERS.items()
-        for sid, name in [(v[7], v[8])]
-    ]
+    segs = [(k, D, sid, name, v[6], 0.5, 0.1, 100.0) for k, v in CUSTOMERS.items() for sid, name in [(v[7], v[8])]]
     segs += [(k, D_PREV, sid, name, None, 0.5, 0.1, 100.0) for k, (sid, name) in PREVIOUS.items()]
     write(
         "gold.customer_segments",
@@ -510,11 +506,7 @@ def test_report_numbers_are_the_hand_computed_ones(full_report):
     assert plan[9:15] == ["win_back", "blanket", "20,000", "100,000.00", "474", "2.4%"]
     # lift: campaign-level rows only (the per-segment row is left out)
     lift_cells = s["lift"]["cells"]
-    assert (
-        "Dormant" not in lift_cells
-        and lift_cells.count("win_back") == 1
-        and "cross_sell" in lift_cells
-    )
+    assert "Dormant" not in lift_cells and lift_cells.count("win_back") == 1 and "cross_sell" in lift_cells
     assert "chosen k = 3" in s["k_selection"]["text"]  # the `chosen` row of the k curve
     assert s["k_selection"]["cells"] == [
         "2",
@@ -530,10 +522,7 @@ def test_report_numbers_are_the_hand_computed_ones(full_report):
         "0.4",
         "29",
     ]
-    assert (
-        "source: the model's centres (gold.segment_profiles), on the features it clustered"
-        in s["centres"]["text"]
-    )
+    assert "source: the model's centres (gold.segment_profiles), on the features it clustered" in s["centres"]["text"]
 
 
 def test_migration_counts_new_and_left_customers(full_report):
@@ -565,9 +554,7 @@ def test_missing_tables_say_not_available_and_the_rest_still_renders(small_table
         "gold.segment_quality",
         "bronze.quarantine",
     )
-    tables = {
-        name: (None if name in skip else df) for name, df in read_tables(small_tables).items()
-    }
+    tables = {name: (None if name in skip else df) for name, df in read_tables(small_tables).items()}
     result = build_report(ReportInputs(D, tables))
     s = parse(result.html).sections
     assert s["rules"]["status"] == "unavailable" and s["rules"]["images"] == []
@@ -603,20 +590,13 @@ def test_first_snapshot_and_a_date_without_data(small_tables):
         == "not available: no snapshot before 2026-06-23 in gold.customer_segments (first run)"
     )
     assert first["ingest"].status == "ok"
-    assert first["ingest"].tables[0].frame[
-        ["source", "records_read", "records_quarantined"]
-    ].values.tolist() == [["orders", 99, 49]]
+    assert first["ingest"].tables[0].frame[["source", "records_read", "records_quarantined"]].values.tolist() == [
+        ["orders", 99, 49]
+    ]
     later = render(ReportInputs(date(2026, 7, 7), tables), "rfm", "ingest", "segments")
-    assert (
-        later["rfm"].message == "not available: gold.customer_features has no rows for 2026-07-07"
-    )
-    assert (
-        later["ingest"].message == "not available: meta.reconciliation has no batch for 2026-07-07"
-    )
-    assert (
-        later["segments"].message
-        == "not available: gold.customer_segments has no rows for 2026-07-07"
-    )
+    assert later["rfm"].message == "not available: gold.customer_features has no rows for 2026-07-07"
+    assert later["ingest"].message == "not available: meta.reconciliation has no batch for 2026-07-07"
+    assert later["segments"].message == "not available: gold.customer_segments has no rows for 2026-07-07"
     assert all(r.figures == [] for r in later.values())
 
 
@@ -633,9 +613,7 @@ def test_a_broken_table_fails_only_its_section(spark, small_tables):
     got = render(ReportInputs(D, tables), "rules", "cross_sell", "plan")
     assert got["rules"].status == "failed" and got["rules"].figures == []
     assert got["rules"].message.startswith("failed: ")
-    assert (
-        got["cross_sell"].message == "not available: gold.cross_sell lacks column(s) customer_key"
-    )
+    assert got["cross_sell"].message == "not available: gold.cross_sell lacks column(s) customer_key"
     assert got["plan"].status == "ok" and got["plan"].figures
 
 
@@ -658,9 +636,7 @@ def test_report_stage_writes_the_file_and_records_the_run(spark, report_home, mo
     assert row[0]["rows_out"] == len(details["sections"])
 
 
-def test_other_layouts_and_computed_fallbacks_give_the_same_figures(
-    spark, small_tables, full_report
-):
+def test_other_layouts_and_computed_fallbacks_give_the_same_figures(spark, small_tables, full_report):
     """Without segment_profiles / segment_migration the report computes them from customer-level tables;
     a wide k curve and results with counts only (interval computed) are read too."""
     from custseg.report import ReportInputs
@@ -677,9 +653,7 @@ def test_other_layouts_and_computed_fallbacks_give_the_same_figures(
         "snapshot_date date, campaign_id string, n_treatment long, responses_treatment long, n_control long, responses_control long",
     )
     got = render(ReportInputs(D, tables), "segments", "centres", "migration", "k_selection", "lift")
-    assert all(r.status == "ok" and r.figures for r in got.values()), {
-        k: r.message for k, r in got.items()
-    }
+    assert all(r.status == "ok" and r.figures for r in got.values()), {k: r.message for k, r in got.items()}
     by_table = {r.key: r for r in full_report.sections}
     assert got["segments"].tables[0].frame.equals(by_table["segments"].tables[0].frame)
     migration = got["migration"].tables[0].frame.reset_index(drop=True)
@@ -721,9 +695,7 @@ def test_config_rejects_a_bad_report_section(tmp_path):
 
     conf = tmp_path / "bad.yaml"
     conf.write_text(f"extends: {DEFAULT_CONF_DIR / 'base.yaml'}\nreport:\n  top_rules: 0\n")
-    with pytest.raises(
-        ConfigError, match="key 'report.top_rules' must be an integer from 1 to 200"
-    ):
+    with pytest.raises(ConfigError, match="key 'report.top_rules' must be an integer from 1 to 200"):
         load_config(conf)
     ok = load_config(DEFAULT_CONF_DIR / "local.yaml")
     assert ok.report.top_rules == 15

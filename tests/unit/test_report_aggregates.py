@@ -63,9 +63,7 @@ def test_rf_grid_counts_and_sums_per_cell(spark):
         [(5, 5, 2, 150.0), (1, 1, 1, 0.0), (1, 2, 1, 0.0)],
         "r_score int, f_score int, customers long, monetary double",
     )
-    assert_df_equality(
-        feats.transform(agg.rf_grid), expected, ignore_row_order=True, ignore_nullable=True
-    )
+    assert_df_equality(feats.transform(agg.rf_grid), expected, ignore_row_order=True, ignore_nullable=True)
 
 
 def test_segment_summary_shares_and_customers_without_features(spark):
@@ -74,9 +72,7 @@ def test_segment_summary_shares_and_customers_without_features(spark):
         "customer_key string, segment_id int, segment_name string",
     )
     # d has no features
-    feats = spark.createDataFrame(
-        [("a", 300.0), ("b", 100.0), ("c", 100.0)], "customer_key string, monetary double"
-    )
+    feats = spark.createDataFrame([("a", 300.0), ("b", 100.0), ("c", 100.0)], "customer_key string, monetary double")
     expected = spark.createDataFrame(
         [("1", "Gold", 2, 0.5, 400.0, 0.8), ("2", "2", 2, 0.5, 100.0, 0.2)],
         "segment_id string, segment_name string, customers long, customer_share double, revenue double, revenue_share double",
@@ -84,11 +80,7 @@ def test_segment_summary_shares_and_customers_without_features(spark):
     got = segs.transform(agg.segment_summary(feats))
     assert_approx_df_equality(got, expected, 1e-12, ignore_row_order=True, ignore_nullable=True)
     no_money = segs.transform(agg.segment_summary(None)).where("segment_id = '1'").first()
-    assert (
-        no_money["revenue"] is None
-        and no_money["revenue_share"] is None
-        and no_money["customers"] == 2
-    )
+    assert no_money["revenue"] is None and no_money["revenue_share"] is None and no_money["customers"] == 2
 
 
 def test_segment_centres_are_z_scores_against_all_segmented_customers(spark):
@@ -184,12 +176,10 @@ def test_cross_sell_coverage_per_segment_and_overall(spark):
     )
     got = customers.transform(agg.cross_sell_coverage(offers))
     assert_approx_df_equality(got, expected, 1e-12, ignore_row_order=True, ignore_nullable=True)
-    overall_only = (
-        customers.select("customer_key").transform(agg.cross_sell_coverage(offers)).collect()
-    )
-    assert [
-        (r["segment"], r["customers"], r["with_offer"], r["coverage"]) for r in overall_only
-    ] == [("All customers", 4, 2, 0.5)]
+    overall_only = customers.select("customer_key").transform(agg.cross_sell_coverage(offers)).collect()
+    assert [(r["segment"], r["customers"], r["with_offer"], r["coverage"]) for r in overall_only] == [
+        ("All customers", 4, 2, 0.5)
+    ]
 
 
 def test_lift_interval_is_the_unpooled_wald_interval(spark):

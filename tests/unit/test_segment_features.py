@@ -43,7 +43,9 @@ def test_fill_values_max_median_and_all_null(spark):
 
 def test_prepare_features_fills_then_logs(spark):
     out = _df(spark).transform(
-        prepare_features(["recency_days", "monetary", "share"], ["recency_days", "monetary"], {"recency_days": 30.0, "share": 0.3})
+        prepare_features(
+            ["recency_days", "monetary", "share"], ["recency_days", "monetary"], {"recency_days": 30.0, "share": 0.3}
+        )
     )
     expected = spark.createDataFrame(
         [
@@ -59,12 +61,16 @@ def test_prepare_features_fills_then_logs(spark):
 
 
 def test_scale_features_standardises_with_sample_sd(spark):
-    df = spark.createDataFrame([("a", 1.0, 5.0), ("b", 3.0, 5.0), ("c", 5.0, 5.0)], "customer_key string, _t_x double, _t_y double")
+    df = spark.createDataFrame(
+        [("a", 1.0, 5.0), ("b", 3.0, 5.0), ("c", 5.0, 5.0)], "customer_key string, _t_x double, _t_y double"
+    )
     scaled, scaling = scale_features(df, ["x", "y"])
     assert scaling.mean == (3.0, 5.0)
     assert scaling.std == (2.0, 0.0)
     out = scaled.select("customer_key", vector_to_array("features").alias("z"))
-    expected = spark.createDataFrame([("a", [-1.0, 0.0]), ("b", [0.0, 0.0]), ("c", [1.0, 0.0])], "customer_key string, z array<double>")
+    expected = spark.createDataFrame(
+        [("a", [-1.0, 0.0]), ("b", [0.0, 0.0]), ("c", [1.0, 0.0])], "customer_key string, z array<double>"
+    )
     assert_approx_df_equality(out, expected, 1e-12, ignore_row_order=True, ignore_nullable=True)
     raw, same = scale_features(df, ["x", "y"], standardize=False)
     assert not same.standardized

@@ -61,11 +61,13 @@ def test_fallback_words_and_duplicates():
     assert assign_names(profiles, []) == {1: "Lapsed, low-spend", 2: "Lapsed, low-spend #2"}
 
 
-PROFILE_SCHEMA = StructType([
-    StructField("segment_id", IntegerType(), False),
-    StructField("customer_share", DoubleType(), True),
-    StructField("profile_z", MapType(StringType(), DoubleType()), True),
-])
+PROFILE_SCHEMA = StructType(
+    [
+        StructField("segment_id", IntegerType(), False),
+        StructField("customer_share", DoubleType(), True),
+        StructField("profile_z", MapType(StringType(), DoubleType()), True),
+    ]
+)
 
 
 def test_name_segments_on_profiles(spark):
@@ -84,7 +86,13 @@ def test_name_segments_on_profiles(spark):
             (2, 0.5, {"monetary": -0.25, "frequency": -0.5}, "Big share", "frequency -0.50, monetary -0.25"),
             (3, 0.3, {"monetary": 0.0, "frequency": None}, "Low-spend", "monetary +0.00"),
         ],
-        StructType([*PROFILE_SCHEMA.fields, StructField("segment_name", StringType()), StructField("distinguishing", StringType())]),
+        StructType(
+            [
+                *PROFILE_SCHEMA.fields,
+                StructField("segment_name", StringType()),
+                StructField("distinguishing", StringType()),
+            ]
+        ),
     )
     # maps cannot be sorted by Spark, so order both sides by id instead of ignore_row_order
     assert_df_equality(out.orderBy("segment_id"), expected.orderBy("segment_id"), ignore_nullable=True)

@@ -24,18 +24,34 @@ from custseg.segment.profile import (
     with_value_class,
 )
 
-FEATURES = StructType([
-    StructField("customer_key", StringType()), StructField("x", DoubleType()), StructField("y", DoubleType()),
-    StructField("p_alive", DoubleType()), StructField("clv", DoubleType()), StructField("preferred_channel", StringType()),
-])
+FEATURES = StructType(
+    [
+        StructField("customer_key", StringType()),
+        StructField("x", DoubleType()),
+        StructField("y", DoubleType()),
+        StructField("p_alive", DoubleType()),
+        StructField("clv", DoubleType()),
+        StructField("preferred_channel", StringType()),
+    ]
+)
 DMAP = MapType(StringType(), DoubleType())
 TOP = ArrayType(StructType([StructField("category", StringType()), StructField("share", DoubleType())]))
-EXPECTED = StructType([
-    StructField("segment_id", IntegerType()), StructField("customers", LongType()), StructField("customer_share", DoubleType()),
-    StructField("revenue", DoubleType()), StructField("revenue_share", DoubleType()), StructField("profile", DMAP),
-    StructField("profile_z", DMAP), StructField("top_categories", TOP), StructField("preferred_channel", StringType()),
-    StructField("churn_risk_share", DoubleType()), StructField("avg_churn_risk", DoubleType()), StructField("avg_clv", DoubleType()),
-])
+EXPECTED = StructType(
+    [
+        StructField("segment_id", IntegerType()),
+        StructField("customers", LongType()),
+        StructField("customer_share", DoubleType()),
+        StructField("revenue", DoubleType()),
+        StructField("revenue_share", DoubleType()),
+        StructField("profile", DMAP),
+        StructField("profile_z", DMAP),
+        StructField("top_categories", TOP),
+        StructField("preferred_channel", StringType()),
+        StructField("churn_risk_share", DoubleType()),
+        StructField("avg_churn_risk", DoubleType()),
+        StructField("avg_clv", DoubleType()),
+    ]
+)
 
 
 def test_segment_profiles_hand_computed(spark):
@@ -55,28 +71,62 @@ def test_segment_profiles_hand_computed(spark):
     )
     items = spark.createDataFrame(
         [
-            ("c1", 10.0, "food"), ("c1", 30.0, "toys"), ("c2", 20.0, "food"),
-            ("c3", 100.0, "tv"), ("c5", 50.0, "toys"), ("c5", 50.0, "food"),
+            ("c1", 10.0, "food"),
+            ("c1", 30.0, "toys"),
+            ("c2", 20.0, "food"),
+            ("c3", 100.0, "tv"),
+            ("c5", 50.0, "toys"),
+            ("c5", 50.0, "food"),
             ("zz", 999.0, "tv"),  # not in any segment
         ],
         "customer_key string, net_revenue double, category string",
     )
-    out = segments.transform(segment_profiles(features, items, ["x", "y", "missing_col"], churn_risk_threshold=0.5, top_categories=2))
+    out = segments.transform(
+        segment_profiles(features, items, ["x", "y", "missing_col"], churn_risk_threshold=0.5, top_categories=2)
+    )
     assert out.columns == PROFILE_COLUMNS
     expected = spark.createDataFrame(
         [
             # x: population mean 2, sd 1 -> z -1 / +1; y is constant -> z 0
-            (1, 2, 1 / 3, 60.0, 60 / 260, {"x": 1.0, "y": 5.0}, {"x": -1.0, "y": 0.0},
-             [("food", 0.5), ("toys", 0.5)], "store", 0.5, 0.4375, 150.0),
-            (2, 4, 2 / 3, 200.0, 200 / 260, {"x": 3.0, "y": 5.0}, {"x": 1.0, "y": 0.0},
-             [("tv", 0.5), ("food", 0.25)], "app", 0.5, 0.5, 45.0),
+            (
+                1,
+                2,
+                1 / 3,
+                60.0,
+                60 / 260,
+                {"x": 1.0, "y": 5.0},
+                {"x": -1.0, "y": 0.0},
+                [("food", 0.5), ("toys", 0.5)],
+                "store",
+                0.5,
+                0.4375,
+                150.0,
+            ),
+            (
+                2,
+                4,
+                2 / 3,
+                200.0,
+                200 / 260,
+                {"x": 3.0, "y": 5.0},
+                {"x": 1.0, "y": 0.0},
+                [("tv", 0.5), ("food", 0.25)],
+                "app",
+                0.5,
+                0.5,
+                45.0,
+            ),
         ],
         EXPECTED,
     )
     scalars = [c for c in PROFILE_COLUMNS if c not in ("profile", "profile_z", "top_categories")]
-    assert_approx_df_equality(out.select(scalars), expected.select(scalars), 1e-12, ignore_row_order=True, ignore_nullable=True)
+    assert_approx_df_equality(
+        out.select(scalars), expected.select(scalars), 1e-12, ignore_row_order=True, ignore_nullable=True
+    )
     nested = ["segment_id", "profile", "profile_z", "top_categories"]
-    assert_df_equality(out.select(nested).orderBy("segment_id"), expected.select(nested).orderBy("segment_id"), ignore_nullable=True)
+    assert_df_equality(
+        out.select(nested).orderBy("segment_id"), expected.select(nested).orderBy("segment_id"), ignore_nullable=True
+    )
 
 
 def test_segment_profiles_without_items_or_optional_columns(spark):
@@ -114,7 +164,9 @@ def test_with_value_class_matches_python_rules(spark):
     cols = {"L": "l_z", "R": "r_z", "F": "f_z", "M": "m_z", "C": "c_z"}
     rows = [(i, {cols[a]: v for a, v in c.items()}) for i, c in enumerate(AIRLINE.values())]
     rows.append((99, {"l_z": 1.0}))  # lacks R, F, M, C
-    profiles = spark.createDataFrame(rows, StructType([StructField("segment_id", IntegerType()), StructField("profile", DMAP)]))
+    profiles = spark.createDataFrame(
+        rows, StructType([StructField("segment_id", IntegerType()), StructField("profile", DMAP)])
+    )
     out = profiles.transform(with_value_class()).select("segment_id", "value_class")
     expected = spark.createDataFrame(
         [(i, name) for i, name in enumerate(AIRLINE)] + [(99, None)], "segment_id int, value_class string"

@@ -104,10 +104,14 @@ def test_distinctiveness_zero_when_segments_look_alike():
     np.testing.assert_allclose(per, [0.0, 0.0], atol=1e-12)
 
 
-RESP = StructType([
-    StructField("campaign_id", StringType()), StructField("customer_key", StringType()),
-    StructField("group", StringType()), StructField("converted", BooleanType()),
-])
+RESP = StructType(
+    [
+        StructField("campaign_id", StringType()),
+        StructField("customer_key", StringType()),
+        StructField("group", StringType()),
+        StructField("converted", BooleanType()),
+    ]
+)
 
 
 def test_response_rates_per_segment(spark):
@@ -116,9 +120,13 @@ def test_response_rates_per_segment(spark):
     )
     responses = spark.createDataFrame(
         [
-            ("k1", "a", "treatment", True), ("k1", "b", "treatment", False), ("k1", "c", "control", False),
-            ("k2", "a", "treatment", True), ("k2", "c", "control", True),
-            ("k1", "d", "treatment", None), ("k1", "e", "treatment", False),
+            ("k1", "a", "treatment", True),
+            ("k1", "b", "treatment", False),
+            ("k1", "c", "control", False),
+            ("k2", "a", "treatment", True),
+            ("k2", "c", "control", True),
+            ("k1", "d", "treatment", None),
+            ("k1", "e", "treatment", False),
             ("k1", "f", "control", True),
             ("k1", "zz", "treatment", True),  # not segmented: ignored
         ],
@@ -130,12 +138,17 @@ def test_response_rates_per_segment(spark):
             (2, 2, 0, 0.0, 0, None, None),
             (3, 0, 0, None, 1, 1.0, None),
         ],
-        StructType([
-            StructField("segment_id", IntegerType()), StructField("contacts", LongType()),
-            StructField("responders", LongType()), StructField("response_rate", DoubleType()),
-            StructField("control_contacts", LongType()), StructField("control_rate", DoubleType()),
-            StructField("lift", DoubleType()),
-        ]),
+        StructType(
+            [
+                StructField("segment_id", IntegerType()),
+                StructField("contacts", LongType()),
+                StructField("responders", LongType()),
+                StructField("response_rate", DoubleType()),
+                StructField("control_contacts", LongType()),
+                StructField("control_rate", DoubleType()),
+                StructField("lift", DoubleType()),
+            ]
+        ),
     )
     out = segments.transform(response_rates(responses))
     assert_approx_df_equality(out, expected, 1e-9, ignore_row_order=True, ignore_nullable=True)

@@ -83,7 +83,9 @@ def test_two_snapshots_with_small_drift_keep_ids_and_names(spark):
     centres = [[0, 0, 0], [6, 0, 0], [0, 6, 0], [0, 0, 6]]
     cols = ["x0", "x1", "x2"]
     week1 = gaussian_blobs(spark, 800, centres, seed=5, partitions=1)
-    week2 = gaussian_blobs(spark, 800, [[v + 0.15 for v in c] for c in centres], seed=5, first_id=80, partitions=1, noise_seed=6)
+    week2 = gaussian_blobs(
+        spark, 800, [[v + 0.15 for v in c] for c in centres], seed=5, first_id=80, partitions=1, noise_seed=6
+    )
     kw = {"k": 4, "n_init": 2, "max_iter": 30, "parallel": 1}
 
     def label(fit, previous, next_id):
@@ -102,7 +104,9 @@ def test_two_snapshots_with_small_drift_keep_ids_and_names(spark):
     m2, names2, _, seg2 = label(fit2, previous, 5)
     assert all(m.previous_id == m.segment_id for m in m2)
     assert names2 == names1
-    both = seg1.withColumnRenamed("segment_id", "s1").join(seg2.withColumnRenamed("segment_id", "s2"), "customer_key", how="inner")
+    both = seg1.withColumnRenamed("segment_id", "s1").join(
+        seg2.withColumnRenamed("segment_id", "s2"), "customer_key", how="inner"
+    )
     assert both.count() == 720
     assert adjusted_rand_index(both, "s1", "s2") >= 0.9
     fit1.unpersist()

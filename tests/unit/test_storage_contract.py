@@ -69,10 +69,7 @@ ROWS_2 = [
 
 
 @pytest.fixture(
-    params=[
-        pytest.param(e, marks=[pytest.mark.spark_delta] if e == "spark-delta" else [])
-        for e in ENGINES
-    ]
+    params=[pytest.param(e, marks=[pytest.mark.spark_delta] if e == "spark-delta" else []) for e in ENGINES]
 )
 def engine(request: pytest.FixtureRequest, spark: SparkSession) -> str:
     if request.param == "spark-delta" and not has_jvm_delta(spark):
@@ -135,14 +132,10 @@ def test_nested_and_edge_types_round_trip(spark, tables):
             T.StructField("big", T.DecimalType(38, 10)),
             T.StructField(
                 "addr",
-                T.StructType(
-                    [T.StructField("city", T.StringType()), T.StructField("zip", T.IntegerType())]
-                ),
+                T.StructType([T.StructField("city", T.StringType()), T.StructField("zip", T.IntegerType())]),
             ),
             T.StructField("attrs", T.MapType(T.StringType(), T.LongType())),
-            T.StructField(
-                "visits", T.ArrayType(T.StructType([T.StructField("day", T.DateType())]))
-            ),
+            T.StructField("visits", T.ArrayType(T.StructType([T.StructField("day", T.DateType())]))),
         ]
     )
     rows = [
@@ -161,16 +154,12 @@ def test_nested_and_edge_types_round_trip(spark, tables):
 
 def test_append_adds_rows_and_aligns_columns_by_name(spark, tables):
     tables.append(orders(spark, ROWS_1), "silver.orders")
-    shuffled = orders(spark, ROWS_2).select(
-        "amount", "skus", "order_id", "ordered_at", "snapshot_date", "customer_id"
-    )
+    shuffled = orders(spark, ROWS_2).select("amount", "skus", "order_id", "ordered_at", "snapshot_date", "customer_id")
 
     version = tables.append(shuffled, "silver.orders")
 
     assert version == 1
-    assert_df_equality(
-        tables.read("silver.orders"), orders(spark, ROWS_1 + ROWS_2), ignore_row_order=True
-    )
+    assert_df_equality(tables.read("silver.orders"), orders(spark, ROWS_1 + ROWS_2), ignore_row_order=True)
 
 
 def test_read_of_missing_table_names_it(tables):
@@ -213,16 +202,12 @@ def test_overwrite_where_replaces_only_matching_partitions(spark, tables):
     tables.overwrite(orders(spark, new_d2), "silver.orders", where={"snapshot_date": "2026-06-30"})
 
     kept = [r for r in ROWS_1 + ROWS_2 if r[2] != D2]
-    assert_df_equality(
-        tables.read("silver.orders"), orders(spark, kept + new_d2), ignore_row_order=True
-    )
+    assert_df_equality(tables.read("silver.orders"), orders(spark, kept + new_d2), ignore_row_order=True)
 
     # A list of values replaces several partitions at once (D1 and D3 go, D2 stays).
     new_d1 = [(10, "c10", D1, None, Decimal("1.00"), None)]
     tables.overwrite(orders(spark, new_d1), "silver.orders", where={"snapshot_date": [D1, D3]})
-    assert_df_equality(
-        tables.read("silver.orders"), orders(spark, new_d2 + new_d1), ignore_row_order=True
-    )
+    assert_df_equality(tables.read("silver.orders"), orders(spark, new_d2 + new_d1), ignore_row_order=True)
 
 
 def test_underscore_partition_column_round_trips(spark, tables):
@@ -231,7 +216,9 @@ def test_underscore_partition_column_round_trips(spark, tables):
         [("a", dt.date(2026, 6, 30)), ("b", dt.date(2026, 6, 30)), ("c", dt.date(2026, 7, 1))],
         "x string, _batch_date date",
     )
-    tables.overwrite(df, "bronze.batches", partition_by=["_batch_date"], where={"_batch_date": ["2026-06-30", "2026-07-01"]})
+    tables.overwrite(
+        df, "bronze.batches", partition_by=["_batch_date"], where={"_batch_date": ["2026-06-30", "2026-07-01"]}
+    )
     assert_df_equality(tables.read("bronze.batches"), df, ignore_row_order=True, ignore_nullable=True)
 
 
@@ -275,18 +262,14 @@ def test_read_older_version_and_history(spark, tables):
 
     assert (v0, v1, v2) == (0, 1, 2)
     assert tables.version("silver.orders") == 2
-    assert_df_equality(
-        tables.read("silver.orders", version=0), orders(spark, ROWS_1), ignore_row_order=True
-    )
+    assert_df_equality(tables.read("silver.orders", version=0), orders(spark, ROWS_1), ignore_row_order=True)
     assert_df_equality(
         tables.read("silver.orders", version=1),
         orders(spark, ROWS_1 + ROWS_2),
         ignore_row_order=True,
     )
     expected_now = [r for r in ROWS_1 if r[2] == D1] + ROWS_2
-    assert_df_equality(
-        tables.read("silver.orders"), orders(spark, expected_now), ignore_row_order=True
-    )
+    assert_df_equality(tables.read("silver.orders"), orders(spark, expected_now), ignore_row_order=True)
 
     history = tables.history("silver.orders")
     assert [h["version"] for h in history] == [2, 1, 0]
@@ -327,9 +310,7 @@ def test_new_nullable_column_is_added_with_schema_evolution(spark, evolving):
     evolving.append(wider, "silver.orders")
 
     expected_schema = T.StructType([*ORDERS.fields, T.StructField("channel", T.StringType())])
-    expected = spark.createDataFrame(
-        [(*r, None) for r in ROWS_1] + [(*r, "web") for r in ROWS_2], expected_schema
-    )
+    expected = spark.createDataFrame([(*r, None) for r in ROWS_1] + [(*r, "web") for r in ROWS_2], expected_schema)
     assert evolving.schema("silver.orders") == expected_schema
     assert_df_equality(evolving.read("silver.orders"), expected, ignore_row_order=True)
 
@@ -342,9 +323,7 @@ def test_new_nullable_column_is_added_with_schema_evolution(spark, evolving):
 # --- failures, orphans, vacuum ------------------------------------------------------------
 
 
-def test_failed_commit_leaves_the_previous_version_and_vacuum_removes_orphans(
-    spark, tables, engine, monkeypatch
-):
+def test_failed_commit_leaves_the_previous_version_and_vacuum_removes_orphans(spark, tables, engine, monkeypatch):
     tables.append(orders(spark, ROWS_1), "silver.orders", partition_by=["snapshot_date"])
     path = tables.path("silver.orders")
     committed = logged_files(path)

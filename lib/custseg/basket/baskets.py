@@ -55,9 +55,7 @@ def _purchased_lines(
 ) -> Callable[[DataFrame], DataFrame]:
     def transform(lines: DataFrame) -> DataFrame:
         kept = lines.where(
-            F.col("status").isin(list(statuses))
-            & (F.coalesce(F.col("qty"), F.lit(1)) > 0)
-            & _in_window(start, end)
+            F.col("status").isin(list(statuses)) & (F.coalesce(F.col("qty"), F.lit(1)) > 0) & _in_window(start, end)
         )
         return kept.transform(with_item(level, products)).where(F.col("item").isNotNull())
 

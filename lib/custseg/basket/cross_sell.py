@@ -61,16 +61,20 @@ def reason_text(horizon_days: int | None = None) -> Column:
         F.lit(int(horizon_days or 0)),
         F.col("lift"),
     )
-    return F.when(F.col("_tier") == 0, journey).when(
-        F.size("antecedent") == 0,
-        F.format_string("popular: %.0f%% of baskets hold %s", F.col("confidence") * 100, F.col("item")),
-    ).otherwise(
-        F.format_string(
-            "bought %s; %.0f%% of baskets with that also hold %s (lift %.2f)",
-            F.array_join("antecedent", " + "),
-            F.col("confidence") * 100,
-            F.col("item"),
-            F.col("lift"),
+    return (
+        F.when(F.col("_tier") == 0, journey)
+        .when(
+            F.size("antecedent") == 0,
+            F.format_string("popular: %.0f%% of baskets hold %s", F.col("confidence") * 100, F.col("item")),
+        )
+        .otherwise(
+            F.format_string(
+                "bought %s; %.0f%% of baskets with that also hold %s (lift %.2f)",
+                F.array_join("antecedent", " + "),
+                F.col("confidence") * 100,
+                F.col("item"),
+                F.col("lift"),
+            )
         )
     )
 
@@ -132,6 +136,7 @@ def cross_sell(
             "confidence",
             "lift",
         ).withColumn("_rid", F.xxhash64("_scope", "antecedent", "item"))
+
         def scored(rules_df: DataFrame) -> DataFrame:
             if score == "expected_margin":
                 rules_df = rules_df.join(F.broadcast(prices.select("item", "unit_price")), on="item", how="left")
@@ -161,15 +166,22 @@ def cross_sell(
         )
         if journeys is not None and recent is not None:
             j = journeys.select(
-                F.col("antecedent")[0].alias("_trigger"), "antecedent", F.col("consequent").alias("item"),
-                F.col("confidence").cast("double").alias("confidence"), F.col("lift").cast("double").alias("lift"),
+                F.col("antecedent")[0].alias("_trigger"),
+                "antecedent",
+                F.col("consequent").alias("item"),
+                F.col("confidence").cast("double").alias("confidence"),
+                F.col("lift").cast("double").alias("lift"),
             )
             fired = (
                 recent.select("customer_key", F.col("item").alias("_trigger"))
                 .distinct()
                 .join(F.broadcast(j), on="_trigger")
                 .select(
-                    "customer_key", "item", "antecedent", "confidence", "lift",
+                    "customer_key",
+                    "item",
+                    "antecedent",
+                    "confidence",
+                    "lift",
                     F.col("confidence").alias("score"),
                     F.xxhash64(F.lit("journey"), "antecedent", "item").alias("_rid"),
                     F.lit(0).alias("_tier"),
@@ -190,20 +202,29 @@ def cross_sell(
             offers = offers.unionByName(who.crossJoin(F.broadcast(default)).select(*offer_cols))
         # The best rule of each (customer, item) is its reason: higher score, then confidence,
         # then lift, then the smaller rule id (~id reverses the order of a signed long).
-        best = F.max(F.struct(
-            (-F.col("_tier")).alias("t"), F.col("score").alias("s"), F.col("confidence").alias("c"), F.col("lift").alias("l"),
-            F.bitwise_not("_rid").alias("r"), F.col("antecedent").alias("a"),
-        ))
+        best = F.max(
+            F.struct(
+                (-F.col("_tier")).alias("t"),
+                F.col("score").alias("s"),
+                F.col("confidence").alias("c"),
+                F.col("lift").alias("l"),
+                F.bitwise_not("_rid").alias("r"),
+                F.col("antecedent").alias("a"),
+            )
+        )
         total = F.sum("score") if aggregate == "sum" else F.max("score")
         per_item = (
             offers.groupBy("customer_key", "item")
             .agg(best.alias("_best"), total.alias("_total"))
             .join(owned, on=["customer_key", "item"], how="left_anti")
             .select(
-                "customer_key", "item",
+                "customer_key",
+                "item",
                 F.when(F.col("_best.t") == 0, F.col("_best.s")).otherwise(F.col("_total")).alias("score"),
                 (-F.col("_best.t")).alias("_tier"),
-                F.col("_best.a").alias("antecedent"), F.col("_best.c").alias("confidence"), F.col("_best.l").alias("lift"),
+                F.col("_best.a").alias("antecedent"),
+                F.col("_best.c").alias("confidence"),
+                F.col("_best.l").alias("lift"),
             )
         )
         by_customer = Window.partitionBy("customer_key").orderBy(

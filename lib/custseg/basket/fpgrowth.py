@@ -43,8 +43,17 @@ log = logging.getLogger(__name__)
 
 ITEMSET_COLUMNS = ["items", "size", "count", "support"]
 RULE_COLUMNS = [
-    "antecedent", "consequent", "antecedent_count", "consequent_count", "union_count",
-    "support", "confidence", "lift", "leverage", "conviction", "normalized_lift",
+    "antecedent",
+    "consequent",
+    "antecedent_count",
+    "consequent_count",
+    "union_count",
+    "support",
+    "confidence",
+    "lift",
+    "leverage",
+    "conviction",
+    "normalized_lift",
 ]
 ITEMSET_SCHEMA = T.StructType(
     [
@@ -202,7 +211,12 @@ def mine(
     encoded.unpersist()
     log.info(
         "fp-growth: %d baskets, min_count %d, %d frequent items, %d baskets mined on %d partitions -> %d itemsets",
-        n, min_count, n_items, m, parts, n_mined,
+        n,
+        min_count,
+        n_items,
+        m,
+        parts,
+        n_mined,
     )
     if max_itemsets is not None and n_mined > max_itemsets:
         mined.unpersist()
@@ -239,7 +253,9 @@ def mine(
     )
     antecedents = int_sets.select(F.col("items").alias("_a"), F.col("count").alias("antecedent_count"))
     consequents = dictionary.select(
-        F.col("item_id").alias("_c"), F.col("item").alias("consequent"), F.col("count").cast("long").alias("consequent_count")
+        F.col("item_id").alias("_c"),
+        F.col("item").alias("consequent"),
+        F.col("count").cast("long").alias("consequent_count"),
     )
     rules = (
         union.withColumn("_a", F.array_remove("_union", F.col("_c")))
@@ -250,7 +266,9 @@ def mine(
     )
     if min_lift is not None:
         rules = rules.where(F.col("lift") >= F.lit(float(min_lift)))
-    rules = rules.join(decoded.select(F.col("int_items").alias("_a"), F.col("items").alias("antecedent")), on="_a", how="inner")
+    rules = rules.join(
+        decoded.select(F.col("int_items").alias("_a"), F.col("items").alias("antecedent")), on="_a", how="inner"
+    )
     rules = rules.select(
         "antecedent",
         "consequent",
@@ -308,6 +326,8 @@ def mine_by_segment(
     seg_type = baskets.schema[segment_col].dataType
     if itemsets is None:
         spark = baskets.sparkSession
-        itemsets = spark.createDataFrame([], T.StructType([T.StructField(segment_col, seg_type), *ITEMSET_SCHEMA.fields]))
+        itemsets = spark.createDataFrame(
+            [], T.StructType([T.StructField(segment_col, seg_type), *ITEMSET_SCHEMA.fields])
+        )
         rules = spark.createDataFrame([], T.StructType([T.StructField(segment_col, seg_type), *RULE_SCHEMA.fields]))
     return itemsets, rules, results

@@ -36,7 +36,14 @@ from custseg.basket.baskets import customer_purchases, first_purchases
 from custseg.basket.settings import BasketSettings
 
 JOURNEY_COLUMNS = [
-    "antecedent", "consequent", "eligible", "converted", "confidence", "base_rate", "lift", "horizon_days",
+    "antecedent",
+    "consequent",
+    "eligible",
+    "converted",
+    "confidence",
+    "base_rate",
+    "lift",
+    "horizon_days",
 ]
 
 
@@ -92,16 +99,12 @@ def mine_journeys(
             F.coalesce(F.col("converted"), F.lit(0)).cast("long").alias("converted"),
         )
     )
-    base = grid.groupBy("consequent").agg(
-        (F.sum("converted") / F.sum("eligible")).cast("double").alias("base_rate")
-    )
+    base = grid.groupBy("consequent").agg((F.sum("converted") / F.sum("eligible")).cast("double").alias("base_rate"))
     rules = (
         grid.join(base, on="consequent")
         .where(F.col("eligible") > 0)
         .withColumn("confidence", (F.col("converted") / F.col("eligible")).cast("double"))
-        .withColumn(
-            "lift", F.when(F.col("base_rate") > 0, F.col("confidence") / F.col("base_rate")).cast("double")
-        )
+        .withColumn("lift", F.when(F.col("base_rate") > 0, F.col("confidence") / F.col("base_rate")).cast("double"))
     )
     return rules.where(
         (F.col("eligible") >= F.lit(int(min_eligible)))
@@ -132,9 +135,7 @@ def journey_inputs(
     firsts = lines.transform(
         first_purchases(level, statuses, as_of - timedelta(days=basket.window_days), as_of, products)
     )
-    rules = mine_journeys(
-        firsts, as_of, js.horizon_days, js.min_eligible, js.min_lift, js.min_confidence, js.max_items
-    )
+    rules = mine_journeys(firsts, as_of, js.horizon_days, js.min_eligible, js.min_lift, js.min_confidence, js.max_items)
     recent = lines.transform(
         customer_purchases(level, statuses, as_of - timedelta(days=js.horizon_days), as_of, products)
     )

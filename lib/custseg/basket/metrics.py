@@ -43,8 +43,10 @@ def with_rule_metrics(
     """
 
     def transform(rules: DataFrame) -> DataFrame:
-        n = F.col(n_baskets).cast("double") if isinstance(n_baskets, str) else (
-            n_baskets.cast("double") if isinstance(n_baskets, Column) else F.lit(float(n_baskets))
+        n = (
+            F.col(n_baskets).cast("double")
+            if isinstance(n_baskets, str)
+            else (n_baskets.cast("double") if isinstance(n_baskets, Column) else F.lit(float(n_baskets)))
         )
         a, c, u = _d("antecedent_count"), _d("consequent_count"), _d("union_count")
         s_a, s_c = a / n, c / n

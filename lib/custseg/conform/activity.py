@@ -29,14 +29,34 @@ from custseg.pii import identity_key
 from custseg.sources.base import parse_ts
 
 EVENT_COLUMNS = [
-    "event_id", "customer_key", "device_key", "session_id", "ts", "event_date", "event_type", "sku",
-    "category", "page", "duration_ms", "utm_source", "utm_medium", "utm_campaign",
+    "event_id",
+    "customer_key",
+    "device_key",
+    "session_id",
+    "ts",
+    "event_date",
+    "event_type",
+    "sku",
+    "category",
+    "page",
+    "duration_ms",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
 ]
 FEEDBACK_COLUMNS = ["feedback_id", "customer_key", "ts", "channel", "rating", "nps", "nps_band", "is_complaint"]
 SOCIAL_COLUMNS = ["customer_key", "platform", "handle_key", "followers", "posts", "shares", "mentions", "observed_at"]
 RESPONSE_COLUMNS = [
-    "campaign_id", "customer_key", "channel", "group", "sent_ts", "opened_ts", "clicked_ts", "converted_ts",
-    "converted", "revenue",
+    "campaign_id",
+    "customer_key",
+    "channel",
+    "group",
+    "sent_ts",
+    "opened_ts",
+    "clicked_ts",
+    "converted_ts",
+    "converted",
+    "revenue",
 ]
 
 

@@ -63,4 +63,3 @@ def conform_customers(salt: str, as_of: date, country_code: str = "44") -> Calla
         )
 
     return transform
-

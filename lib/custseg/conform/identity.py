@@ -76,7 +76,11 @@ def device_key(value: Column | str, salt: str) -> Column:
 
 
 def _edges(
-    df: DataFrame, src_type: str, src_key: Column, dst_type: str, dst_key: Column,
+    df: DataFrame,
+    src_type: str,
+    src_key: Column,
+    dst_type: str,
+    dst_key: Column,
     raw: tuple[str, str] | None = None,
 ) -> DataFrame:
     if raw is not None:
@@ -149,9 +153,7 @@ class Components:
 
 
 def _both_ways(edges: DataFrame) -> DataFrame:
-    return edges.select("src", "dst").unionByName(
-        edges.select(F.col("dst").alias("src"), F.col("src").alias("dst"))
-    )
+    return edges.select("src", "dst").unionByName(edges.select(F.col("dst").alias("src"), F.col("src").alias("dst")))
 
 
 def _large_star(edges: DataFrame) -> DataFrame:
@@ -170,9 +172,7 @@ def _small_star(edges: DataFrame) -> DataFrame:
     """Every node and its smaller neighbours are linked to the smallest of them."""
     down = _both_ways(edges).where(F.col("dst") < F.col("src"))
     smallest = down.groupBy("src").agg(F.min("dst").alias("m"))
-    neighbours = down.join(smallest, on="src", how="inner").select(
-        F.col("dst").alias("src"), F.col("m").alias("dst")
-    )
+    neighbours = down.join(smallest, on="src", how="inner").select(F.col("dst").alias("src"), F.col("m").alias("dst"))
     return (
         neighbours.unionByName(smallest.select("src", F.col("m").alias("dst")))
         .where(F.col("src") != F.col("dst"))
@@ -187,9 +187,7 @@ def _cut(df: DataFrame) -> DataFrame:
     return df.localCheckpoint(eager=True, storageLevel=StorageLevel.MEMORY_AND_DISK)
 
 
-def connected_components(
-    edges: DataFrame, max_iterations: int = DEFAULT_MAX_ITERATIONS
-) -> Components:
+def connected_components(edges: DataFrame, max_iterations: int = DEFAULT_MAX_ITERATIONS) -> Components:
     """(src, dst) string edges -> (node, label) for every node on an edge; label = min node of the component.
 
     Stops when a large-star + small-star round changes no edge (then the edges form stars
@@ -222,11 +220,7 @@ def connected_components(
             "identity graph: not converged after %d rounds (conform.identity_max_iterations)",
             rounds,
         )
-    pointed = (
-        current.groupBy("src")
-        .agg(F.min("dst").alias("label"))
-        .select(F.col("src").alias("node"), "label")
-    )
+    pointed = current.groupBy("src").agg(F.min("dst").alias("label")).select(F.col("src").alias("node"), "label")
     roots = (
         current.select(F.col("dst").alias("node"))
         .distinct()
@@ -322,9 +316,7 @@ def resolve_identities(
 
     Every CRM customer maps its own customer_id to itself, with or without edges.
     """
-    crm = customers.select(
-        F.lit(CUSTOMER_ID).alias("id_type"), F.col("customer_key").alias("id_key")
-    ).distinct()
+    crm = customers.select(F.lit(CUSTOMER_ID).alias("id_type"), F.col("customer_key").alias("id_key")).distinct()
     clean = _cut(
         edges.select(*EDGE_COLUMNS)
         .where(F.col("src_key").isNotNull() & F.col("dst_key").isNotNull())
@@ -336,9 +328,7 @@ def resolve_identities(
     ambiguous = _cut(ambiguous_identifiers(clean))
     kept = clean.transform(_without(ambiguous.select("id_type", "id_key")))
     comps = connected_components(
-        kept.select(
-            _node("src_type", "src_key").alias("src"), _node("dst_type", "dst_key").alias("dst")
-        ),
+        kept.select(_node("src_type", "src_key").alias("src"), _node("dst_type", "dst_key").alias("dst")),
         max_iterations,
     )
     halves = _halves(kept)
@@ -376,9 +366,7 @@ def resolve_identities(
     return Resolution(identity_map, ambiguous, comps.iterations, comps.converged)
 
 
-def with_customer_key(
-    identity_map: DataFrame, *lookups: tuple[str, Column]
-) -> Callable[[DataFrame], DataFrame]:
+def with_customer_key(identity_map: DataFrame, *lookups: tuple[str, Column]) -> Callable[[DataFrame], DataFrame]:
     """Adds ``customer_key`` from the first of ``(id_type, key expression)`` found in the map (null: unresolved)."""
 
     def transform(df: DataFrame) -> DataFrame:
@@ -391,8 +379,6 @@ def with_customer_key(
             )
             out = out.withColumn(f"_id_key{i}", key).join(hit, on=f"_id_key{i}", how="left")
             found.append(F.col(f"_customer_key{i}"))
-        return out.select(
-            *[F.col(c) for c in base.columns], F.coalesce(*found).alias("customer_key")
-        )
+        return out.select(*[F.col(c) for c in base.columns], F.coalesce(*found).alias("customer_key"))
 
     return transform

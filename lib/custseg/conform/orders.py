@@ -23,12 +23,37 @@ from custseg.conform.identity import (
 from custseg.sources.base import parse_ts
 
 ORDER_COLUMNS = [
-    "order_id", "customer_key", "order_ts", "order_date", "channel", "store_id", "status",
-    "n_lines", "n_units", "gross_revenue", "discount_amount", "net_revenue", "_batch_date",
+    "order_id",
+    "customer_key",
+    "order_ts",
+    "order_date",
+    "channel",
+    "store_id",
+    "status",
+    "n_lines",
+    "n_units",
+    "gross_revenue",
+    "discount_amount",
+    "net_revenue",
+    "_batch_date",
 ]
 ITEM_COLUMNS = [
-    "order_id", "line_no", "customer_key", "order_ts", "order_date", "channel", "status", "sku",
-    "category", "subcategory", "qty", "unit_price", "list_price", "discount", "gross_revenue", "net_revenue",
+    "order_id",
+    "line_no",
+    "customer_key",
+    "order_ts",
+    "order_date",
+    "channel",
+    "status",
+    "sku",
+    "category",
+    "subcategory",
+    "qty",
+    "unit_price",
+    "list_price",
+    "discount",
+    "gross_revenue",
+    "net_revenue",
 ]
 
 

@@ -88,17 +88,13 @@ class Target:
 
 
 TARGETS = {
-    "crm_customers": Target(
-        "customer_id", ("signup_date", "birth_date", "updated_at"), "updated_at"
-    ),
+    "crm_customers": Target("customer_id", ("signup_date", "birth_date", "updated_at"), "updated_at"),
     "products": Target("sku", (), "", value="list_price"),
     "orders": Target("order_id", ("order_ts",), "order_ts", "customer_id", fresh_key=True),
     "events": Target("event_id", ("ts",), "ts", "customer_id", fresh_key=True),
     "feedback": Target("feedback_id", ("ts",), "ts", "customer_id", value="rating", fresh_key=True),
     "social": Target("handle", ("observed_at",), "observed_at", "email", value="followers"),
-    "campaign_responses": Target(
-        "customer_id", ("sent_ts",), "sent_ts", "customer_id", value="revenue"
-    ),
+    "campaign_responses": Target("customer_id", ("sent_ts",), "sent_ts", "customer_id", value="revenue"),
 }
 
 
@@ -146,9 +142,7 @@ def _nothing(*_args) -> None:
 def _set(rec: Records, name: str, mask: np.ndarray, values) -> None:
     col = rec.cols[name]
     if isinstance(col, pa.Array | pa.ChunkedArray):
-        rec.cols[name] = pc.replace_with_mask(
-            col, pa.array(mask), pa.array(values, type=pa.string())
-        )
+        rec.cols[name] = pc.replace_with_mask(col, pa.array(mask), pa.array(values, type=pa.string()))
     else:
         col = col.copy()
         col[mask] = values
@@ -227,9 +221,7 @@ MUTATIONS = {
 }
 
 
-def truncate_malformed(
-    source: str, lines: pa.Array, bad: np.ndarray, rng: np.random.Generator
-) -> pa.Array:
+def truncate_malformed(source: str, lines: pa.Array, bad: np.ndarray, rng: np.random.Generator) -> pa.Array:
     """Cut the lines of `malformed_json` copies short (they stay one line each)."""
     if "malformed_json" not in BAD_CLASSES[source]:
         return lines
@@ -238,9 +230,7 @@ def truncate_malformed(
         return lines
     texts = pc.take(lines, pa.array(rows)).to_pylist()
     cut = rng.uniform(0.3, 0.8, len(rows))
-    short = [
-        t[: max(5, int(len(t) * f))].rstrip("\n") + "\n" for t, f in zip(texts, cut, strict=True)
-    ]
+    short = [t[: max(5, int(len(t) * f))].rstrip("\n") + "\n" for t, f in zip(texts, cut, strict=True)]
     mask = np.zeros(len(lines), dtype=bool)
     mask[rows] = True
     return pc.replace_with_mask(lines, pa.array(mask), pa.array(short, pa.string()))

@@ -86,9 +86,7 @@ def emit(source: str, rec: Records, writer: PartWriter, rng: np.random.Generator
         return pd.DataFrame(columns=BAD_COLUMNS)
     by_name = {f.name: f for f in fields}
     bad_rec = rec.take(rows)
-    parts = [
-        pc.fill_null(render_column(by_name[k], bad_rec.cols[k], bad_rec.tables), "") for k in key
-    ]
+    parts = [pc.fill_null(render_column(by_name[k], bad_rec.cols[k], bad_rec.tables), "") for k in key]
     record_key = pc.binary_join_element_wise(*parts, "|") if len(parts) > 1 else parts[0]
     return pd.DataFrame(
         {
@@ -125,10 +123,7 @@ def run_block(ctx: Context, block: int, writer: PartWriter) -> tuple:
         rec = inject(source, rec, ctx, rng, force, keys)
         bad.append(emit(source, rec, writer, rng))
     cid = render_column(CUSTOMER_ID, c.num, {})
-    favs = [
-        pc.take(CATEGORY_TABLE, pa.array(np.maximum(c.favs[:, j], 0), mask=c.favs[:, j] < 0))
-        for j in range(3)
-    ]
+    favs = [pc.take(CATEGORY_TABLE, pa.array(np.maximum(c.favs[:, j], 0), mask=c.favs[:, j] < 0)) for j in range(3)]
     truth = pa.table(
         {
             "customer_id": cid,
@@ -166,9 +161,7 @@ def _unique(*spellings: Spellings) -> tuple[np.ndarray, np.ndarray]:
     return key // 64, key % 64
 
 
-def _identities(
-    c, cid: pa.Array, crm_emails, social_emails, crm_phones, loyalty_phones, devices
-) -> pa.Table:
+def _identities(c, cid: pa.Array, crm_emails, social_emails, crm_phones, loyalty_phones, devices) -> pa.Table:
     """Every raw identifier planted as resolvable to a customer, once per customer."""
     e_cust, e_code = _unique(crm_emails, social_emails)
     p_cust, p_code = _unique(crm_phones, loyalty_phones)
@@ -181,13 +174,9 @@ def _identities(
     ]
     return pa.table(
         {
-            "identifier_type": pa.concat_arrays(
-                [pa.array([t] * len(v), pa.string()) for t, v, _ in parts]
-            ),
+            "identifier_type": pa.concat_arrays([pa.array([t] * len(v), pa.string()) for t, v, _ in parts]),
             "identifier": pa.concat_arrays([v for _, v, _ in parts]),
-            "customer_id": pa.concat_arrays(
-                [pc.take(cid, pa.array(k, pa.int64())) for _, _, k in parts]
-            ),
+            "customer_id": pa.concat_arrays([pc.take(cid, pa.array(k, pa.int64())) for _, _, k in parts]),
         }
     )
 

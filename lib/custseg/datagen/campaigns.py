@@ -39,9 +39,7 @@ CAMPAIGN_FIELDS = [
 ]
 
 
-def plan_campaigns(
-    n: int, start_day: int, days: int, rng: np.random.Generator
-) -> tuple[Campaign, ...]:
+def plan_campaigns(n: int, start_day: int, days: int, rng: np.random.Generator) -> tuple[Campaign, ...]:
     """n campaigns spread evenly over the period, with planted conversion parameters."""
     out = []
     for k in range(n):
@@ -74,9 +72,7 @@ def make_responses(ctx: Context, c: Customers) -> tuple[Records, np.ndarray]:
         delay_open = (60 + rng.exponential(6 * 3600, n)).astype(np.int64)
         delay_click = (30 + rng.exponential(1800, n)).astype(np.int64)
         delay_conv = rng.integers(1800, CONVERSION_WINDOW_DAYS * DAY, n)
-        revenue = np.round(P.CONVERSION_REVENUE[c.persona] * rng.lognormal(0, 0.4, n) * 100).astype(
-            np.int64
-        )
+        revenue = np.round(P.CONVERSION_REVENUE[c.persona] * rng.lognormal(0, 0.4, n) * 100).astype(np.int64)
         sent = camp.send_day * DAY + 9 * 3600 + rng.integers(0, 2 * 3600, n)
         idx = np.flatnonzero(targeted)
         prop = c.propensity[idx]

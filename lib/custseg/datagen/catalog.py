@@ -166,9 +166,7 @@ class Catalog:
 
 def build_catalog(n_products: int, rng: np.random.Generator) -> Catalog:
     if n_products < MIN_PER_CATEGORY * len(CATEGORIES):
-        raise ValueError(
-            f"products must be >= {MIN_PER_CATEGORY * len(CATEGORIES)}, got {n_products}"
-        )
+        raise ValueError(f"products must be >= {MIN_PER_CATEGORY * len(CATEGORIES)}, got {n_products}")
     shares = np.array([c[2] for c in CATEGORIES])
     counts = np.maximum(MIN_PER_CATEGORY, np.floor(shares / shares.sum() * n_products)).astype(int)
     counts[0] += n_products - counts.sum()
@@ -193,9 +191,7 @@ def build_catalog(n_products: int, rng: np.random.Generator) -> Catalog:
             b = str(rng.choice(brands))
             subcat.append(sub)
             brand.append(b)
-            name.append(
-                f"{b} {sub.replace('_', ' ').title()} {VARIANTS[int(rng.integers(len(VARIANTS)))]}"
-            )
+            name.append(f"{b} {sub.replace('_', ' ').title()} {VARIANTS[int(rng.integers(len(VARIANTS)))]}")
             price.append(round(float(np.exp(rng.uniform(np.log(lo), np.log(hi)))) * 100))
     cat = np.array(category)
     pop = np.array(pop)
@@ -204,8 +200,7 @@ def build_catalog(n_products: int, rng: np.random.Generator) -> Catalog:
         m = cat == c
         cum[m] = c + np.cumsum(pop[m]) / pop[m].sum()
     rules = tuple(
-        Rule(tuple(special_idx[a] for a in ante), special_idx[cons], prob, inject)
-        for ante, cons, prob, inject in RULES
+        Rule(tuple(special_idx[a] for a in ante), special_idx[cons], prob, inject) for ante, cons, prob, inject in RULES
     )
     skus = [f"SKU{10001 + i:05d}" for i in range(len(cat))]
     pages = ["/", "/search", "/cart", "/checkout", "/checkout/confirmation", "/login"]

@@ -17,20 +17,14 @@ def _iso_date(text: str) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="custseg generate", description="Synthetic customer logs with planted truth."
-    )
+    p = argparse.ArgumentParser(prog="custseg generate", description="Synthetic customer logs with planted truth.")
     p.add_argument("--out", default="data", help="output folder (landing/ and truth/ go under it)")
     p.add_argument("--customers", type=int, default=20000)
-    p.add_argument(
-        "--days", type=int, default=365, help="length of the period ending at --end-date"
-    )
+    p.add_argument("--days", type=int, default=365, help="length of the period ending at --end-date")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--end-date", type=_iso_date, default="2026-06-30")
     p.add_argument("--bad-share", type=float, default=0.01, help="share of bad records per source")
-    p.add_argument(
-        "--daily-batches", type=int, default=1, help="split the last N-1 days into daily batches"
-    )
+    p.add_argument("--daily-batches", type=int, default=1, help="split the last N-1 days into daily batches")
     p.add_argument("--chunk-size", type=int, default=50000, help="customers per part file")
     p.add_argument("--products", type=int, default=400)
     p.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
@@ -42,9 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse_args(argv)
     if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     summary = generate(
         args.out,
         customers=args.customers,

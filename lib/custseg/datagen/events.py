@@ -136,9 +136,7 @@ def _browse(ctx: Context, c: Customers, rng: np.random.Generator) -> dict[str, n
     )
     viewing = np.isin(etype, (PAGE_VIEW, PRODUCT_VIEW))
     scale = np.where(p[ec] == P.BROWSER, 1.5, 1.0)
-    duration = np.where(
-        viewing, (rng.lognormal(np.log(12000), 0.8, len(es)) * scale).astype(np.int64), INT_NULL
-    )
+    duration = np.where(viewing, (rng.lognormal(np.log(12000), 0.8, len(es)) * scale).astype(np.int64), INT_NULL)
     gap = np.where(pos == 0, 0, 5 + rng.exponential(40, len(es)).astype(np.int64))
     cs = np.cumsum(gap)
     ts = start[es] + cs - cs[first[es]]
@@ -156,9 +154,7 @@ def _browse(ctx: Context, c: Customers, rng: np.random.Generator) -> dict[str, n
     }
 
 
-def _purchases(
-    ctx: Context, c: Customers, orders: Orders, rng: np.random.Generator
-) -> dict[str, np.ndarray]:
+def _purchases(ctx: Context, c: Customers, orders: Orders, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """login, checkout, purchase: the session of every web / app order of a known customer."""
     rec = orders.records
     ch = rec.cols["channel"]

@@ -83,9 +83,7 @@ def make_feedback(ctx: Context, c: Customers) -> tuple[Records, int]:
     n = len(fc)
     rating = 1 + P.choose_rows(P.RATING[p[fc]], rng)
     nps = np.clip(np.round(2 * rating - 1 + rng.normal(0, 1.2, n)), 0, 10).astype(np.int64)
-    text = TEXT_START[rating - 1] + np.floor(rng.random(n) * TEXT_COUNT[rating - 1]).astype(
-        np.int64
-    )
+    text = TEXT_START[rating - 1] + np.floor(rng.random(n) * TEXT_COUNT[rating - 1]).astype(np.int64)
     cols = {
         "feedback_id": block * FEEDBACK_ID_SPAN + np.arange(n, dtype=np.int64),
         "customer_id": c.num[fc],

@@ -123,12 +123,7 @@ def day_table() -> pa.Array:
 @lru_cache(maxsize=1)
 def time_of_day_table() -> pa.Array:
     s = np.arange(86400)
-    return pa.array(
-        [
-            f"{h:02d}:{m:02d}:{x:02d}"
-            for h, m, x in zip(s // 3600, s // 60 % 60, s % 60, strict=True)
-        ]
-    )
+    return pa.array([f"{h:02d}:{m:02d}:{x:02d}" for h, m, x in zip(s // 3600, s // 60 % 60, s % 60, strict=True)])
 
 
 @lru_cache(maxsize=1)
@@ -142,9 +137,7 @@ def frac_table() -> pa.Array:
 
 
 def _ints(v: np.ndarray, null: np.ndarray) -> pa.Array:
-    return pa.array(np.where(null, 0, v).astype(np.int64), mask=null if null.any() else None).cast(
-        pa.string()
-    )
+    return pa.array(np.where(null, 0, v).astype(np.int64), mask=null if null.any() else None).cast(pa.string())
 
 
 def _quoted(table: pa.Array, quote: str) -> pa.Array:
@@ -172,9 +165,7 @@ def _times(v: np.ndarray, unit: int) -> list:
         return pieces
     out = pc.binary_join_element_wise(*pieces, "")
     bad = special & (v != INT_NULL)
-    strings = np.array(BAD_TIME_STRINGS + (None,), dtype=object)[
-        np.where(bad, v - BAD_TIME_CODES[0], -1)[special]
-    ]
+    strings = np.array(BAD_TIME_STRINGS + (None,), dtype=object)[np.where(bad, v - BAD_TIME_CODES[0], -1)[special]]
     return [pc.replace_with_mask(out, pa.array(special), pa.array(strings.tolist(), pa.string()))]
 
 
@@ -220,15 +211,11 @@ def _pieces(f: Field, values: Any, tables: dict[str, pa.Array], quote: str) -> l
         cents = pc.take(two_digit_table(), pa.array(a % 100))
         whole = _ints(a // 100, null)
         if (v < 0).any():
-            whole = pc.binary_join_element_wise(
-                pa.array(np.where(v < 0, "-", "").tolist(), pa.string()), whole, ""
-            )
+            whole = pc.binary_join_element_wise(pa.array(np.where(v < 0, "-", "").tolist(), pa.string()), whole, "")
         return [whole, ".", cents]
     if f.kind == "frac":
         null = v == INT_NULL
-        return [
-            pc.take(frac_table(), pa.array(np.where(null, 0, v), mask=null if null.any() else None))
-        ]
+        return [pc.take(frac_table(), pa.array(np.where(null, 0, v), mask=null if null.any() else None))]
     raise ValueError(f"unknown field kind {f.kind!r}")
 
 
@@ -308,7 +295,5 @@ def array_bytes(lines: pa.Array) -> memoryview:
         return memoryview(b"")
     width = np.int64 if pa.types.is_large_string(lines.type) else np.int32
     _, offsets, data = lines.buffers()
-    offs = np.frombuffer(
-        offsets, dtype=width, count=len(lines) + 1, offset=lines.offset * width().itemsize
-    )
+    offs = np.frombuffer(offsets, dtype=width, count=len(lines) + 1, offset=lines.offset * width().itemsize)
     return memoryview(data)[int(offs[0]) : int(offs[-1])]

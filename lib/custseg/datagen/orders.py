@@ -93,9 +93,7 @@ def make_orders(ctx: Context, c: Customers) -> Orders:
     ts = draw_times(rng, c.act_lo[oc], c.act_hi[oc], c.daypart[oc])
     n_guest = rng.binomial(len(oc), GUEST_SHARE)
     guest_lo = np.full(n_guest, ctx.start_day)
-    guest_ts = draw_times(
-        rng, guest_lo, guest_lo + ctx.days, rng.integers(0, 4, n_guest), follow=0.0
-    )
+    guest_ts = draw_times(rng, guest_lo, guest_lo + ctx.days, rng.integers(0, 4, n_guest), follow=0.0)
     cust = np.concatenate([oc, np.full(n_guest, -1)])
     ts = np.concatenate([ts, guest_ts])
     order = np.argsort(ts, kind="stable")
@@ -221,9 +219,7 @@ def make_items(
     cat: Catalog, c: Customers, cust: np.ndarray, persona: np.ndarray, rng: np.random.Generator
 ) -> tuple[Records, np.ndarray]:
     n = len(cust)
-    lines = np.minimum(
-        P.LINES_BASE[persona].astype(int) + rng.poisson(P.LINES_LAM[persona]), MAX_LINES
-    )
+    lines = np.minimum(P.LINES_BASE[persona].astype(int) + rng.poisson(P.LINES_LAM[persona]), MAX_LINES)
     io = np.repeat(np.arange(n), lines)
     ip, ic = persona[io], cust[io]
     n_fav = (c.favs >= 0).sum(axis=1)
@@ -245,15 +241,11 @@ def make_items(
     return _line_items(cat, io, sku, persona[io], rng), basket_counts(cat, io, sku, n)
 
 
-def _line_items(
-    cat: Catalog, io: np.ndarray, sku: np.ndarray, ip: np.ndarray, rng: np.random.Generator
-) -> Records:
+def _line_items(cat: Catalog, io: np.ndarray, sku: np.ndarray, ip: np.ndarray, rng: np.random.Generator) -> Records:
     """Order lines (order index, sku) with quantity, list price and discount by the buyer's persona ``ip``."""
     qty = 1 + rng.poisson(P.QTY_LAM[ip] * QTY_FACTOR[cat.category[sku]])
     p_disc, lo, hi = P.DISCOUNT[ip].T
-    discount = np.where(
-        rng.random(len(io)) < p_disc, rng.integers(lo.astype(int), hi.astype(int) + 1), 0
-    )
+    discount = np.where(rng.random(len(io)) < p_disc, rng.integers(lo.astype(int), hi.astype(int) + 1), 0)
     cols = {
         "order": io,
         "sku": sku,
@@ -276,9 +268,7 @@ def _has(io: np.ndarray, sku: np.ndarray, s: int, n: int) -> np.ndarray:
     return h
 
 
-def _add(
-    io: np.ndarray, sku: np.ndarray, mask: np.ndarray, s: int
-) -> tuple[np.ndarray, np.ndarray]:
+def _add(io: np.ndarray, sku: np.ndarray, mask: np.ndarray, s: int) -> tuple[np.ndarray, np.ndarray]:
     new = np.flatnonzero(mask)
     return np.concatenate([io, new]), np.concatenate([sku, np.full(len(new), s)])
 

@@ -298,9 +298,7 @@ class Spellings:
     code: np.ndarray  # index into the e-mail variants / PHONE_FORMATS
 
 
-def crm_records(
-    ctx: Context, c: Customers
-) -> tuple[Records, pa.Array, pa.Array, Spellings, Spellings]:
+def crm_records(ctx: Context, c: Customers) -> tuple[Records, pa.Array, pa.Array, Spellings, Spellings]:
     """CRM rows (a few customers twice, the later updated_at wins), the latest raw e-mail and
     phone per customer, and the spellings of e-mails and phones used."""
     rng = ctx.rng(int(c.g[0]) // BLOCK, 1)
@@ -309,9 +307,7 @@ def crm_records(
     upd = (rng.random(n) < P_CRM_UPDATE) & (c.signup < ctx.end_day - 1)
     ui = np.flatnonzero(upd)
     k = len(ui)
-    later = ctx.end_day - np.minimum(
-        rng.exponential(30, k).astype(np.int64), ctx.end_day - c.signup[ui] - 1
-    )
+    later = ctx.end_day - np.minimum(rng.exponential(30, k).astype(np.int64), ctx.end_day - c.signup[ui] - 1)
     rows = np.concatenate([np.arange(n), ui])
     email_v = np.concatenate(
         [
@@ -327,16 +323,12 @@ def crm_records(
     )
     tier = np.concatenate([c.tier, np.minimum(c.tier[ui] + (rng.random(k) < 0.5), 3)])
     opt = np.concatenate([c.opt_in, c.opt_in[ui] ^ (rng.random((k, 3)) < 0.2)])
-    city = np.concatenate(
-        [c.city, np.where(rng.random(k) < 0.2, rng.integers(0, len(CITIES), k), c.city[ui])]
-    )
+    city = np.concatenate([c.city, np.where(rng.random(k) < 0.2, rng.integers(0, len(CITIES), k), c.city[ui])])
     ts = np.concatenate([updated, later * DAY + rng.integers(0, DAY, k)])
     email = email_spellings(pc.take(c.email, pa.array(rows)), email_v)
     phone = phone_spellings(pc.take(c.phone, pa.array(rows)), phone_f)
     # update rows sit at random places, sometimes before the row they replace
-    order = np.argsort(
-        np.concatenate([np.arange(n) * 2.0, rng.uniform(0, 2 * n, k)]), kind="stable"
-    )
+    order = np.argsort(np.concatenate([np.arange(n) * 2.0, rng.uniform(0, 2 * n, k)]), kind="stable")
     cols = {
         "customer_id": c.num[rows],
         "name": pc.take(c.name, pa.array(rows)),
@@ -358,10 +350,6 @@ def crm_records(
     latest_email = pc.take(email, pa.array(latest))
     latest_phone = pc.take(phone, pa.array(latest))
     if k:
-        latest_email = pc.replace_with_mask(
-            latest_email, pa.array(upd), pc.take(email, pa.array(n + np.arange(k)))
-        )
-        latest_phone = pc.replace_with_mask(
-            latest_phone, pa.array(upd), pc.take(phone, pa.array(n + np.arange(k)))
-        )
+        latest_email = pc.replace_with_mask(latest_email, pa.array(upd), pc.take(email, pa.array(n + np.arange(k))))
+        latest_phone = pc.replace_with_mask(latest_phone, pa.array(upd), pc.take(phone, pa.array(n + np.arange(k))))
     return rec, latest_email, latest_phone, Spellings(rows, email_v), Spellings(rows, phone_f)

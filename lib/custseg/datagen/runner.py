@@ -147,9 +147,7 @@ def generate(
     return summary
 
 
-def _validate(
-    customers: int, days: int, bad_share: float, batches: int, chunk_size: int, campaigns: int
-) -> None:
+def _validate(customers: int, days: int, bad_share: float, batches: int, chunk_size: int, campaigns: int) -> None:
     if customers < 1:
         raise ValueError(f"customers must be >= 1, got {customers}")
     if days < 1:
@@ -187,7 +185,14 @@ def _journeys_frame() -> pd.DataFrame:
     lo, hi = JOURNEY_DELAY_DAYS
     return pd.DataFrame(
         [
-            {"level": "category", "trigger": a, "follow_up": b, "probability": p, "min_delay_days": lo, "max_delay_days": hi}
+            {
+                "level": "category",
+                "trigger": a,
+                "follow_up": b,
+                "probability": p,
+                "min_delay_days": lo,
+                "max_delay_days": hi,
+            }
             for a, b, p in JOURNEYS
         ]
     )
@@ -256,9 +261,7 @@ def _campaigns_frame(ctx: Context, stats: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _summary(
-    out: Path, ctx: Context, files: dict, bad: pd.DataFrame, elapsed: float
-) -> GenerateSummary:
+def _summary(out: Path, ctx: Context, files: dict, bad: pd.DataFrame, elapsed: float) -> GenerateSummary:
     counts = {s: 0 for s in SOURCES}
     paths: dict[str, list[str]] = {s: [] for s in SOURCES}
     for (source, _, _), (rel, n) in sorted(files.items(), key=lambda kv: kv[1][0]):
@@ -327,9 +330,7 @@ def _manifest(
         },
         "batch_dates": ctx.batch_dates,
         "personas": dict(zip(P.PERSONAS, [round(float(s), 6) for s in ctx.shares], strict=True)),
-        "campaigns": [
-            asdict(c) | {"send_date": str(np.datetime64(c.send_day, "D"))} for c in ctx.campaigns
-        ],
+        "campaigns": [asdict(c) | {"send_date": str(np.datetime64(c.send_day, "D"))} for c in ctx.campaigns],
         "counts": summary.counts,
         "bad_counts": summary.bad_counts,
         "sources": sources,

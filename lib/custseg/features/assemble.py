@@ -44,28 +44,88 @@ log = logging.getLogger(__name__)
 
 # The contract of gold.customer_features (docs/features.md describes every column).
 FEATURE_COLUMNS = [
-    "customer_key", "snapshot_date",
+    "customer_key",
+    "snapshot_date",
     # RFM
-    "recency_days", "frequency", "monetary", "r_score", "f_score", "m_score", "rfm_cell", "rfm_segment",
+    "recency_days",
+    "frequency",
+    "monetary",
+    "r_score",
+    "f_score",
+    "m_score",
+    "rfm_cell",
+    "rfm_segment",
     # LRFMC (R, F, M above)
-    "tenure_days", "units", "discount_coef", "l_z", "r_z", "f_z", "m_z", "c_z",
+    "tenure_days",
+    "units",
+    "discount_coef",
+    "l_z",
+    "r_z",
+    "f_z",
+    "m_z",
+    "c_z",
     # behaviour
-    "sessions", "page_views", "product_views", "cart_adds", "view_to_purchase", "avg_session_seconds",
-    "preferred_channel", "preferred_category", "top_categories", "weekend_share", "weekday_lunch_share",
-    "avg_basket_size", "avg_basket_value", "distinct_categories", "return_rate", "discount_order_share",
-    "avg_rating", "latest_nps_band", "complaints", "social_influence",
+    "sessions",
+    "page_views",
+    "product_views",
+    "cart_adds",
+    "view_to_purchase",
+    "avg_session_seconds",
+    "preferred_channel",
+    "preferred_category",
+    "top_categories",
+    "weekend_share",
+    "weekday_lunch_share",
+    "avg_basket_size",
+    "avg_basket_value",
+    "distinct_categories",
+    "return_rate",
+    "discount_order_share",
+    "avg_rating",
+    "latest_nps_band",
+    "complaints",
+    "social_influence",
     # churn signals
-    "first_purchase_date", "last_purchase_date", "orders_last_90", "orders_prev_90", "median_gap_days",
-    "overdue_ratio", "declining",
+    "first_purchase_date",
+    "last_purchase_date",
+    "orders_last_90",
+    "orders_prev_90",
+    "median_gap_days",
+    "overdue_ratio",
+    "declining",
     # CLV
-    "clv_frequency", "clv_recency", "clv_T", "clv_monetary", "exp_purchases", "p_alive", "exp_avg_value", "clv",
+    "clv_frequency",
+    "clv_recency",
+    "clv_T",
+    "clv_monetary",
+    "exp_purchases",
+    "p_alive",
+    "exp_avg_value",
+    "clv",
 ]
 
 # Columns of ``raw_features`` (everything except scores that need population statistics).
 RAW_COLUMNS = [
-    c for c in FEATURE_COLUMNS
-    if c not in {"snapshot_date", "r_score", "f_score", "m_score", "rfm_cell", "rfm_segment",
-                 "l_z", "r_z", "f_z", "m_z", "c_z", "exp_purchases", "p_alive", "exp_avg_value", "clv"}
+    c
+    for c in FEATURE_COLUMNS
+    if c
+    not in {
+        "snapshot_date",
+        "r_score",
+        "f_score",
+        "m_score",
+        "rfm_cell",
+        "rfm_segment",
+        "l_z",
+        "r_z",
+        "f_z",
+        "m_z",
+        "c_z",
+        "exp_purchases",
+        "p_alive",
+        "exp_avg_value",
+        "clv",
+    }
 ]
 
 OPTIONAL_TABLES = ("order_items", "events", "feedback", "social")
@@ -94,8 +154,13 @@ class FitReport:
     warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {"rfm_cuts": self.rfm_cuts, "lrfmc": self.lrfmc, "bgnbd": self.bgnbd,
-                "gamma_gamma": self.gamma_gamma, "warnings": self.warnings}
+        return {
+            "rfm_cuts": self.rfm_cuts,
+            "lrfmc": self.lrfmc,
+            "bgnbd": self.bgnbd,
+            "gamma_gamma": self.gamma_gamma,
+            "warnings": self.warnings,
+        }
 
 
 def _defaults(columns: list[str]) -> list[Column]:
@@ -126,7 +191,10 @@ def raw_features(silver: SilverInputs, s: FeatureSettings, as_of: date) -> DataF
     joined = customers.join(orders, on="customer_key", how="full")
 
     families = {
-        "order_items": (item_features(as_of, window, s.top_categories), ["distinct_categories", "preferred_category", "top_categories", "discount_coef"]),
+        "order_items": (
+            item_features(as_of, window, s.top_categories),
+            ["distinct_categories", "preferred_category", "top_categories", "discount_coef"],
+        ),
         "events": (
             event_features(as_of, window, s.page_view_events, s.product_view_events, s.cart_add_events),
             ["sessions", "page_views", "product_views", "cart_adds", "avg_session_seconds"],
@@ -142,8 +210,16 @@ def raw_features(silver: SilverInputs, s: FeatureSettings, as_of: date) -> DataF
         else:
             joined = joined.join(source.transform(transform), on="customer_key", how="left")
 
-    counts = ["frequency", "returned_orders", "discount_orders", "weekend_orders", "weekday_lunch_orders",
-              "online_orders", "orders_last_90", "orders_prev_90"]
+    counts = [
+        "frequency",
+        "returned_orders",
+        "discount_orders",
+        "weekend_orders",
+        "weekday_lunch_orders",
+        "online_orders",
+        "orders_last_90",
+        "orders_prev_90",
+    ]
     behaviour = [c for _, cols in families.values() for c in cols]
     purchases = F.coalesce(F.col("purchases"), F.array().cast(PURCHASE_TYPE))
     step1 = joined.select(
@@ -202,8 +278,17 @@ def finish_features(raw: DataFrame, s: FeatureSettings, as_of: date) -> tuple[Da
         except clv.ClvFitError as exc:
             report.warnings.append(str(exc))
         scored = raw.transform(
-            clv.score(bg, gg, c.horizon_days, c.discount_rate_annual, c.periods, c.time_unit_days, c.margin,
-                      c.series_tolerance, c.series_max_terms)
+            clv.score(
+                bg,
+                gg,
+                c.horizon_days,
+                c.discount_rate_annual,
+                c.periods,
+                c.time_unit_days,
+                c.margin,
+                c.series_tolerance,
+                c.series_max_terms,
+            )
         )
     except clv.ClvFitError as exc:
         report.warnings.append(str(exc))

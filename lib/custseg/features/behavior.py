@@ -61,7 +61,9 @@ def item_features(as_of: date, window_days: int = 365, top_k: int = 3) -> Callab
 
     def transform(items: DataFrame) -> DataFrame:
         lines = items.where(
-            F.col("customer_key").isNotNull() & (F.col("status") == "completed") & _in_window("order_ts", as_of, window_days)
+            F.col("customer_key").isNotNull()
+            & (F.col("status") == "completed")
+            & _in_window("order_ts", as_of, window_days)
         )
         priced = F.col("list_price") > 0
         per_category = lines.groupBy("customer_key", "category").agg(
@@ -73,7 +75,9 @@ def item_features(as_of: date, window_days: int = 365, top_k: int = 3) -> Callab
         ranked = per_category.groupBy("customer_key").agg(
             F.count(F.when(named, F.lit(1))).alias("distinct_categories"),
             F.sum(F.when(named, F.col("units"))).alias("named_units"),
-            F.sort_array(F.collect_list(F.when(named, F.struct((-F.col("units")).alias("neg_units"), "category")))).alias("_ranked"),
+            F.sort_array(
+                F.collect_list(F.when(named, F.struct((-F.col("units")).alias("neg_units"), "category")))
+            ).alias("_ranked"),
             F.sum("paid").alias("paid"),
             F.sum("list_value").alias("list_value"),
         )
@@ -88,7 +92,9 @@ def item_features(as_of: date, window_days: int = 365, top_k: int = 3) -> Callab
             F.col("distinct_categories").cast("int").alias("distinct_categories"),
             F.try_element_at("_ranked", F.lit(1))["category"].alias("preferred_category"),
             F.when(F.size("_ranked") > 0, top).cast(TOP_CATEGORY_TYPE).alias("top_categories"),
-            F.when(F.col("list_value") > 0, F.col("paid").cast("double") / F.col("list_value").cast("double")).cast("double").alias("discount_coef"),
+            F.when(F.col("list_value") > 0, F.col("paid").cast("double") / F.col("list_value").cast("double"))
+            .cast("double")
+            .alias("discount_coef"),
         )
 
     return transform
@@ -116,13 +122,17 @@ def event_features(
             F.count(F.when(etype.isin(*product_view_events), F.lit(1))).alias("product_views"),
             F.count(F.when(etype.isin(*cart_add_events), F.lit(1))).alias("cart_adds"),
         )
-        return per_session.groupBy("customer_key").agg(
-            F.count(F.lit(1)).cast("long").alias("sessions"),
-            F.sum("page_views").cast("long").alias("page_views"),
-            F.sum("product_views").cast("long").alias("product_views"),
-            F.sum("cart_adds").cast("long").alias("cart_adds"),
-            (F.avg("ms") / F.lit(1000.0)).cast("double").alias("avg_session_seconds"),
-        ).select(*EVENT_COLUMNS)
+        return (
+            per_session.groupBy("customer_key")
+            .agg(
+                F.count(F.lit(1)).cast("long").alias("sessions"),
+                F.sum("page_views").cast("long").alias("page_views"),
+                F.sum("product_views").cast("long").alias("product_views"),
+                F.sum("cart_adds").cast("long").alias("cart_adds"),
+                (F.avg("ms") / F.lit(1000.0)).cast("double").alias("avg_session_seconds"),
+            )
+            .select(*EVENT_COLUMNS)
+        )
 
     return transform
 
@@ -138,7 +148,9 @@ def feedback_features(as_of: date, window_days: int = 365) -> Callable[[DataFram
             rows.groupBy("customer_key")
             .agg(
                 F.avg(F.when(recent, F.col("rating"))).alias("avg_rating"),
-                F.max_by(F.col("nps_band"), F.when(F.col("nps_band").isNotNull(), F.col("ts"))).alias("latest_nps_band"),
+                F.max_by(F.col("nps_band"), F.when(F.col("nps_band").isNotNull(), F.col("ts"))).alias(
+                    "latest_nps_band"
+                ),
                 F.count(F.when(recent & F.col("is_complaint"), F.lit(1))).alias("complaints"),
             )
             .select(
@@ -172,7 +184,10 @@ def social_features(
         )
         totals = latest.groupBy("customer_key").agg(*[F.sum(F.col("last")[m]).alias(m) for m in measures])
         score = sum(
-            (F.lit(w) * F.log10(F.lit(1.0) + F.greatest(F.coalesce(F.col(m), F.lit(0.0)), F.lit(0.0))) for m, w in weights),
+            (
+                F.lit(w) * F.log10(F.lit(1.0) + F.greatest(F.coalesce(F.col(m), F.lit(0.0)), F.lit(0.0)))
+                for m, w in weights
+            ),
             F.lit(0.0),
         )
         return totals.select("customer_key", score.cast("double").alias("social_influence"))
@@ -194,7 +209,9 @@ def order_behavior_columns() -> list[Column]:
     resolved = F.col("frequency") + F.col("returned_orders")
     return [
         F.when(bought, F.col("preferred_channel")).alias("preferred_channel"),
-        F.when(F.col("product_views") > 0, F.col("online_orders") / F.col("product_views")).cast("double").alias("view_to_purchase"),
+        F.when(F.col("product_views") > 0, F.col("online_orders") / F.col("product_views"))
+        .cast("double")
+        .alias("view_to_purchase"),
         share("weekend_orders").alias("weekend_share"),
         share("weekday_lunch_orders").alias("weekday_lunch_share"),
         F.when(bought, F.col("units") / n).cast("double").alias("avg_basket_size"),

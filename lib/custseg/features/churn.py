@@ -23,8 +23,10 @@ CHURN_COLUMNS = ["orders_last_90", "orders_prev_90", "median_gap_days", "overdue
 def median_gap_days(days: Column) -> Column:
     """Median of consecutive differences of a sorted array<date>; null below two days."""
     gaps = F.array_sort(
-        F.transform(F.slice(days, 2, F.greatest(F.size(days) - 1, F.lit(1))),
-                    lambda d, i: F.datediff(d, F.element_at(days, i + 1)))
+        F.transform(
+            F.slice(days, 2, F.greatest(F.size(days) - 1, F.lit(1))),
+            lambda d, i: F.datediff(d, F.element_at(days, i + 1)),
+        )
     )
     m = F.size(gaps)
     middle_low = F.try_element_at(gaps, F.floor((m + 1) / 2).cast("int"))
@@ -43,7 +45,9 @@ def churn_flag_columns(overdue_ratio_threshold: float = 2.0, decline_ratio: floa
     ]
 
 
-def with_churn_signals(overdue_ratio_threshold: float = 2.0, decline_ratio: float = 0.5) -> Callable[[DataFrame], DataFrame]:
+def with_churn_signals(
+    overdue_ratio_threshold: float = 2.0, decline_ratio: float = 0.5
+) -> Callable[[DataFrame], DataFrame]:
     """Rows with customer_key, recency_days, orders_last_90, orders_prev_90 and ``purchase_days``
     (sorted array<date>) -> customer_key, recency_days and the CHURN_COLUMNS."""
 

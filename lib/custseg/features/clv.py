@@ -134,7 +134,9 @@ def summarize(
         purchases = (
             transactions.where(F.col(customer_col).isNotNull() & day.isNotNull() & (day <= F.lit(as_of)))
             .groupBy(F.col(customer_col).alias("customer_key"))
-            .agg(F.collect_list(F.struct(day.alias("d"), F.col(value_col).cast("double").alias("v"))).alias("purchases"))
+            .agg(
+                F.collect_list(F.struct(day.alias("d"), F.col(value_col).cast("double").alias("v"))).alias("purchases")
+            )
         )
         return purchases.select("customer_key", "purchases", purchase_days(F.col("purchases")).alias("_days")).select(
             "customer_key", *summary_columns(F.col("purchases"), F.col("_days"), as_of, time_unit_days)
@@ -178,8 +180,13 @@ def _gamma_gamma_terms(params, x, m, w, gradient: bool):
     px = p * x
     log_gm = np.log(gamma + m * x)
     ll = (
-        gammaln(px + q) - gammaln(px) - gammaln(q) + q * np.log(gamma)
-        + (px - 1) * np.log(m) + px * np.log(x) - (px + q) * log_gm
+        gammaln(px + q)
+        - gammaln(px)
+        - gammaln(q)
+        + q * np.log(gamma)
+        + (px - 1) * np.log(m)
+        + px * np.log(x)
+        - (px + q) * log_gm
     )
     if not gradient:
         return float(np.sum(w * ll)), None
@@ -268,7 +275,9 @@ def _maximise(
             break
         theta0 = res.x
     if value >= 1e300 or not np.all(np.isfinite(res.x)) or worst > GRADIENT_TOLERANCE:
-        raise ClvFitError(f"{what}: optimiser did not converge ({res.message}; gradient {worst:.2g} after {steps} steps)")
+        raise ClvFitError(
+            f"{what}: optimiser did not converge ({res.message}; gradient {worst:.2g} after {steps} steps)"
+        )
     edge = tuple(n for n, lo, hi in zip(names, at_low, at_high, strict=True) if lo or hi)
     if edge:
         log.warning("%s: %s at the edge of the search box: the data do not identify it", what, ", ".join(edge))
@@ -357,7 +366,8 @@ def fit_gamma_gamma(
 def p_alive_expr(bg: BgNbdParams, x: Column, t_x: Column, T: Column) -> Column:
     """P(alive | x, t_x, T) = 1 / (1 + [x>0] a/(b+x-1) ((alpha+T)/(alpha+t_x))^(r+x))."""
     odds = (
-        F.lit(bg.a) / (F.lit(bg.b) + x - 1)
+        F.lit(bg.a)
+        / (F.lit(bg.b) + x - 1)
         * F.exp((F.lit(bg.r) + x) * (F.log(F.lit(bg.alpha) + T) - F.log(F.lit(bg.alpha) + t_x)))
     )
     return F.lit(1.0) / (F.lit(1.0) + F.when(x > 0, odds).otherwise(F.lit(0.0)))
@@ -452,9 +462,12 @@ def score(
             .distinct()
             .select("clv_frequency", "clv_T", F.array(*alive_paths).alias("_alive_paths"))
             .select(
-                "clv_frequency", "clv_T",
+                "clv_frequency",
+                "clv_T",
                 F.element_at("_alive_paths", -1).alias("_alive_purchases"),
-                sum((F.col("_alive_paths")[k] * F.lit(w) for k, w in enumerate(weights)), F.lit(0.0)).alias("_alive_discounted"),
+                sum((F.col("_alive_paths")[k] * F.lit(w) for k, w in enumerate(weights)), F.lit(0.0)).alias(
+                    "_alive_discounted"
+                ),
             )
         )
         p_alive = p_alive_expr(bg, x, t_x, T)

@@ -16,9 +16,21 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 ORDER_AGG_COLUMNS = [
-    "customer_key", "first_purchase", "last_purchase", "frequency", "monetary", "units",
-    "returned_orders", "discount_orders", "weekend_orders", "weekday_lunch_orders", "online_orders",
-    "preferred_channel", "orders_last_90", "orders_prev_90", "purchases",
+    "customer_key",
+    "first_purchase",
+    "last_purchase",
+    "frequency",
+    "monetary",
+    "units",
+    "returned_orders",
+    "discount_orders",
+    "weekend_orders",
+    "weekday_lunch_orders",
+    "online_orders",
+    "preferred_channel",
+    "orders_last_90",
+    "orders_prev_90",
+    "purchases",
 ]
 
 PURCHASE_TYPE = "array<struct<d:date,v:double>>"

@@ -24,8 +24,15 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 RFM_COLUMNS = [
-    "customer_key", "recency_days", "frequency", "monetary", "r_score", "f_score", "m_score",
-    "rfm_cell", "rfm_segment",
+    "customer_key",
+    "recency_days",
+    "frequency",
+    "monetary",
+    "r_score",
+    "f_score",
+    "m_score",
+    "rfm_cell",
+    "rfm_segment",
 ]
 
 # First matching rule wins; ranges are inclusive [low, high] on R and F scores (1-5).
@@ -80,10 +87,14 @@ def rfm_base(as_of: date, window_days: int) -> Callable[[DataFrame], DataFrame]:
     return transform
 
 
-def quantile_thresholds(df: DataFrame, cols: Sequence[tuple[str, Column]], bins: int, accuracy: int) -> dict[str, list[float]]:
+def quantile_thresholds(
+    df: DataFrame, cols: Sequence[tuple[str, Column]], bins: int, accuracy: int
+) -> dict[str, list[float]]:
     """Per measure, the bins-1 cut points (a bounded aggregate: a few numbers reach the driver)."""
     probs = [i / bins for i in range(1, bins)]
-    row = df.agg(*[F.percentile_approx(expr.cast("double"), probs, accuracy).alias(name) for name, expr in cols]).first()
+    row = df.agg(
+        *[F.percentile_approx(expr.cast("double"), probs, accuracy).alias(name) for name, expr in cols]
+    ).first()
     return {name: [float(v) for v in (row[name] or [])] for name, _ in cols}
 
 

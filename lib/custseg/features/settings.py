@@ -135,8 +135,10 @@ def check_feature_settings(conf: Config) -> None:
         for measure in ("recency_days", "frequency", "monetary"):
             key = f"rfm.fixed_thresholds.{measure}"
             cuts = conf.get_path(key, None)
-            if not isinstance(cuts, list) or len(cuts) != bins - 1 or any(
-                not isinstance(c, (int, float)) or isinstance(c, bool) for c in cuts
+            if (
+                not isinstance(cuts, list)
+                or len(cuts) != bins - 1
+                or any(not isinstance(c, (int, float)) or isinstance(c, bool) for c in cuts)
             ):
                 raise conf.error(key, f"must be a list of {bins - 1} numbers (rfm.bins - 1); got {cuts!r}")
             if any(b <= a for a, b in zip(cuts, cuts[1:], strict=False)):
@@ -153,10 +155,14 @@ def check_feature_settings(conf: Config) -> None:
     _positive_int(conf, "features.top_categories", upper=50)
     hours = conf.get_path("features.lunch_hours", None)
     if hours is not None and not (
-        isinstance(hours, list) and len(hours) == 2 and all(isinstance(h, int) and not isinstance(h, bool) for h in hours)
+        isinstance(hours, list)
+        and len(hours) == 2
+        and all(isinstance(h, int) and not isinstance(h, bool) for h in hours)
         and 0 <= hours[0] < hours[1] <= 24
     ):
-        raise conf.error("features.lunch_hours", f"must be [start, end) hours with 0 <= start < end <= 24; got {hours!r}")
+        raise conf.error(
+            "features.lunch_hours", f"must be [start, end) hours with 0 <= start < end <= 24; got {hours!r}"
+        )
     for key in ("online_channels", "page_view_events", "product_view_events", "cart_add_events"):
         _string_list(conf, f"features.{key}")
     weights = conf.get_path("features.social_weights", None)

@@ -49,20 +49,48 @@ BASE_COLUMNS: dict[str, T.DataType] = {
     "member_tier": T.StringType(),
 }
 FLAG_COLUMNS = [
-    "campaign_id", "customer_key", "channel", "suppressed_contact", "suppressed_cap",
-    "suppressed_complaint", "suppressed_consent", "eligible", "p_response",
+    "campaign_id",
+    "customer_key",
+    "channel",
+    "suppressed_contact",
+    "suppressed_cap",
+    "suppressed_complaint",
+    "suppressed_consent",
+    "eligible",
+    "p_response",
 ]
 SCORED_COLUMNS = [
-    "campaign_id", "goal", "customer_key", "channel", "p_response", "contact_cost", "expected_profit",
-    "group", "budget", "max_contacts",
+    "campaign_id",
+    "goal",
+    "customer_key",
+    "channel",
+    "p_response",
+    "contact_cost",
+    "expected_profit",
+    "group",
+    "budget",
+    "max_contacts",
 ]
 AUDIENCE_COLUMNS = [
-    "campaign_id", "goal", "customer_key", "group", "channel", "rank", "p_response", "expected_profit",
+    "campaign_id",
+    "goal",
+    "customer_key",
+    "group",
+    "channel",
+    "rank",
+    "p_response",
+    "expected_profit",
     "contact_cost",
 ]
 OFFER_COLUMNS = [
-    "customer_key", "offer_type", "offer_category", "offer_item", "offer_discount", "offer_daypart",
-    "offer_valid_from", "offer_valid_until",
+    "customer_key",
+    "offer_type",
+    "offer_category",
+    "offer_item",
+    "offer_discount",
+    "offer_daypart",
+    "offer_valid_from",
+    "offer_valid_until",
 ]
 
 
@@ -86,10 +114,16 @@ def customer_base(
     def transform(features: DataFrame) -> DataFrame:
         df = features.drop("snapshot_date")
         if segments is not None:
-            seg_cols = [c for c in ("segment_id", "segment_name", "value_class", "churn_risk", "clv") if c in segments.columns and c not in df.columns]
+            seg_cols = [
+                c
+                for c in ("segment_id", "segment_name", "value_class", "churn_risk", "clv")
+                if c in segments.columns and c not in df.columns
+            ]
             df = df.join(segments.select("customer_key", *seg_cols), on="customer_key", how="left")
         if cross_sell is not None:
-            top = cross_sell.where(F.col("rank") == 1).select("customer_key", F.col("item").cast("string").alias("cross_sell_item"))
+            top = cross_sell.where(F.col("rank") == 1).select(
+                "customer_key", F.col("item").cast("string").alias("cross_sell_item")
+            )
             df = df.join(top.dropDuplicates(["customer_key"]), on="customer_key", how="left")
         cust_cols = [c for c in BASE_COLUMNS if c in customers.columns and c != "customer_key" and c not in df.columns]
         df = df.join(customers.select("customer_key", *cust_cols), on="customer_key", how="left")
@@ -114,8 +148,10 @@ def contact_history(as_of: date, windows: Sequence[int]) -> Callable[[DataFrame]
             F.sum(F.when(sent > F.lit(as_of - timedelta(days=d)), 1).otherwise(0)).cast("int").alias(f"contacts_{d}d")
             for d in sorted(set(windows))
         ]
-        return sends.groupBy("customer_key").agg(F.max(sent).alias("last_contact_date"), *counts).select(
-            "customer_key", "last_contact_date", *[f"contacts_{d}d" for d in sorted(set(windows))]
+        return (
+            sends.groupBy("customer_key")
+            .agg(F.max(sent).alias("last_contact_date"), *counts)
+            .select("customer_key", "last_contact_date", *[f"contacts_{d}d" for d in sorted(set(windows))])
         )
 
     return transform
@@ -136,7 +172,9 @@ def complaint_history(as_of: date) -> Callable[[DataFrame], DataFrame]:
     return transform
 
 
-def with_history(contacts: DataFrame | None, complaints: DataFrame | None, windows: Sequence[int]) -> Callable[[DataFrame], DataFrame]:
+def with_history(
+    contacts: DataFrame | None, complaints: DataFrame | None, windows: Sequence[int]
+) -> Callable[[DataFrame], DataFrame]:
     """Adds last_contact_date, contacts_<d>d and last_complaint_date to the base (zeros/nulls when absent)."""
 
     def transform(base: DataFrame) -> DataFrame:
@@ -184,7 +222,11 @@ def eligibility_expr(e: Eligibility, columns: Sequence[str], campaign_id: str = 
             f"does not have (gold.customer_features / customer_segments columns)"
         )
     cond = F.lit(True)
-    for values, col in ((e.segments, "segment_name"), (e.rfm_segments, "rfm_segment"), (e.value_classes, "value_class")):
+    for values, col in (
+        (e.segments, "segment_name"),
+        (e.rfm_segments, "rfm_segment"),
+        (e.value_classes, "value_class"),
+    ):
         if values:
             cond = cond & F.col(col).isin(list(values))
     for f in e.filters:
@@ -220,7 +262,11 @@ def flag_campaign(campaign: Campaign, as_of: date, p_col: str | None = None) -> 
 
     def transform(base: DataFrame) -> DataFrame:
         s, cap = campaign.suppression, campaign.frequency_cap
-        recent = F.col("last_contact_date") > F.lit(as_of - timedelta(days=s.contacted_within_days)) if s.contacted_within_days > 0 else F.lit(False)
+        recent = (
+            F.col("last_contact_date") > F.lit(as_of - timedelta(days=s.contacted_within_days))
+            if s.contacted_within_days > 0
+            else F.lit(False)
+        )
         over_cap = F.col(f"contacts_{cap.days}d") >= F.lit(cap.max_contacts)
         complained = (
             F.col("last_complaint_date") > F.lit(as_of - timedelta(days=s.complaint_lookback_days))
@@ -236,10 +282,18 @@ def flag_campaign(campaign: Campaign, as_of: date, p_col: str | None = None) -> 
             .withColumn("suppressed_complaint", F.coalesce(complained, F.lit(False)))
             .withColumn("suppressed_consent", F.col("channel").isNull())
         )
-        any_flag = F.col("suppressed_contact") | F.col("suppressed_cap") | F.col("suppressed_complaint") | F.col("suppressed_consent")
+        any_flag = (
+            F.col("suppressed_contact")
+            | F.col("suppressed_cap")
+            | F.col("suppressed_complaint")
+            | F.col("suppressed_consent")
+        )
         p = F.col(p_col).cast("double") if p_col else F.lit(None).cast("double")
         return flags.select(
-            F.lit(campaign.id).alias("campaign_id"), *FLAG_COLUMNS[1:-2], (~any_flag).alias("eligible"), p.alias("p_response")
+            F.lit(campaign.id).alias("campaign_id"),
+            *FLAG_COLUMNS[1:-2],
+            (~any_flag).alias("eligible"),
+            p.alias("p_response"),
         )
 
     return transform
@@ -287,7 +341,11 @@ def arbitrate(max_per_customer: int) -> Callable[[DataFrame], DataFrame]:
         if max_per_customer <= 0:
             return positive.select(*SCORED_COLUMNS)
         w = Window.partitionBy("customer_key").orderBy(F.col("expected_profit").desc(), F.col("campaign_id"))
-        return positive.withColumn("_k", F.row_number().over(w)).where(F.col("_k") <= max_per_customer).select(*SCORED_COLUMNS)
+        return (
+            positive.withColumn("_k", F.row_number().over(w))
+            .where(F.col("_k") <= max_per_customer)
+            .select(*SCORED_COLUMNS)
+        )
 
     return transform
 
@@ -318,7 +376,11 @@ def select_under_budget(scored: DataFrame) -> DataFrame:
 
 
 def _preferred_daypart(min_share: float) -> Column:
-    shares = [("weekday_lunch", "weekday_lunch_share"), ("weekday_evening", "weekday_evening_share"), ("weekend", "weekend_share")]
+    shares = [
+        ("weekday_lunch", "weekday_lunch_share"),
+        ("weekday_evening", "weekday_evening_share"),
+        ("weekend", "weekend_share"),
+    ]
     best = F.greatest(*[F.coalesce(F.col(c), F.lit(0.0)) for _, c in shares])
     expr = F.when(best < F.lit(min_share), F.lit("any"))
     for name, c in shares:
@@ -335,7 +397,11 @@ def offer_columns(offer: Offer, as_of: date, daypart_min_share: float = 0.3) -> 
 
     def transform(base: DataFrame) -> DataFrame:
         fallback = F.lit(offer.fallback_category).cast("string")
-        category = F.coalesce(F.col("preferred_category"), fallback) if offer.category == "preferred" else F.lit(offer.category)
+        category = (
+            F.coalesce(F.col("preferred_category"), fallback)
+            if offer.category == "preferred"
+            else F.lit(offer.category)
+        )
         item = F.col("cross_sell_item") if offer.type == "cross_sell" else F.lit(None).cast("string")
         daypart = _preferred_daypart(daypart_min_share) if offer.daypart == "preferred" else F.lit(offer.daypart)
         return base.select(

@@ -126,8 +126,14 @@ class _Reader:
             return default
         return self.data[key]
 
-    def number(self, key: str, default: Any = ..., low: float | None = None, high: float | None = None,
-               strict_low: bool = False) -> float:
+    def number(
+        self,
+        key: str,
+        default: Any = ...,
+        low: float | None = None,
+        high: float | None = None,
+        strict_low: bool = False,
+    ) -> float:
         value = self.get(key, default)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.error(key, f"must be a number; got {value!r}")
@@ -201,7 +207,12 @@ def _filters(r: _Reader, key: str) -> tuple[FeatureFilter, ...]:
             if not isinstance(value, list) or not value:
                 raise fr.error("value", f"must be a non-empty list for op {op}; got {value!r}")
         elif op == "between":
-            if not (isinstance(value, list) and len(value) == 2 and all(_is_number(v) for v in value) and value[0] <= value[1]):
+            if not (
+                isinstance(value, list)
+                and len(value) == 2
+                and all(_is_number(v) for v in value)
+                and value[0] <= value[1]
+            ):
                 raise fr.error("value", f"must be [low, high] numbers for op between; got {value!r}")
         elif value is None or isinstance(value, (list, Mapping)):
             raise fr.error("value", f"must be a single value for op {op}; got {value!r}")
@@ -226,9 +237,23 @@ def _eligibility(r: _Reader) -> Eligibility:
 
 
 CAMPAIGN_KEYS = {
-    "name", "goal", "channels", "cost_per_contact", "revenue_per_response", "margin_per_response",
-    "budget", "holdout_share", "max_contacts", "eligibility", "offer", "frequency_cap",
-    "suppression", "history", "seed", "seed_max_size", "description",
+    "name",
+    "goal",
+    "channels",
+    "cost_per_contact",
+    "revenue_per_response",
+    "margin_per_response",
+    "budget",
+    "holdout_share",
+    "max_contacts",
+    "eligibility",
+    "offer",
+    "frequency_cap",
+    "suppression",
+    "history",
+    "seed",
+    "seed_max_size",
+    "description",
 }
 
 
@@ -307,7 +332,9 @@ def parse_campaign(cid: str, data: Any, where: str, prefix: str = "campaigns") -
 def _deep_merge(base: Mapping, over: Mapping) -> dict:
     out = copy.deepcopy(dict(base))
     for k, v in over.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else copy.deepcopy(v)
+        out[k] = (
+            _deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else copy.deepcopy(v)
+        )
     return out
 
 
@@ -335,7 +362,9 @@ def parse_campaigns(doc: Any, where: str, inline: Mapping | None = None) -> list
         # can change one budget), or define a new campaign on top of the defaults.
         under = file_campaigns.get(cid) if isinstance(file_campaigns.get(cid), Mapping) else {}
         merged = _deep_merge(_deep_merge(defaults, under), data) if isinstance(data, Mapping) else data
-        out[cid] = parse_campaign(cid, merged, f"config (over {where})" if under else "config", prefix="marketing.campaigns")
+        out[cid] = parse_campaign(
+            cid, merged, f"config (over {where})" if under else "config", prefix="marketing.campaigns"
+        )
     return list(out.values())
 
 
@@ -388,17 +417,49 @@ def _settings_problem(conf: Config) -> None:
         return
     checks = [
         ("marketing.holdout_salt", lambda v: isinstance(v, str) and v != "", "must be a non-empty string"),
-        ("marketing.max_campaigns_per_customer", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "must be an integer >= 0 (0: no limit)"),
-        ("marketing.propensity.validation_share", lambda v: _is_number(v) and 0.05 <= v <= 0.5, "must be a number from 0.05 to 0.5"),
+        (
+            "marketing.max_campaigns_per_customer",
+            lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+            "must be an integer >= 0 (0: no limit)",
+        ),
+        (
+            "marketing.propensity.validation_share",
+            lambda v: _is_number(v) and 0.05 <= v <= 0.5,
+            "must be a number from 0.05 to 0.5",
+        ),
         ("marketing.propensity.outcome_days", lambda v: isinstance(v, int) and v >= 0, "must be an integer >= 0"),
-        ("marketing.propensity.min_training_rows", lambda v: isinstance(v, int) and v >= 10, "must be an integer >= 10"),
+        (
+            "marketing.propensity.min_training_rows",
+            lambda v: isinstance(v, int) and v >= 10,
+            "must be an integer >= 10",
+        ),
         ("marketing.propensity.min_positives", lambda v: isinstance(v, int) and v >= 1, "must be an integer >= 1"),
-        ("marketing.propensity.calibration_bins", lambda v: isinstance(v, int) and 2 <= v <= 100, "must be an integer from 2 to 100"),
-        ("marketing.propensity.fallback_response_rate", lambda v: _is_number(v) and 0 < v < 1, "must be a number between 0 and 1"),
-        ("marketing.propensity.models", lambda v: isinstance(v, list) and v and set(v) <= {"logistic", "gbt"}, "must be a non-empty list of logistic, gbt"),
-        ("marketing.evaluation.confidence", lambda v: _is_number(v) and 0.5 <= v < 1, "must be a number from 0.5 to 1 (exclusive)"),
+        (
+            "marketing.propensity.calibration_bins",
+            lambda v: isinstance(v, int) and 2 <= v <= 100,
+            "must be an integer from 2 to 100",
+        ),
+        (
+            "marketing.propensity.fallback_response_rate",
+            lambda v: _is_number(v) and 0 < v < 1,
+            "must be a number between 0 and 1",
+        ),
+        (
+            "marketing.propensity.models",
+            lambda v: isinstance(v, list) and v and set(v) <= {"logistic", "gbt"},
+            "must be a non-empty list of logistic, gbt",
+        ),
+        (
+            "marketing.evaluation.confidence",
+            lambda v: _is_number(v) and 0.5 <= v < 1,
+            "must be a number from 0.5 to 1 (exclusive)",
+        ),
         ("marketing.evaluation.margin_rate", lambda v: _is_number(v) and 0 <= v <= 1, "must be a number from 0 to 1"),
-        ("marketing.export.formats", lambda v: isinstance(v, list) and v and set(v) <= {"csv", "parquet"}, "must be a non-empty list of csv, parquet"),
+        (
+            "marketing.export.formats",
+            lambda v: isinstance(v, list) and v and set(v) <= {"csv", "parquet"},
+            "must be a non-empty list of csv, parquet",
+        ),
     ]
     for key, ok, problem in checks:
         value = conf.get_path(key, None)

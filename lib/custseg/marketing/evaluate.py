@@ -25,8 +25,16 @@ from pyspark.sql import types as T
 from scipy import stats
 
 COUNT_COLUMNS = [
-    "campaign_id", "segment", "n_treatment", "n_control", "conversions_treatment", "conversions_control",
-    "revenue_treatment", "revenue_control", "first_sent", "last_sent",
+    "campaign_id",
+    "segment",
+    "n_treatment",
+    "n_control",
+    "conversions_treatment",
+    "conversions_control",
+    "revenue_treatment",
+    "revenue_control",
+    "first_sent",
+    "last_sent",
 ]
 RESULTS_SCHEMA = T.StructType(
     [
@@ -120,10 +128,18 @@ def known_by(as_of: date):
         late = F.to_date("converted_ts") > F.lit(as_of)
         converted = F.coalesce(F.col("converted"), F.lit(False)) & ~F.coalesce(late, F.lit(False))
         return responses.where(F.to_date("sent_ts") <= F.lit(as_of)).select(
-            "campaign_id", "customer_key", "channel", "group", "sent_ts", "opened_ts", "clicked_ts",
+            "campaign_id",
+            "customer_key",
+            "channel",
+            "group",
+            "sent_ts",
+            "opened_ts",
+            "clicked_ts",
             F.when(converted, F.col("converted_ts")).alias("converted_ts"),
             converted.alias("converted"),
-            F.when(converted, F.col("revenue")).otherwise(F.lit(0).cast(responses.schema["revenue"].dataType)).alias("revenue"),
+            F.when(converted, F.col("revenue"))
+            .otherwise(F.lit(0).cast(responses.schema["revenue"].dataType))
+            .alias("revenue"),
         )
 
     return transform
@@ -149,16 +165,20 @@ def response_counts(segment_col: str | None = None):
             )
         )
         treat = F.col("group") == "treatment"
-        return per_customer.groupBy("campaign_id", "segment").agg(
-            F.sum(F.when(treat, 1).otherwise(0)).cast("long").alias("n_treatment"),
-            F.sum(F.when(~treat, 1).otherwise(0)).cast("long").alias("n_control"),
-            F.sum(F.when(treat, F.col("conv")).otherwise(0)).cast("long").alias("conversions_treatment"),
-            F.sum(F.when(~treat, F.col("conv")).otherwise(0)).cast("long").alias("conversions_control"),
-            F.sum(F.when(treat, F.col("rev")).otherwise(0.0)).alias("revenue_treatment"),
-            F.sum(F.when(~treat, F.col("rev")).otherwise(0.0)).alias("revenue_control"),
-            F.min("sent").alias("first_sent"),
-            F.max("sent").alias("last_sent"),
-        ).select(*COUNT_COLUMNS)
+        return (
+            per_customer.groupBy("campaign_id", "segment")
+            .agg(
+                F.sum(F.when(treat, 1).otherwise(0)).cast("long").alias("n_treatment"),
+                F.sum(F.when(~treat, 1).otherwise(0)).cast("long").alias("n_control"),
+                F.sum(F.when(treat, F.col("conv")).otherwise(0)).cast("long").alias("conversions_treatment"),
+                F.sum(F.when(~treat, F.col("conv")).otherwise(0)).cast("long").alias("conversions_control"),
+                F.sum(F.when(treat, F.col("rev")).otherwise(0.0)).alias("revenue_treatment"),
+                F.sum(F.when(~treat, F.col("rev")).otherwise(0.0)).alias("revenue_control"),
+                F.min("sent").alias("first_sent"),
+                F.max("sent").alias("last_sent"),
+            )
+            .select(*COUNT_COLUMNS)
+        )
 
     return transform
 
@@ -186,10 +206,36 @@ def lift_row(
         roi = inc_profit / cost if cost > 0 else None
     significant = None if t.p_value is None else t.p_value < 1 - confidence
     return (
-        counts["campaign_id"], level, counts["segment"], n_t, n_c, x_t, x_c,
-        t.rate_treatment, t.rate_control, t.lift_abs, t.ci_low, t.ci_high, t.lift_rel, t.rel_ci_low, t.rel_ci_high,
-        t.z, t.p_value, significant, float(confidence), rev_t, rev_c, inc_conv, inc_rev, float(cost),
-        inc_margin, inc_profit, roi, counts["first_sent"], counts["last_sent"], bool(complete),
+        counts["campaign_id"],
+        level,
+        counts["segment"],
+        n_t,
+        n_c,
+        x_t,
+        x_c,
+        t.rate_treatment,
+        t.rate_control,
+        t.lift_abs,
+        t.ci_low,
+        t.ci_high,
+        t.lift_rel,
+        t.rel_ci_low,
+        t.rel_ci_high,
+        t.z,
+        t.p_value,
+        significant,
+        float(confidence),
+        rev_t,
+        rev_c,
+        inc_conv,
+        inc_rev,
+        float(cost),
+        inc_margin,
+        inc_profit,
+        roi,
+        counts["first_sent"],
+        counts["last_sent"],
+        bool(complete),
     )
 
 

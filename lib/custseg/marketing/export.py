@@ -21,11 +21,31 @@ from collections.abc import Callable, Mapping, Sequence
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-OFFER_FIELDS = ["offer_type", "offer_category", "offer_item", "offer_discount", "offer_daypart", "offer_valid_from", "offer_valid_until"]
+OFFER_FIELDS = [
+    "offer_type",
+    "offer_category",
+    "offer_item",
+    "offer_discount",
+    "offer_daypart",
+    "offer_valid_from",
+    "offer_valid_until",
+]
 EXPORT_COLUMNS: dict[str, list[str]] = {
     "crm": [
-        "campaign_id", "customer_key", "channel", "rank", "p_response", "expected_profit", "segment_name",
-        "rfm_segment", "value_class", "city", "region", "age_band", "member_tier", *OFFER_FIELDS,
+        "campaign_id",
+        "customer_key",
+        "channel",
+        "rank",
+        "p_response",
+        "expected_profit",
+        "segment_name",
+        "rfm_segment",
+        "value_class",
+        "city",
+        "region",
+        "age_band",
+        "member_tier",
+        *OFFER_FIELDS,
     ],
     "email": ["campaign_id", "customer_key", "email_key", *OFFER_FIELDS],
     "sms": ["campaign_id", "customer_key", "phone_key", *OFFER_FIELDS],
@@ -81,7 +101,9 @@ def hashed_audience(frame: DataFrame) -> DataFrame:
     hashed = frame.where(F.coalesce(F.col("opt_in_ads"), F.lit(False))).select(
         _hash_or_null("email_sha256").alias("email_sha256"), _hash_or_null("phone_sha256").alias("phone_sha256")
     )
-    return hashed.where(F.col("email_sha256").isNotNull() | F.col("phone_sha256").isNotNull()).select(*EXPORT_COLUMNS["ads"])
+    return hashed.where(F.col("email_sha256").isNotNull() | F.col("phone_sha256").isNotNull()).select(
+        *EXPORT_COLUMNS["ads"]
+    )
 
 
 def ads_export(contacts: DataFrame) -> DataFrame:

@@ -25,12 +25,30 @@ from custseg.marketing.campaigns import Campaign
 
 STRATEGIES = ("precision", "blanket", "random")
 TOTALS_COLUMNS = [
-    "campaign_id", "strategy", "contacts", "cost", "expected_responses", "revenue_per_response",
-    "margin_per_response", "budget",
+    "campaign_id",
+    "strategy",
+    "contacts",
+    "cost",
+    "expected_responses",
+    "revenue_per_response",
+    "margin_per_response",
+    "budget",
 ]
 PLAN_METRICS = [
-    "campaign_id", "strategy", "contacts", "cost_per_contact", "cost", "expected_responses",
-    "response_rate", "revenue", "margin", "profit", "roi", "cost_per_response", "budget", "within_budget",
+    "campaign_id",
+    "strategy",
+    "contacts",
+    "cost_per_contact",
+    "cost",
+    "expected_responses",
+    "response_rate",
+    "revenue",
+    "margin",
+    "profit",
+    "roi",
+    "cost_per_response",
+    "budget",
+    "within_budget",
 ]
 CAMPAIGN_SCHEMA = T.StructType(
     [
@@ -48,10 +66,32 @@ CAMPAIGN_SCHEMA = T.StructType(
     ]
 )
 PLAN_COLUMNS = [
-    "campaign_id", "goal", "campaign_name", "channels", "strategy", "contacts", "holdout", "cost_per_contact",
-    "cost", "expected_responses", "response_rate", "revenue", "margin", "profit", "roi", "cost_per_response",
-    "budget", "within_budget", "matching", "suppressed_contact", "suppressed_cap", "suppressed_complaint",
-    "suppressed_consent", "eligible", "model", "auc_validation",
+    "campaign_id",
+    "goal",
+    "campaign_name",
+    "channels",
+    "strategy",
+    "contacts",
+    "holdout",
+    "cost_per_contact",
+    "cost",
+    "expected_responses",
+    "response_rate",
+    "revenue",
+    "margin",
+    "profit",
+    "roi",
+    "cost_per_response",
+    "budget",
+    "within_budget",
+    "matching",
+    "suppressed_contact",
+    "suppressed_cap",
+    "suppressed_complaint",
+    "suppressed_consent",
+    "eligible",
+    "model",
+    "auc_validation",
 ]
 
 
@@ -91,13 +131,23 @@ def with_plan_metrics() -> Callable[[DataFrame], DataFrame]:
     return transform
 
 
-def campaigns_frame(spark: SparkSession, campaigns: Sequence[Campaign], models: dict[str, tuple[str, float | None]]) -> DataFrame:
+def campaigns_frame(
+    spark: SparkSession, campaigns: Sequence[Campaign], models: dict[str, tuple[str, float | None]]
+) -> DataFrame:
     """The campaigns' parameters as a small DataFrame (``models``: goal -> (model name, AUC))."""
     rows = [
         (
-            c.id, c.goal, c.name, ",".join(c.channels), float(c.cost_per_contact), float(c.revenue_per_response),
-            float(c.margin_per_response), float(c.budget), float(c.holdout_share),
-            models.get(c.goal, (None, None))[0], models.get(c.goal, (None, None))[1],
+            c.id,
+            c.goal,
+            c.name,
+            ",".join(c.channels),
+            float(c.cost_per_contact),
+            float(c.revenue_per_response),
+            float(c.margin_per_response),
+            float(c.budget),
+            float(c.holdout_share),
+            models.get(c.goal, (None, None))[0],
+            models.get(c.goal, (None, None))[1],
         )
         for c in campaigns
     ]
@@ -123,7 +173,11 @@ def strategy_totals(scored: DataFrame, audience: DataFrame, params: DataFrame) -
         params.join(blanket, on="campaign_id", how="left")
         .join(precise, on="campaign_id", how="left")
         .select(
-            "campaign_id", "cost_per_contact", "revenue_per_response", "margin_per_response", "budget",
+            "campaign_id",
+            "cost_per_contact",
+            "revenue_per_response",
+            "margin_per_response",
+            "budget",
             F.coalesce("b_contacts", F.lit(0)).cast("long").alias("b_contacts"),
             F.coalesce("b_responses", F.lit(0.0)).alias("b_responses"),
             F.coalesce("p_contacts", F.lit(0)).cast("long").alias("p_contacts"),
@@ -162,7 +216,11 @@ def suppression_counts(flagged: DataFrame) -> DataFrame:
     n = lambda c: F.sum(F.col(c).cast("int")).cast("long").alias(c)  # noqa: E731
     return flagged.groupBy("campaign_id").agg(
         F.count("*").alias("matching"),
-        n("suppressed_contact"), n("suppressed_cap"), n("suppressed_complaint"), n("suppressed_consent"), n("eligible"),
+        n("suppressed_contact"),
+        n("suppressed_cap"),
+        n("suppressed_complaint"),
+        n("suppressed_consent"),
+        n("eligible"),
     )
 
 
@@ -174,9 +232,20 @@ def campaign_plan(flagged: DataFrame, scored: DataFrame, audience: DataFrame, pa
     zero = F.lit(0).cast("long")
     out = (
         metrics.join(totals.select("campaign_id", "strategy", "holdout"), on=["campaign_id", "strategy"], how="inner")
-        .join(params.select("campaign_id", "goal", "campaign_name", "channels", "model", "auc_validation"), on="campaign_id", how="inner")
+        .join(
+            params.select("campaign_id", "goal", "campaign_name", "channels", "model", "auc_validation"),
+            on="campaign_id",
+            how="inner",
+        )
         .join(counts, on="campaign_id", how="left")
     )
-    for c in ("matching", "suppressed_contact", "suppressed_cap", "suppressed_complaint", "suppressed_consent", "eligible"):
+    for c in (
+        "matching",
+        "suppressed_contact",
+        "suppressed_cap",
+        "suppressed_complaint",
+        "suppressed_consent",
+        "eligible",
+    ):
         out = out.withColumn(c, F.coalesce(F.col(c), zero))
     return out.select(*PLAN_COLUMNS)

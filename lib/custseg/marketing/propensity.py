@@ -149,7 +149,9 @@ def point_in_time_features(
         in_window = F.col("_d") >= _days_before("cutoff_date", WINDOW_DAYS)
         bought = done & in_window
         last_90 = done & (F.col("_d") >= _days_before("cutoff_date", 90))
-        prev_90 = done & (F.col("_d") >= _days_before("cutoff_date", 180)) & (F.col("_d") < _days_before("cutoff_date", 90))
+        prev_90 = (
+            done & (F.col("_d") >= _days_before("cutoff_date", 180)) & (F.col("_d") < _days_before("cutoff_date", 90))
+        )
         order_aggs = (
             pop.join(o, before, how="inner")
             .groupBy("customer_key", "cutoff_date")
@@ -164,7 +166,9 @@ def point_in_time_features(
                 F.sum(F.when(bought, F.col("_gross"))).alias("gross_sum"),
                 F.avg(F.when(bought, F.col("_lines"))).alias("avg_lines"),
                 F.avg(F.when(bought, F.col("_units"))).alias("avg_units"),
-                F.count_distinct(F.when(in_window & (F.col("status") == "returned"), F.col("order_id"))).alias("returned"),
+                F.count_distinct(F.when(in_window & (F.col("status") == "returned"), F.col("order_id"))).alias(
+                    "returned"
+                ),
             )
         )
         # Consent, tier and age band are CRM attributes as they are now (silver keeps no history
@@ -176,7 +180,9 @@ def point_in_time_features(
             _ordinal("member_tier", TIER_LEVELS, 1.0).alias("_tier"),
             _ordinal("age_band", AGE_LEVELS, 3.0).alias("_age"),
         )
-        out = pop.join(order_aggs, on=["customer_key", "cutoff_date"], how="left").join(attrs, on="customer_key", how="left")
+        out = pop.join(order_aggs, on=["customer_key", "cutoff_date"], how="left").join(
+            attrs, on="customer_key", how="left"
+        )
         if responses is not None:
             r = responses.where(F.col("group") == "treatment").select(
                 F.col("customer_key").alias("_ck"),
@@ -190,19 +196,28 @@ def point_in_time_features(
             resp_aggs = (
                 pop.join(r, sent_before, how="inner")
                 .groupBy("customer_key", "cutoff_date")
-                .agg(F.count("*").alias("past_sends"), F.sum(F.when(conv_before, 1).otherwise(0)).alias("past_conversions"))
+                .agg(
+                    F.count("*").alias("past_sends"),
+                    F.sum(F.when(conv_before, 1).otherwise(0)).alias("past_conversions"),
+                )
             )
             out = out.join(resp_aggs, on=["customer_key", "cutoff_date"], how="left")
         else:
             out = out.withColumn("past_sends", F.lit(0)).withColumn("past_conversions", F.lit(0))
         if feedback is not None:
-            fb = feedback.where(F.col("is_complaint")).select(F.col("customer_key").alias("_ck"), F.to_date("ts").alias("_d"))
+            fb = feedback.where(F.col("is_complaint")).select(
+                F.col("customer_key").alias("_ck"), F.to_date("ts").alias("_d")
+            )
             in_year = (
                 (F.col("customer_key") == F.col("_ck"))
                 & (F.col("_d") < F.col("cutoff_date"))
                 & (F.col("_d") >= _days_before("cutoff_date", WINDOW_DAYS))
             )
-            fb_aggs = pop.join(fb, in_year, how="inner").groupBy("customer_key", "cutoff_date").agg(F.count("*").alias("complaints"))
+            fb_aggs = (
+                pop.join(fb, in_year, how="inner")
+                .groupBy("customer_key", "cutoff_date")
+                .agg(F.count("*").alias("complaints"))
+            )
             out = out.join(fb_aggs, on=["customer_key", "cutoff_date"], how="left")
         else:
             out = out.withColumn("complaints", F.lit(0))
@@ -226,12 +241,18 @@ def point_in_time_features(
             F.coalesce(F.col("orders_prev_90"), F.lit(0)).cast("double").alias("orders_prev_90"),
             F.log1p(F.coalesce(tenure, F.lit(0)).cast("double")).alias("log_tenure"),
             F.when(freq > 0, monetary / freq).otherwise(F.lit(0.0)).alias("avg_order_value"),
-            F.when(freq > 0, F.coalesce(F.col("discounted"), F.lit(0)) / freq).otherwise(F.lit(0.0)).alias("discount_order_share"),
+            F.when(freq > 0, F.coalesce(F.col("discounted"), F.lit(0)) / freq)
+            .otherwise(F.lit(0.0))
+            .alias("discount_order_share"),
             # Depth of discount (bargain hunters) and basket size: list-price share given away, lines and units per order.
-            F.coalesce(F.col("discount_sum") / F.when(F.col("gross_sum") > 0, F.col("gross_sum")), F.lit(0.0)).alias("discount_rate"),
+            F.coalesce(F.col("discount_sum") / F.when(F.col("gross_sum") > 0, F.col("gross_sum")), F.lit(0.0)).alias(
+                "discount_rate"
+            ),
             F.coalesce(F.col("avg_lines"), F.lit(0.0)).alias("avg_lines"),
             F.coalesce(F.col("avg_units"), F.lit(0.0)).alias("avg_units"),
-            F.when(finished > 0, F.coalesce(F.col("returned"), F.lit(0)) / finished).otherwise(F.lit(0.0)).alias("return_share"),
+            F.when(finished > 0, F.coalesce(F.col("returned"), F.lit(0)) / finished)
+            .otherwise(F.lit(0.0))
+            .alias("return_share"),
             F.coalesce(F.col("complaints"), F.lit(0)).cast("double").alias("complaints"),
             sends.alias("past_sends"),
             convs.alias("past_conversions"),
@@ -330,11 +351,21 @@ class PropensityModel:
         for name in self.auc or {self.chosen: float("nan")}:
             auc = self.auc.get(name)
             auc = None if auc is None or math.isnan(auc) else float(auc)
-            head = (self.goal, name, name == self.chosen, self.training_source, auc,
-                    int(self.n_train), int(self.n_validation), int(self.positives))
+            head = (
+                self.goal,
+                name,
+                name == self.chosen,
+                self.training_source,
+                auc,
+                int(self.n_train),
+                int(self.n_validation),
+                int(self.positives),
+            )
             deciles = self.calibration.get(name) or [{}]
             for d in deciles:
-                rows.append((*head, d.get("decile"), d.get("n"), d.get("mean_predicted"), d.get("observed_rate"), d.get("lift")))
+                rows.append(
+                    (*head, d.get("decile"), d.get("n"), d.get("mean_predicted"), d.get("observed_rate"), d.get("lift"))
+                )
         return rows
 
 
@@ -370,7 +401,9 @@ def calibration_by_decile(scored: DataFrame, bins: int = 10, accuracy: int = 100
     reach the driver, never the scored customers. Ties share a decile, so a decile may be empty.
     """
     probs = [i / bins for i in range(1, bins)]
-    row = scored.agg(F.percentile_approx("p_response", probs, accuracy).alias("q"), F.avg("label").alias("rate")).first()
+    row = scored.agg(
+        F.percentile_approx("p_response", probs, accuracy).alias("q"), F.avg("label").alias("rate")
+    ).first()
     if row is None or row["q"] is None:
         return []
     overall = float(row["rate"] or 0.0)
@@ -380,7 +413,9 @@ def calibration_by_decile(scored: DataFrame, bins: int = 10, accuracy: int = 100
     table = (
         scored.withColumn("decile", F.lit(bins + 1) - score)
         .groupBy("decile")
-        .agg(F.count("*").alias("n"), F.avg("p_response").alias("mean_predicted"), F.avg("label").alias("observed_rate"))
+        .agg(
+            F.count("*").alias("n"), F.avg("p_response").alias("mean_predicted"), F.avg("label").alias("observed_rate")
+        )
         .orderBy("decile")
         .collect()
     )
@@ -400,12 +435,16 @@ def constant_model(goal: str, base_rate: float, source: str = "fallback") -> Pro
     return PropensityModel(goal=goal, chosen="constant", training_source=source, base_rate=float(base_rate))
 
 
-def fit_propensity(labelled: DataFrame, goal: str, params: PropensityParams, source: str = "goal") -> PropensityModel | None:
+def fit_propensity(
+    labelled: DataFrame, goal: str, params: PropensityParams, source: str = "goal"
+) -> PropensityModel | None:
     """Fit every configured model on ``labelled`` (features + label); None when data are too thin.
 
     ``labelled`` has ``customer_key``, ``label`` (0/1) and ``PROPENSITY_FEATURES``.
     """
-    split = labelled.transform(with_validation_flag(params.validation_share, params.seed)).persist(StorageLevel.MEMORY_AND_DISK)
+    split = labelled.transform(with_validation_flag(params.validation_share, params.seed)).persist(
+        StorageLevel.MEMORY_AND_DISK
+    )
     try:
         counts = {
             (bool(r["is_validation"])): (int(r["n"]), int(r["pos"] or 0))
@@ -418,7 +457,9 @@ def fit_propensity(labelled: DataFrame, goal: str, params: PropensityParams, sou
             log.info("propensity %s (%s): %d rows, %d positives: too few to fit", goal, source, n, pos)
             return None
         train, valid = split.where(~F.col("is_validation")), split.where(F.col("is_validation"))
-        evaluator = BinaryClassificationEvaluator(labelCol="label", rawPredictionCol="rawPrediction", metricName="areaUnderROC")
+        evaluator = BinaryClassificationEvaluator(
+            labelCol="label", rawPredictionCol="rawPrediction", metricName="areaUnderROC"
+        )
         both_classes = 0 < pos_valid < n_valid
         fitted: dict[str, PipelineModel] = {}
         auc: dict[str, float] = {}
@@ -437,8 +478,14 @@ def fit_propensity(labelled: DataFrame, goal: str, params: PropensityParams, sou
         chosen = max(params.models, key=lambda m: (auc[m] if not math.isnan(auc[m]) else -1.0, -params.models.index(m)))
         log.info(
             "propensity %s (%s): train %d (%d pos), validation %d (%d pos), AUC %s -> %s",
-            goal, source, n_train, pos_train, n_valid, pos_valid,
-            ", ".join(f"{k}={v:.3f}" for k, v in auc.items()), chosen,
+            goal,
+            source,
+            n_train,
+            pos_train,
+            n_valid,
+            pos_valid,
+            ", ".join(f"{k}={v:.3f}" for k, v in auc.items()),
+            chosen,
         )
         return PropensityModel(
             goal=goal,
@@ -469,7 +516,9 @@ def fit_goal(
     ``features_at`` is ``point_in_time_features(...)``; every fallback is logged.
     """
     if responses is None:
-        log.warning("propensity %s: no silver.campaign_responses; constant rate %.3f", goal, params.fallback_response_rate)
+        log.warning(
+            "propensity %s: no silver.campaign_responses; constant rate %.3f", goal, params.fallback_response_rate
+        )
         return constant_model(goal, params.fallback_response_rate)
     outcome_before = date.fromordinal(snapshot.toordinal() - params.outcome_days + 1)
     attempts = [(tuple(history), "goal")] if history else []
@@ -477,12 +526,18 @@ def fit_goal(
     base_rate = params.fallback_response_rate
     for patterns, source in attempts:
         sends = responses.transform(training_sends(outcome_before, patterns))
-        labelled = sends.join(sends.select("customer_key", "cutoff_date").transform(features_at), on=["customer_key", "cutoff_date"], how="inner")
+        labelled = sends.join(
+            sends.select("customer_key", "cutoff_date").transform(features_at),
+            on=["customer_key", "cutoff_date"],
+            how="inner",
+        )
         model = fit_propensity(labelled, goal, params, source)
         if model is not None:
             return model
         if source == "goal":
-            log.warning("propensity %s: too little history for patterns %s; training on all campaigns", goal, list(patterns))
+            log.warning(
+                "propensity %s: too little history for patterns %s; training on all campaigns", goal, list(patterns)
+            )
         else:
             row = sends.agg(F.count("*").alias("n"), F.avg("label").alias("rate")).first()
             if row and row["n"]:

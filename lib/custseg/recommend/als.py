@@ -188,15 +188,12 @@ def recommend_als(
             .join(known, on="user_id", how="inner")
             .join(F.broadcast(fit.items), on="item_id", how="inner")
         )
-        return (
-            top_unbought(offers, bought, top_n, F.desc("score"))
-            .select(
-                "customer_key",
-                F.col("rank").cast("int").alias("rank"),
-                "item",
-                "score",
-                F.lit("als").alias("source"),
-            )
+        return top_unbought(offers, bought, top_n, F.desc("score")).select(
+            "customer_key",
+            F.col("rank").cast("int").alias("rank"),
+            "item",
+            "score",
+            F.lit("als").alias("source"),
         )
 
     return transform

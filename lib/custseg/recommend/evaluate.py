@@ -43,7 +43,18 @@ from custseg.recommend.settings import RecommendSettings
 log = logging.getLogger(__name__)
 
 METRIC_COLUMNS = ["k", "users", "precision", "recall", "map", "coverage"]
-QUALITY_COLUMNS = ["method", "k", "users", "precision", "recall", "map", "coverage", "level", "train_end", "holdout_days"]
+QUALITY_COLUMNS = [
+    "method",
+    "k",
+    "users",
+    "precision",
+    "recall",
+    "map",
+    "coverage",
+    "level",
+    "train_end",
+    "holdout_days",
+]
 
 
 def ranking_metrics(relevant: DataFrame, ks: Sequence[int]) -> Callable[[DataFrame], DataFrame]:
@@ -65,7 +76,9 @@ def ranking_metrics(relevant: DataFrame, ks: Sequence[int]) -> Callable[[DataFra
             .join(rel.withColumn("_hit", F.lit(1)), on=["customer_key", "item"], how="left")
             .withColumn("_hit", F.coalesce(F.col("_hit"), F.lit(0)))
         )
-        upto = Window.partitionBy("customer_key").orderBy("rank").rowsBetween(Window.unboundedPreceding, Window.currentRow)
+        upto = (
+            Window.partitionBy("customer_key").orderBy("rank").rowsBetween(Window.unboundedPreceding, Window.currentRow)
+        )
         listed = listed.withColumn("_prec_at", F.when(F.col("_hit") == 1, F.sum("_hit").over(upto) / F.col("rank")))
         aggs = []
         for k in ks:
@@ -132,7 +145,9 @@ def blend(
         return (
             fused.withColumn("rank", F.row_number().over(by_customer))
             .where(F.col("rank") <= top_n)
-            .select("customer_key", F.col("rank").cast("int").alias("rank"), "item", "score", F.lit("blend").alias("source"))
+            .select(
+                "customer_key", F.col("rank").cast("int").alias("rank"), "item", "score", F.lit("blend").alias("source")
+            )
         )
 
     return transform
@@ -159,13 +174,20 @@ def holdout_quality(
         customer_purchases(level, statuses, cutoff - timedelta(days=history), cutoff, products)
     ).cache()
     later = order_items.transform(customer_purchases(level, statuses, cutoff, as_of, products))
-    relevant = later.join(owned, on=["customer_key", "item"], how="left_anti").join(
-        owned.select("customer_key").distinct(), on="customer_key", how="left_semi"
-    ).cache()
+    relevant = (
+        later.join(owned, on=["customer_key", "item"], how="left_anti")
+        .join(owned.select("customer_key").distinct(), on="customer_key", how="left_semi")
+        .cache()
+    )
     users = relevant.select("customer_key").distinct()
     kmax = max(reco.k)
     n_users = users.count()
-    log.info("evaluation: train up to %s, %d users with new purchases in the last %d days", cutoff, n_users, reco.holdout_days)
+    log.info(
+        "evaluation: train up to %s, %d users with new purchases in the last %d days",
+        cutoff,
+        n_users,
+        reco.holdout_days,
+    )
 
     train_baskets = order_items.transform(
         baskets(level, statuses, cutoff - timedelta(days=basket.window_days), cutoff, products)
@@ -184,7 +206,9 @@ def holdout_quality(
     ).join(users, on="customer_key", how="left_semi")
     xs = basket.cross_sell
     prices = (
-        order_items.transform(item_prices(level, statuses, cutoff - timedelta(days=basket.window_days), cutoff, products))
+        order_items.transform(
+            item_prices(level, statuses, cutoff - timedelta(days=basket.window_days), cutoff, products)
+        )
         if xs.score == "expected_margin"
         else None
     )
@@ -193,8 +217,17 @@ def holdout_quality(
     if journeys:
         journeys = (journeys[0].cache(), journeys[1].join(users, on="customer_key", how="left_semi"))
     offers = cross_sell(
-        mined.rules, kmax, xs.score, prices, xs.margin_rate, exclude=owned, aggregate=xs.aggregate, fill=fill,
-        targets=users, journeys=journeys[0] if journeys else None, recent=journeys[1] if journeys else None,
+        mined.rules,
+        kmax,
+        xs.score,
+        prices,
+        xs.margin_rate,
+        exclude=owned,
+        aggregate=xs.aggregate,
+        fill=fill,
+        targets=users,
+        journeys=journeys[0] if journeys else None,
+        recent=journeys[1] if journeys else None,
         horizon_days=basket.journeys.horizon_days,
     )
     rules_recs = triggers.transform(offers).cache()

@@ -31,8 +31,10 @@ def item_popularity(by: str | None = None) -> Callable[[DataFrame], DataFrame]:
         keys = [by] if by else []
         counts = purchases.groupBy(*keys, "item").agg(F.count_distinct("customer_key").alias("buyers"))
         totals = purchases.groupBy(*keys).agg(F.count_distinct("customer_key").alias("_customers"))
-        ranked = Window.partitionBy(*keys).orderBy(F.desc("buyers"), F.col("item")) if keys else Window.orderBy(
-            F.desc("buyers"), F.col("item")
+        ranked = (
+            Window.partitionBy(*keys).orderBy(F.desc("buyers"), F.col("item"))
+            if keys
+            else Window.orderBy(F.desc("buyers"), F.col("item"))
         )
         joined = counts.crossJoin(totals) if not keys else counts.join(totals, on=keys, how="inner")
         return joined.select(
@@ -84,7 +86,9 @@ def recommend_popular_by_segment(
 
     def transform(targets: DataFrame) -> DataFrame:
         overall = purchases.transform(item_popularity()).where(F.col("pop_rank") <= limit)
-        pools = overall.select(F.lit(GLOBAL).alias("_scope"), "item", "share", "pop_rank", F.lit("popular").alias("source"))
+        pools = overall.select(
+            F.lit(GLOBAL).alias("_scope"), "item", "share", "pop_rank", F.lit("popular").alias("source")
+        )
         t = targets.select("customer_key").distinct()
         if segments is not None:
             seg = segments.select("customer_key", F.col("segment_id").cast("string").alias("segment_id"))
@@ -96,7 +100,11 @@ def recommend_popular_by_segment(
             )
             pools = pools.unionByName(
                 by_seg.select(
-                    F.col("segment_id").alias("_scope"), "item", "share", "pop_rank", F.lit("segment_popular").alias("source")
+                    F.col("segment_id").alias("_scope"),
+                    "item",
+                    "share",
+                    "pop_rank",
+                    F.lit("segment_popular").alias("source"),
                 )
             )
             known = by_seg.select(F.col("segment_id").alias("_known")).distinct()
@@ -123,13 +131,10 @@ def top_unbought(offers: DataFrame, bought: DataFrame | None, top_n: int, *order
 
 
 def _rank_offers(offers: DataFrame, bought: DataFrame | None, top_n: int, source: str | None) -> DataFrame:
-    return (
-        top_unbought(offers, bought, top_n, F.col("pop_rank"))
-        .select(
-            "customer_key",
-            F.col("rank").cast("int").alias("rank"),
-            "item",
-            F.col("share").cast("double").alias("score"),
-            (F.lit(source) if source is not None else F.col("source")).alias("source"),
-        )
+    return top_unbought(offers, bought, top_n, F.col("pop_rank")).select(
+        "customer_key",
+        F.col("rank").cast("int").alias("rank"),
+        "item",
+        F.col("share").cast("double").alias("score"),
+        (F.lit(source) if source is not None else F.col("source")).alias("source"),
     )

@@ -6,7 +6,16 @@ from dataclasses import dataclass, field
 
 from custseg.config import Config, validator
 
-EVENT_TYPES = ("page_view", "product_view", "search", "add_to_cart", "remove_from_cart", "checkout", "purchase", "login")
+EVENT_TYPES = (
+    "page_view",
+    "product_view",
+    "search",
+    "add_to_cart",
+    "remove_from_cart",
+    "checkout",
+    "purchase",
+    "login",
+)
 DEFAULT_WEIGHTS = {"purchase": 5.0, "add_to_cart": 2.0, "product_view": 1.0}
 COLD_START = ("segment", "global")
 
@@ -82,13 +91,18 @@ def check_recommend(conf: Config) -> None:
     weights = weights.to_dict() if weights is not None else dict(DEFAULT_WEIGHTS)
     for name, w in weights.items():
         if name not in EVENT_TYPES:
-            raise conf.error(f"recommend.weights.{name}", f"is not an interaction type; known: {', '.join(EVENT_TYPES)}")
+            raise conf.error(
+                f"recommend.weights.{name}", f"is not an interaction type; known: {', '.join(EVENT_TYPES)}"
+            )
         if not _is_num(w) or w < 0:
             raise conf.error(f"recommend.weights.{name}", f"must be a number >= 0; got {w!r}")
     purchase = weights.get("purchase", 0.0)
     for name in ("product_view", "page_view", "search"):
         if weights.get(name, 0.0) >= purchase:
-            raise conf.error("recommend.weights.purchase", f"must be above the weight of {name} ({weights.get(name, 0.0)}); got {purchase!r}")
+            raise conf.error(
+                "recommend.weights.purchase",
+                f"must be above the weight of {name} ({weights.get(name, 0.0)}); got {purchase!r}",
+            )
     for key, low in (
         ("recommend.window_days", 1),
         ("recommend.als.rank", 1),

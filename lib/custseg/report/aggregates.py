@@ -139,18 +139,14 @@ def segment_summary(features: DataFrame | None) -> Transform:
             segment_label(segments).alias("segment_name"),
         )
         if features is not None and "monetary" in features.columns:
-            money = features.select(
-                "customer_key", F.col("monetary").cast("double").alias("monetary")
-            )
+            money = features.select("customer_key", F.col("monetary").cast("double").alias("monetary"))
             seg = seg.join(money, on="customer_key", how="left")
         else:
             seg = seg.withColumn("monetary", F.lit(None).cast("double"))
         per = seg.groupBy("segment_id", "segment_name").agg(
             F.count(F.lit(1)).alias("customers"), F.sum("monetary").alias("revenue")
         )
-        totals = per.agg(
-            F.sum("customers").alias("_all_customers"), F.sum("revenue").alias("_all_revenue")
-        )
+        totals = per.agg(F.sum("customers").alias("_all_customers"), F.sum("revenue").alias("_all_revenue"))
         return per.crossJoin(totals).select(
             "segment_id",
             "segment_name",
@@ -196,18 +192,14 @@ def segment_centres(features: DataFrame, columns: Sequence[str]) -> Transform:
                 F.struct(
                     F.lit(c).alias("feature"),
                     F.col(f"m_{i}").alias("mean"),
-                    F.when(
-                        F.col(f"s_{i}") > 0, (F.col(f"m_{i}") - F.col(f"a_{i}")) / F.col(f"s_{i}")
-                    )
+                    F.when(F.col(f"s_{i}") > 0, (F.col(f"m_{i}") - F.col(f"a_{i}")) / F.col(f"s_{i}"))
                     .otherwise(F.lit(0.0))
                     .alias("z"),
                 )
                 for i, c in enumerate(cols)
             ]
         )
-        long = means.crossJoin(overall).select(
-            "segment_id", "segment_name", F.explode(rows).alias("c")
-        )
+        long = means.crossJoin(overall).select("segment_id", "segment_name", F.explode(rows).alias("c"))
         return long.select(
             "segment_id",
             "segment_name",
@@ -271,9 +263,7 @@ def migration_matrix(previous: DataFrame) -> Transform:
                 F.coalesce(F.col("to_segment"), F.lit(LEFT_LABEL)).alias("to_segment"),
             )
             .agg(F.count(F.lit(1)).alias("customers"))
-            .select(
-                "from_segment", "to_segment", F.col("customers").cast("long").alias("customers")
-            )
+            .select("from_segment", "to_segment", F.col("customers").cast("long").alias("customers"))
         )
 
     return transform
@@ -314,31 +304,15 @@ def cross_sell_coverage(cross_sell: DataFrame) -> Transform:
     """
 
     def transform(customers: DataFrame) -> DataFrame:
-        offered = (
-            cross_sell.select("customer_key")
-            .distinct()
-            .select("customer_key", F.lit(1).alias("_offer"))
-        )
+        offered = cross_sell.select("customer_key").distinct().select("customer_key", F.lit(1).alias("_offer"))
         by_segment = "segment" in customers.columns
-        seg = (
-            F.coalesce(F.col("segment").cast("string"), F.lit(NO_SEGMENT))
-            if by_segment
-            else F.lit(ALL_LABEL)
-        )
-        base = customers.select("customer_key", seg.alias("segment")).join(
-            offered, on="customer_key", how="left"
-        )
+        seg = F.coalesce(F.col("segment").cast("string"), F.lit(NO_SEGMENT)) if by_segment else F.lit(ALL_LABEL)
+        base = customers.select("customer_key", seg.alias("segment")).join(offered, on="customer_key", how="left")
         has_offer = F.when(F.col("_offer").isNotNull(), 1).otherwise(0)
-        per = base.groupBy("segment").agg(
-            F.count(F.lit(1)).alias("customers"), F.sum(has_offer).alias("with_offer")
-        )
+        per = base.groupBy("segment").agg(F.count(F.lit(1)).alias("customers"), F.sum(has_offer).alias("with_offer"))
         if by_segment:
-            overall = base.agg(
-                F.count(F.lit(1)).alias("customers"), F.sum(has_offer).alias("with_offer")
-            )
-            per = per.unionByName(
-                overall.select(F.lit(ALL_LABEL).alias("segment"), "customers", "with_offer")
-            )
+            overall = base.agg(F.count(F.lit(1)).alias("customers"), F.sum(has_offer).alias("with_offer"))
+            per = per.unionByName(overall.select(F.lit(ALL_LABEL).alias("segment"), "customers", "with_offer"))
         return per.select(
             "segment",
             F.col("customers").cast("long").alias("customers"),
@@ -387,9 +361,7 @@ def lift_interval(z: float = 1.959963984540054) -> Transform:
         se = F.sqrt(pt * (1 - pt) / F.col("n_treatment") + pc * (1 - pc) / F.col("n_control"))
         valid = (F.col("n_treatment") > 0) & (F.col("n_control") > 0)
         keep = [
-            c
-            for c in df.columns
-            if c not in ("n_treatment", "responses_treatment", "n_control", "responses_control")
+            c for c in df.columns if c not in ("n_treatment", "responses_treatment", "n_control", "responses_control")
         ]
         return df.select(
             *keep,

@@ -121,9 +121,7 @@ def table_html(table: Table, max_rows: int = 200) -> str:
             cells.append(f'<td class="n">{_e(text)}</td>' if numeric else f"<td>{_e(text)}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     more = (
-        f'<p class="note">{len(table.frame) - max_rows} more rows not shown</p>'
-        if len(table.frame) > max_rows
-        else ""
+        f'<p class="note">{len(table.frame) - max_rows} more rows not shown</p>' if len(table.frame) > max_rows else ""
     )
     return f"<table><caption>{_e(table.caption)}</caption><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>{more}"
 

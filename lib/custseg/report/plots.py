@@ -101,11 +101,7 @@ def grouped_bars(
     Each panel of ``axes`` is (title, ylabel, series, percent).
     """
     panels = [(title, ylabel, series, percent), *(axes or [])]
-    per_panel = (
-        max(6.0, 1.1 * len(categories) + 3)
-        if len(panels) == 1
-        else max(4.5, 0.9 * len(categories) + 2.5)
-    )
+    per_panel = max(6.0, 1.1 * len(categories) + 3) if len(panels) == 1 else max(4.5, 0.9 * len(categories) + 2.5)
     fig = Figure(figsize=(min(per_panel * len(panels), 16.0), 4.2))
     for p, (ptitle, plabel, pseries, ppct) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), p + 1)
@@ -170,9 +166,7 @@ def heatmap(
     for i in range(rows):
         for j in range(cols):
             value = text[i, j]
-            label = (
-                value if isinstance(value, str) else (f"{value:,.0f}" if np.isfinite(value) else "")
-            )
+            label = value if isinstance(value, str) else (f"{value:,.0f}" if np.isfinite(value) else "")
             colour = "white" if np.isfinite(colours[i, j]) and colours[i, j] < mid else "black"
             ax.text(j, i, label, ha="center", va="center", fontsize=8, color=colour)
     ax.set_title(title)
@@ -198,9 +192,7 @@ def line_panels(
         ys = np.asarray([np.nan if v is None else v for v in y], dtype=float)
         ax.plot(x, ys, marker="o", color=PALETTE[p % len(PALETTE)])
         if mark_x is not None:
-            ax.axvline(
-                mark_x, color="#d1495b", linestyle="--", linewidth=1, label=f"chosen k = {mark_x:g}"
-            )
+            ax.axvline(mark_x, color="#d1495b", linestyle="--", linewidth=1, label=f"chosen k = {mark_x:g}")
             ax.legend(frameon=False, fontsize=8)
         ax.set_title(title)
         ax.set_xlabel(xlabel)
@@ -228,9 +220,7 @@ def forest(
     fig = Figure(figsize=(8, _height(len(labels), per=0.45)))
     ax = fig.add_subplot()
     y = np.arange(len(labels))
-    err = np.vstack(
-        [np.where(np.isfinite(lo), est - lo, 0), np.where(np.isfinite(hi), hi - est, 0)]
-    )
+    err = np.vstack([np.where(np.isfinite(lo), est - lo, 0), np.where(np.isfinite(hi), hi - est, 0)])
     significant = np.isfinite(lo) & ((lo > 0) | (hi < 0))
     colours = [PALETTE[3] if s else PALETTE[6] for s in significant]
     ax.errorbar(est, y, xerr=err, fmt="none", ecolor="#777", capsize=4)

@@ -236,8 +236,7 @@ def _ingest(inp: ReportInputs, out: Rendered) -> None:
     if by_source.empty:
         raise Unavailable(f"meta.reconciliation has no batch for {d}")
     by_source["reconciles"] = np.where(
-        by_source["records_read"]
-        == by_source["records_accepted"] + by_source["records_quarantined"],
+        by_source["records_read"] == by_source["records_accepted"] + by_source["records_quarantined"],
         "yes",
         "NO",
     )
@@ -254,9 +253,7 @@ def _ingest(inp: ReportInputs, out: Rendered) -> None:
                 "records",
                 annotations=[
                     f"{int(q):,} quarantined ({r:.1%})"
-                    for q, r in zip(
-                        by_source["records_quarantined"], by_source["reject_rate"], strict=True
-                    )
+                    for q, r in zip(by_source["records_quarantined"], by_source["reject_rate"], strict=True)
                 ],
                 dpi=inp.settings.dpi,
             ),
@@ -279,9 +276,7 @@ def _ingest(inp: ReportInputs, out: Rendered) -> None:
         out.notes.append("quarantine reasons not available: bronze.quarantine missing")
         return
     reasons = bounded(
-        quarantine.transform(agg.quarantine_by_reason(d)).orderBy(
-            F.col("records").desc(), "source", "reason"
-        )
+        quarantine.transform(agg.quarantine_by_reason(d)).orderBy(F.col("records").desc(), "source", "reason")
     )
     if reasons.empty:
         out.notes.append(f"no record of batch {d} was quarantined")
@@ -336,9 +331,7 @@ def _rfm(inp: ReportInputs, out: Rendered) -> None:
         )
     )
     if "rfm_segment" in feats.columns:
-        sizes = bounded(
-            feats.transform(agg.rfm_segment_sizes).orderBy(F.col("customers").desc(), "rfm_segment")
-        )
+        sizes = bounded(feats.transform(agg.rfm_segment_sizes).orderBy(F.col("customers").desc(), "rfm_segment"))
         total = max(float(sizes["customers"].sum()), 1.0)
         sizes["share"] = sizes["customers"] / total
         out.figures.append(
@@ -366,9 +359,7 @@ def _segments(inp: ReportInputs, out: Rendered) -> None:
     summary = None
     profiles = _profiles(inp, "customers", "customer_share", "revenue", "revenue_share")
     if profiles is not None:
-        summary = bounded(
-            profiles.transform(agg.profile_summary).orderBy(F.col("customers").desc(), "segment_id")
-        )
+        summary = bounded(profiles.transform(agg.profile_summary).orderBy(F.col("customers").desc(), "segment_id"))
     if summary is None or summary.empty:
         segs = inp.snapshot("gold.customer_segments", "customer_key", "segment_id")
         feats = inp.get("gold.customer_features")
@@ -376,11 +367,7 @@ def _segments(inp: ReportInputs, out: Rendered) -> None:
             feats = feats.transform(agg.for_snapshot(inp.snapshot_date))
         else:
             out.notes.append("revenue not available: gold.customer_features missing")
-        summary = bounded(
-            segs.transform(agg.segment_summary(feats)).orderBy(
-                F.col("customers").desc(), "segment_id"
-            )
-        )
+        summary = bounded(segs.transform(agg.segment_summary(feats)).orderBy(F.col("customers").desc(), "segment_id"))
     if summary.empty:
         raise Unavailable(f"gold.customer_segments has no rows for {inp.snapshot_date}")
     out.figures.append(
@@ -445,12 +432,10 @@ def _centres(inp: ReportInputs, out: Rendered) -> None:
     if long.empty:
         raise Unavailable(f"no segment centre for {inp.snapshot_date}")
     cols = list(dict.fromkeys(long["feature"]))
-    z = long.pivot_table(
-        index="segment_name", columns="feature", values="z", aggfunc="first"
-    ).reindex(columns=cols)
-    means = long.pivot_table(
-        index="segment_name", columns="feature", values="mean", aggfunc="first"
-    ).reindex(columns=cols)
+    z = long.pivot_table(index="segment_name", columns="feature", values="z", aggfunc="first").reindex(columns=cols)
+    means = long.pivot_table(index="segment_name", columns="feature", values="mean", aggfunc="first").reindex(
+        columns=cols
+    )
     names = list(z.index)
     if len(cols) <= 6:
         png = plots.grouped_bars(
@@ -489,9 +474,7 @@ def _k_selection(inp: ReportInputs, out: Rendered) -> None:
     k_col = pick(quality.columns, "k", "n_clusters", "num_clusters")
     if k_col is None:
         raise Unavailable("gold.segment_quality lacks a k column")
-    if (
-        "kind" in quality.columns
-    ):  # long table of the segment stage: k curve, overall and per-segment rows
+    if "kind" in quality.columns:  # long table of the segment stage: k curve, overall and per-segment rows
         quality = quality.where(F.col("kind") == "k_selection")
     pdf = bounded(quality.where(F.col(k_col).isNotNull()))
     if pdf.empty:
@@ -511,9 +494,7 @@ def _k_selection(inp: ReportInputs, out: Rendered) -> None:
         pick(pdf.columns, "value", "score"),
     )
     if pick(pdf.columns, *sil_names, *wss_names) is None and metric_col and value_col:
-        pdf = pdf.pivot_table(
-            index=k_col, columns=metric_col, values=value_col, aggfunc="first"
-        ).reset_index()
+        pdf = pdf.pivot_table(index=k_col, columns=metric_col, values=value_col, aggfunc="first").reset_index()
     sil, wss = pick(pdf.columns, *sil_names), pick(pdf.columns, *wss_names)
     if sil is None and wss is None:
         raise Unavailable("gold.segment_quality has neither silhouette nor WSS per k")
@@ -596,22 +577,13 @@ def _migration(inp: ReportInputs, out: Rendered) -> None:
             ),
         )
     )
-    stayed = sum(
-        matrix[rows.index(s), cols.index(s)] for s in rows if s in cols and s not in special
-    )
+    stayed = sum(matrix[rows.index(s), cols.index(s)] for s in rows if s in cols and s not in special)
     in_both = sum(
-        matrix[i, j]
-        for i, r in enumerate(rows)
-        for j, c in enumerate(cols)
-        if r not in special and c not in special
+        matrix[i, j] for i, r in enumerate(rows) for j, c in enumerate(cols) if r not in special and c not in special
     )
     if in_both:
-        out.notes.append(
-            f"{stayed / in_both:.1%} of the customers present in both snapshots kept their segment"
-        )
-    out.tables.append(
-        Table("Migration", pdf.sort_values(["from_segment", "to_segment"]), {"customers": "int"})
-    )
+        out.notes.append(f"{stayed / in_both:.1%} of the customers present in both snapshots kept their segment")
+    out.tables.append(Table("Migration", pdf.sort_values(["from_segment", "to_segment"]), {"customers": "int"}))
 
 
 def _migration_from_table(inp: ReportInputs) -> pd.DataFrame | None:
@@ -663,9 +635,7 @@ def _migration_from_segments(inp: ReportInputs) -> pd.DataFrame:
         .first()["d"]
     )
     if prev_date is None:
-        raise Unavailable(
-            f"no snapshot before {inp.snapshot_date} in gold.customer_segments (first run)"
-        )
+        raise Unavailable(f"no snapshot before {inp.snapshot_date} in gold.customer_segments (first run)")
     previous = segs.where(F.col("snapshot_date") == F.lit(prev_date))
     current = segs.transform(agg.for_snapshot(inp.snapshot_date))
     return bounded(current.transform(agg.migration_matrix(previous)))
@@ -689,10 +659,7 @@ def _rules(inp: ReportInputs, out: Rendered) -> None:
         (
             "top rules by lift",
             plots.hbar(
-                [
-                    f"{a} \u2192 {c}"
-                    for a, c in zip(top["antecedent"], top["consequent"], strict=True)
-                ],
+                [f"{a} \u2192 {c}" for a, c in zip(top["antecedent"], top["consequent"], strict=True)],
                 _num(top["lift"]),
                 f"Top {len(top)} rules by lift",
                 "lift",
@@ -718,9 +685,7 @@ def _cross_sell(inp: ReportInputs, out: Rendered) -> None:
     elif feats is not None:
         base = feats.transform(agg.for_snapshot(inp.snapshot_date)).select("customer_key")
     else:
-        raise Unavailable(
-            "needs gold.customer_segments or gold.customer_features as the customer base"
-        )
+        raise Unavailable("needs gold.customer_segments or gold.customer_features as the customer base")
     cov = bounded(base.transform(agg.cross_sell_coverage(cs)))
     if cov.empty or cov["customers"].sum() == 0:
         raise Unavailable(f"no customers for {inp.snapshot_date}")
@@ -735,20 +700,15 @@ def _cross_sell(inp: ReportInputs, out: Rendered) -> None:
                 "Customers with a cross-sell offer",
                 "coverage",
                 annotations=[
-                    f"{int(w):,} / {int(n):,}"
-                    for w, n in zip(cov["with_offer"], cov["customers"], strict=True)
+                    f"{int(w):,} / {int(n):,}" for w, n in zip(cov["with_offer"], cov["customers"], strict=True)
                 ],
                 percent=True,
                 dpi=inp.settings.dpi,
             ),
         )
     )
-    out.tables.append(
-        Table("Coverage", cov, {"customers": "int", "with_offer": "int", "coverage": "pct"})
-    )
-    item = pick(
-        cs.columns, "consequent", "item", "sku", "category", "recommended_item", "offer", "items"
-    )
+    out.tables.append(Table("Coverage", cov, {"customers": "int", "with_offer": "int", "coverage": "pct"}))
+    item = pick(cs.columns, "consequent", "item", "sku", "category", "recommended_item", "offer", "items")
     if item is None:
         out.notes.append("offered items not shown: gold.cross_sell has no item column")
         return
@@ -793,29 +753,18 @@ def _plan(inp: ReportInputs, out: Rendered) -> None:
         raise Unavailable(f"gold.campaign_plan has no rows for {inp.snapshot_date}")
     long = plan_long(pdf)
     if long.empty:
-        raise Unavailable(
-            f"gold.campaign_plan has no strategy / metric columns ({', '.join(pdf.columns)})"
-        )
+        raise Unavailable(f"gold.campaign_plan has no strategy / metric columns ({', '.join(pdf.columns)})")
     if "response_rate" not in long and {"responses", "contacts"} <= set(long):
         long["response_rate"] = _num(long["responses"]) / np.maximum(_num(long["contacts"]), 1)
     if "roi" not in long and {"profit", "cost"} <= set(long):
-        long["roi"] = _num(long["profit"]) / np.where(
-            _num(long["cost"]) > 0, _num(long["cost"]), np.nan
-        )
+        long["roi"] = _num(long["profit"]) / np.where(_num(long["cost"]) > 0, _num(long["cost"]), np.nan)
     campaigns = list(dict.fromkeys(long["campaign"]))
-    strategies = [s for s in STRATEGIES if s in set(long["strategy"])] + sorted(
-        set(long["strategy"]) - set(STRATEGIES)
-    )
+    strategies = [s for s in STRATEGIES if s in set(long["strategy"])] + sorted(set(long["strategy"]) - set(STRATEGIES))
 
     def series(metric: str) -> dict[str, list[float]]:
-        table = long.pivot_table(
-            index="campaign", columns="strategy", values=metric, aggfunc="first"
-        )
+        table = long.pivot_table(index="campaign", columns="strategy", values=metric, aggfunc="first")
         return {
-            s: [
-                float(table.at[c, s]) if c in table.index and s in table.columns else np.nan
-                for c in campaigns
-            ]
+            s: [float(table.at[c, s]) if c in table.index and s in table.columns else np.nan for c in campaigns]
             for s in strategies
         }
 
@@ -854,9 +803,9 @@ def _plan(inp: ReportInputs, out: Rendered) -> None:
     }
     order = ["campaign", "strategy", *[m for m in PLAN_METRICS if m in long]]
     rank = {s: i for i, s in enumerate(strategies)}
-    shown = long.assign(
-        _c=long["campaign"].map(campaigns.index), _s=long["strategy"].map(rank)
-    ).sort_values(["_c", "_s"])
+    shown = long.assign(_c=long["campaign"].map(campaigns.index), _s=long["strategy"].map(rank)).sort_values(
+        ["_c", "_s"]
+    )
     out.tables.append(Table("Plan", shown[order], formats))
 
 
@@ -867,11 +816,7 @@ def plan_long(pdf: pd.DataFrame) -> pd.DataFrame:
     Wide: columns ``<strategy>_<metric>`` (e.g. ``blanket_contacts``).
     """
     campaign = pick(pdf.columns, *CAMPAIGN)
-    camp = (
-        pdf[campaign].astype(str)
-        if campaign
-        else pd.Series(["campaign"] * len(pdf), index=pdf.index)
-    )
+    camp = pdf[campaign].astype(str) if campaign else pd.Series(["campaign"] * len(pdf), index=pdf.index)
     strategy = pick(
         pdf.columns,
         "strategy",
@@ -898,11 +843,7 @@ def plan_long(pdf: pd.DataFrame) -> pd.DataFrame:
                 part[metric] = _num(pdf[col])
         if len(part.columns) > 2:
             frames.append(part)
-    return (
-        pd.concat(frames, ignore_index=True)
-        if frames
-        else pd.DataFrame(columns=["campaign", "strategy"])
-    )
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["campaign", "strategy"])
 
 
 @section(
@@ -954,9 +895,7 @@ def _lift(inp: ReportInputs, out: Rendered) -> None:
     )
     if not (lift and low and high):
         if not all(counts.values()):
-            raise Unavailable(
-                "gold.campaign_results has neither lift with interval nor treatment / control counts"
-            )
+            raise Unavailable("gold.campaign_results has neither lift with interval nor treatment / control counts")
         results = results.select(
             *[c for c in cols if c not in counts.values()],
             *[F.col(v).alias(k) for k, v in counts.items()],
@@ -967,11 +906,7 @@ def _lift(inp: ReportInputs, out: Rendered) -> None:
         raise Unavailable(f"gold.campaign_results has no rows for {inp.snapshot_date}")
     pdf = _campaign_level(pdf)
     campaign = pick(pdf.columns, *CAMPAIGN)
-    labels = (
-        pdf[campaign].astype(str).tolist()
-        if campaign
-        else [f"row {i + 1}" for i in range(len(pdf))]
-    )
+    labels = pdf[campaign].astype(str).tolist() if campaign else [f"row {i + 1}" for i in range(len(pdf))]
     seg = pick(pdf.columns, *SEGMENT)
     if seg is not None and pdf[seg].notna().any():
         labels = [f"{c} / {s}" if pd.notna(s) else c for c, s in zip(labels, pdf[seg], strict=True)]
@@ -1001,11 +936,7 @@ def _lift(inp: ReportInputs, out: Rendered) -> None:
             ("roi",),
         )
     ]
-    shown = [
-        c
-        for c in (campaign, seg, n_t, n_c, rate_t, rate_c, lift, low, high, *extra)
-        if c and c in pdf.columns
-    ]
+    shown = [c for c in (campaign, seg, n_t, n_c, rate_t, rate_c, lift, low, high, *extra) if c and c in pdf.columns]
     shown = list(dict.fromkeys(shown))
     formats = {c: "pct" for c in (rate_t, rate_c, lift, low, high) if c}
     formats.update({c: "int" for c in (n_t, n_c) if c})
@@ -1017,16 +948,11 @@ def _campaign_level(pdf: pd.DataFrame) -> pd.DataFrame:
     """Campaign-level rows when results also hold per-segment rows (a level column or a null segment)."""
     level = pick(pdf.columns, "level", "grain", "breakdown")
     if level is not None:
-        overall = pdf[
-            pdf[level].astype(str).str.lower().isin(["campaign", "overall", "all", "total"])
-        ]
+        overall = pdf[pdf[level].astype(str).str.lower().isin(["campaign", "overall", "all", "total"])]
         return overall if len(overall) else pdf
     seg = pick(pdf.columns, *SEGMENT)
     if seg is not None:
-        overall = pdf[
-            pdf[seg].isna()
-            | pdf[seg].astype(str).str.lower().isin(["all", "overall", "*", "total"])
-        ]
+        overall = pdf[pdf[seg].isna() | pdf[seg].astype(str).str.lower().isin(["all", "overall", "*", "total"])]
         if len(overall):
             return overall
         return pdf.head(40)

@@ -19,9 +19,7 @@ class ReportSettings:
     def from_config(cls, conf: Config) -> ReportSettings:
         return cls(
             top_rules=int(conf.get_path("report.top_rules", cls.top_rules)),
-            centre_features=tuple(
-                conf.get_path("report.centre_features", list(DEFAULT_CENTRE_FEATURES))
-            ),
+            centre_features=tuple(conf.get_path("report.centre_features", list(DEFAULT_CENTRE_FEATURES))),
             dpi=int(conf.get_path("report.dpi", cls.dpi)),
         )
 
@@ -34,9 +32,7 @@ def check_report(conf: Config) -> None:
         raise conf.error("report.top_rules", f"must be an integer from 1 to 200; got {top!r}")
     feats = conf.get_path("report.centre_features", list(DEFAULT_CENTRE_FEATURES))
     if not isinstance(feats, list) or not feats or not all(isinstance(f, str) and f for f in feats):
-        raise conf.error(
-            "report.centre_features", f"must be a non-empty list of column names; got {feats!r}"
-        )
+        raise conf.error("report.centre_features", f"must be a non-empty list of column names; got {feats!r}")
     dpi = conf.get_path("report.dpi", 96)
     if not isinstance(dpi, int) or isinstance(dpi, bool) or not 40 <= dpi <= 300:
         raise conf.error("report.dpi", f"must be an integer from 40 to 300; got {dpi!r}")

@@ -9,8 +9,22 @@ from custseg.segment.settings import SegmentSettings, check_segment_conf
 from custseg.segment.stability import PreviousSegment, match_segments, migration_matrix
 
 __all__ = [
-    "Centre", "KPoint", "PreviousSegment", "SegmentFit", "SegmentSettings", "adjusted_rand_index",
-    "ari_from_contingency", "assign_names", "check_segment_conf", "fit_segments", "match_segments",
-    "migration_matrix", "name_segments", "parse_rules", "response_rates", "segment_profiles",
-    "value_class_of", "with_value_class",
+    "Centre",
+    "KPoint",
+    "PreviousSegment",
+    "SegmentFit",
+    "SegmentSettings",
+    "adjusted_rand_index",
+    "ari_from_contingency",
+    "assign_names",
+    "check_segment_conf",
+    "fit_segments",
+    "match_segments",
+    "migration_matrix",
+    "name_segments",
+    "parse_rules",
+    "response_rates",
+    "segment_profiles",
+    "value_class_of",
+    "with_value_class",
 ]

@@ -107,9 +107,7 @@ class Scaling:
     standardized: bool
 
 
-def scale_features(
-    prepared: DataFrame, columns: Sequence[str], standardize: bool = True
-) -> tuple[DataFrame, Scaling]:
+def scale_features(prepared: DataFrame, columns: Sequence[str], standardize: bool = True) -> tuple[DataFrame, Scaling]:
     """Adds the ``features`` vector (scaled ``_t_<col>``) with MLlib; keeps the other columns.
 
     With ``standardize=False`` the transformed values are used as they are (inputs already
@@ -121,9 +119,9 @@ def scale_features(
     if not standardize:
         d = len(columns)
         return assembled, Scaling(tuple(columns), (0.0,) * d, (1.0,) * d, False)
-    model: StandardScalerModel = StandardScaler(
-        inputCol=RAW_VECTOR, outputCol=VECTOR, withMean=True, withStd=True
-    ).fit(assembled)
+    model: StandardScalerModel = StandardScaler(inputCol=RAW_VECTOR, outputCol=VECTOR, withMean=True, withStd=True).fit(
+        assembled
+    )
     scaled = model.transform(assembled).drop(RAW_VECTOR)
     mean = tuple(float(v) for v in np.asarray(model.mean.toArray()))
     std = tuple(float(v) for v in np.asarray(model.std.toArray()))
@@ -131,6 +129,12 @@ def scale_features(
 
 
 __all__ = [
-    "VECTOR", "Scaling", "fill_values", "missing_columns", "prepare_features",
-    "resolve_feature_columns", "scale_features", "signed_log1p",
+    "VECTOR",
+    "Scaling",
+    "fill_values",
+    "missing_columns",
+    "prepare_features",
+    "resolve_feature_columns",
+    "scale_features",
+    "signed_log1p",
 ]

@@ -111,13 +111,21 @@ def model_input(data: DataFrame, algorithm: str) -> DataFrame:
 def make_estimator(algorithm: str, k: int, seed: int, max_iter: int = 50, tol: float = 1e-4):
     """The MLlib estimator for ``algorithm`` with its parameters and seed."""
     if algorithm == "kmeans":
-        return KMeans(k=k, seed=seed, maxIter=max_iter, tol=tol, initMode="k-means||",
-                      featuresCol=VECTOR, predictionCol=CLUSTER)
+        return KMeans(
+            k=k, seed=seed, maxIter=max_iter, tol=tol, initMode="k-means||", featuresCol=VECTOR, predictionCol=CLUSTER
+        )
     if algorithm == "bisecting":
         return BisectingKMeans(k=k, seed=seed, maxIter=max_iter, featuresCol=BISECTING_INPUT, predictionCol=CLUSTER)
     if algorithm == "gmm":
-        return GaussianMixture(k=k, seed=seed, maxIter=max_iter, tol=tol, featuresCol=VECTOR,
-                               predictionCol=CLUSTER, probabilityCol="_gmm_probability")
+        return GaussianMixture(
+            k=k,
+            seed=seed,
+            maxIter=max_iter,
+            tol=tol,
+            featuresCol=VECTOR,
+            predictionCol=CLUSTER,
+            probabilityCol="_gmm_probability",
+        )
     raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}; got {algorithm!r}")
 
 
@@ -149,8 +157,9 @@ def silhouette(predictions: DataFrame) -> float | None:
     """Squared-Euclidean silhouette (MLlib); None when fewer than two clusters are used."""
     if predictions.select(CLUSTER).distinct().limit(2).count() < 2:
         return None
-    evaluator = ClusteringEvaluator(featuresCol=VECTOR, predictionCol=CLUSTER, metricName="silhouette",
-                                    distanceMeasure="squaredEuclidean")
+    evaluator = ClusteringEvaluator(
+        featuresCol=VECTOR, predictionCol=CLUSTER, metricName="silhouette", distanceMeasure="squaredEuclidean"
+    )
     return float(evaluator.evaluate(predictions))
 
 
@@ -179,9 +188,7 @@ def distance_to_centre(centres: Sequence[Centre]) -> Column:
     functions: the centres travel as a literal array indexed by cluster id."""
     dims = len(centres[0].z)
     by_id = {c.cluster: c.z for c in centres}
-    table = F.array(*[
-        F.array(*[F.lit(float(v)) for v in by_id.get(i, (0.0,) * dims)]) for i in range(max(by_id) + 1)
-    ])
+    table = F.array(*[F.array(*[F.lit(float(v)) for v in by_id.get(i, (0.0,) * dims)]) for i in range(max(by_id) + 1)])
     centre = F.element_at(table, F.col(CLUSTER) + 1)
     sq = F.zip_with(vector_to_array(F.col(VECTOR)), centre, lambda a, b: (a - b) * (a - b))
     return F.sqrt(F.aggregate(sq, F.lit(0.0), lambda acc, v: acc + v))
@@ -202,8 +209,17 @@ def _fewer_partitions(df: DataFrame, rows: int, partition_rows: int) -> DataFram
 
 
 def _select_k(
-    scaled: DataFrame, n: int, k_range: tuple[int, int], algorithm: str, seed: int, n_init: int,
-    max_iter: int, tol: float, sample_rows: int, partition_rows: int, parallel: int = 1,
+    scaled: DataFrame,
+    n: int,
+    k_range: tuple[int, int],
+    algorithm: str,
+    seed: int,
+    n_init: int,
+    max_iter: int,
+    tol: float,
+    sample_rows: int,
+    partition_rows: int,
+    parallel: int = 1,
 ) -> tuple[list[KPoint], dict[int, object]]:
     """The k-selection curve, and the best model of each k when the sample is every row
     (then the final fit would repeat the same seeded fits on the same partitions)."""
@@ -217,6 +233,7 @@ def _select_k(
         lo, hi = k_range[0], min(k_range[1], rows - 1)
         if hi < lo:
             raise ValueError(f"{rows} rows cannot be split into {k_range[0]}..{k_range[1]} clusters")
+
         def point(k: int) -> KPoint:
             model, _ = fit_best(sample, algorithm, k, seed, n_init, max_iter, tol)
             pred = _predict(model, sample, algorithm).persist(StorageLevel.MEMORY_AND_DISK)
@@ -302,18 +319,17 @@ def fit_segments(
         t1 = time.perf_counter()
         # A sample of every row is the data itself, partitioned alike: its seeded fit is the final fit.
         model = fitted.get(k) or fit_best(scaled, algorithm, k, seed, n_init, max_iter, tol)[0]
-        pred = _predict(model, scaled, algorithm).select(
-            id_col, F.col(CLUSTER).cast("int").alias(CLUSTER), VECTOR, *cols
-        ).persist(StorageLevel.MEMORY_AND_DISK)
+        pred = (
+            _predict(model, scaled, algorithm)
+            .select(id_col, F.col(CLUSTER).cast("int").alias(CLUSTER), VECTOR, *cols)
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        )
         stats: ClusterStats = cluster_stats(pred, len(cols), CLUSTER, VECTOR)
         t2 = time.perf_counter()
     finally:
         scaled.unpersist()
 
-    raw_means = {
-        int(r[CLUSTER]): r
-        for r in pred.groupBy(CLUSTER).agg(*[F.avg(c).alias(c) for c in cols]).collect()
-    }
+    raw_means = {int(r[CLUSTER]): r for r in pred.groupBy(CLUSTER).agg(*[F.avg(c).alias(c) for c in cols]).collect()}
     band_ids, bands = band_counts(pred, len(cols), CLUSTER, VECTOR)
     overall_distinct, per_cluster_distinct = distinctiveness_from_counts(bands)
     distinct_by_id = dict(zip(band_ids, per_cluster_distinct, strict=True))
@@ -366,6 +382,15 @@ def fit_segments(
 
 
 __all__ = [
-    "CLUSTER", "Centre", "KPoint", "SegmentFit", "choose_k", "distance_to_centre", "elbow_k",
-    "fit_best", "fit_segments", "make_estimator", "silhouette",
+    "CLUSTER",
+    "Centre",
+    "KPoint",
+    "SegmentFit",
+    "choose_k",
+    "distance_to_centre",
+    "elbow_k",
+    "fit_best",
+    "fit_segments",
+    "make_estimator",
+    "silhouette",
 ]

@@ -78,12 +78,12 @@ def parse_rules(rules: Mapping[str, Mapping[str, str]] | None) -> list[NamingRul
     out = []
     for name, conds in (rules or {}).items():
         if not isinstance(conds, Mapping) or not conds:
-            raise ValueError(f"rule {name!r} must map keys to conditions like \"> 0.5\"; got {conds!r}")
+            raise ValueError(f'rule {name!r} must map keys to conditions like "> 0.5"; got {conds!r}')
         parsed = []
         for key, text in conds.items():
             m = _COND.match(str(text))
             if not m:
-                raise ValueError(f"rule {name!r}: condition {key}: {text!r} must look like \"> 0.5\" or \"<= -1\"")
+                raise ValueError(f'rule {name!r}: condition {key}: {text!r} must look like "> 0.5" or "<= -1"')
             parsed.append(Condition(str(key), m.group(1), float(m.group(2))))
         out.append(NamingRule(str(name), tuple(parsed)))
     return out
@@ -97,7 +97,9 @@ def rule_values(profile: Mapping) -> dict[str, float | None]:
     return values
 
 
-def describe(profile_z: Mapping[str, float | None], columns: Sequence[str] | None = None, top: int = 2) -> list[tuple[str, float]]:
+def describe(
+    profile_z: Mapping[str, float | None], columns: Sequence[str] | None = None, top: int = 2
+) -> list[tuple[str, float]]:
     """The ``top`` columns with the largest |z| (ties: column order), as (column, z)."""
     cols = [c for c in (columns or list(profile_z)) if profile_z.get(c) is not None]
     ranked = sorted(cols, key=lambda c: (-abs(profile_z[c]), cols.index(c)))
@@ -105,7 +107,7 @@ def describe(profile_z: Mapping[str, float | None], columns: Sequence[str] | Non
 
 
 def fallback_name(profile_z: Mapping[str, float | None], columns: Sequence[str] | None = None, top: int = 2) -> str:
-    """"Lapsed, low-spend": words for the most distinguishing features."""
+    """ "Lapsed, low-spend": words for the most distinguishing features."""
     words = []
     for col, z in describe(profile_z, columns, top):
         low, high = FEATURE_WORDS.get(col, (f"low {col.replace('_', ' ')}", f"high {col.replace('_', ' ')}"))
@@ -123,7 +125,9 @@ def assign_names(
 ) -> dict[int, str]:
     """segment_id -> name for every profile (each a mapping with segment_id, RAW_STATS, profile_z)."""
     reserved = {int(k): v for k, v in (reserved or {}).items()}
-    names: dict[int, str] = {sid: name for sid, name in reserved.items() if any(int(p["segment_id"]) == sid for p in profiles)}
+    names: dict[int, str] = {
+        sid: name for sid, name in reserved.items() if any(int(p["segment_id"]) == sid for p in profiles)
+    }
     taken = set(names.values())
     values = {int(p["segment_id"]): rule_values(p) for p in profiles}
     for rule in rules:
@@ -164,14 +168,18 @@ def name_segments(
         rows = [r.asDict() for r in profiles.select(*have).collect()]
         names = assign_names(rows, parsed, reserved, fallback_columns, fallback_top)
         described = {
-            int(r["segment_id"]): ", ".join(f"{c} {z:+.2f}" for c, z in describe(r.get("profile_z") or {}, fallback_columns, fallback_top))
+            int(r["segment_id"]): ", ".join(
+                f"{c} {z:+.2f}" for c, z in describe(r.get("profile_z") or {}, fallback_columns, fallback_top)
+            )
             for r in rows
         }
-        schema = T.StructType([
-            T.StructField("segment_id", T.IntegerType(), False),
-            T.StructField("segment_name", T.StringType(), False),
-            T.StructField("distinguishing", T.StringType(), True),
-        ])
+        schema = T.StructType(
+            [
+                T.StructField("segment_id", T.IntegerType(), False),
+                T.StructField("segment_name", T.StringType(), False),
+                T.StructField("distinguishing", T.StringType(), True),
+            ]
+        )
         lookup = profiles.sparkSession.createDataFrame(
             [(sid, names[sid], described[sid]) for sid in sorted(names)], schema
         )
@@ -183,6 +191,13 @@ def name_segments(
 
 
 __all__ = [
-    "FEATURE_WORDS", "Condition", "NamingRule", "assign_names", "describe", "fallback_name",
-    "name_segments", "parse_rules", "rule_values",
+    "FEATURE_WORDS",
+    "Condition",
+    "NamingRule",
+    "assign_names",
+    "describe",
+    "fallback_name",
+    "name_segments",
+    "parse_rules",
+    "rule_values",
 ]

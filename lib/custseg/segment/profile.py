@@ -27,8 +27,18 @@ from custseg.segment.settings import (
 )
 
 PROFILE_COLUMNS = [
-    "segment_id", "customers", "customer_share", "revenue", "revenue_share", "profile", "profile_z",
-    "top_categories", "preferred_channel", "churn_risk_share", "avg_churn_risk", "avg_clv",
+    "segment_id",
+    "customers",
+    "customer_share",
+    "revenue",
+    "revenue_share",
+    "profile",
+    "profile_z",
+    "top_categories",
+    "preferred_channel",
+    "churn_risk_share",
+    "avg_churn_risk",
+    "avg_clv",
 ]
 TOP_CATEGORIES_TYPE = "array<struct<category:string,share:double>>"
 
@@ -42,7 +52,9 @@ def _map(pairs: Sequence[tuple[str, Column]]) -> Column:
 def _top_categories(items: DataFrame | None, segments: DataFrame, top: int) -> DataFrame:
     """segment_id, revenue, top_categories (share of the segment's revenue, largest first)."""
     if items is None:
-        return segments.sparkSession.createDataFrame([], "segment_id int, revenue double, top_categories " + TOP_CATEGORIES_TYPE)
+        return segments.sparkSession.createDataFrame(
+            [], "segment_id int, revenue double, top_categories " + TOP_CATEGORIES_TYPE
+        )
     joined = items.select("customer_key", F.col("net_revenue").cast("double").alias("net_revenue"), "category").join(
         segments.select("customer_key", "segment_id"), on="customer_key", how="inner"
     )
@@ -53,7 +65,9 @@ def _top_categories(items: DataFrame | None, segments: DataFrame, top: int) -> D
         "category",
         F.sum("cat_revenue").over(seg_total).alias("revenue"),
         (F.col("cat_revenue") / F.sum("cat_revenue").over(seg_total)).alias("share"),
-        F.row_number().over(seg_total.orderBy(F.col("cat_revenue").desc(), F.col("category").asc_nulls_last())).alias("rank"),
+        F.row_number()
+        .over(seg_total.orderBy(F.col("cat_revenue").desc(), F.col("category").asc_nulls_last()))
+        .alias("rank"),
     )
     ranked_top = ranked.where((F.col("rank") <= F.lit(top)) & F.col("category").isNotNull() & (F.col("share") > 0))
     tops = ranked_top.groupBy("segment_id").agg(
@@ -66,7 +80,9 @@ def _top_categories(items: DataFrame | None, segments: DataFrame, top: int) -> D
         F.transform(
             F.coalesce(F.col("_top"), F.array().cast("array<struct<rank:int,category:string,share:double>>")),
             lambda s: F.struct(s["category"].alias("category"), s["share"].alias("share")),
-        ).cast(TOP_CATEGORIES_TYPE).alias("top_categories"),
+        )
+        .cast(TOP_CATEGORIES_TYPE)
+        .alias("top_categories"),
     )
 
 
@@ -91,13 +107,19 @@ def segment_profiles(
         base = segments.select("customer_key", "segment_id").join(
             features.select("customer_key", *cols, *extras), on="customer_key", how="left"
         )
-        churn = (F.lit(1.0) - F.col("p_alive").cast("double")) if "p_alive" in features.columns else F.lit(None).cast("double")
+        churn = (
+            (F.lit(1.0) - F.col("p_alive").cast("double"))
+            if "p_alive" in features.columns
+            else F.lit(None).cast("double")
+        )
         clv = F.col("clv").cast("double") if "clv" in features.columns else F.lit(None).cast("double")
         channel = F.col("preferred_channel") if "preferred_channel" in features.columns else F.lit(None).cast("string")
         seg = base.groupBy("segment_id").agg(
             F.count(F.lit(1)).alias("customers"),
             *[F.avg(F.col(c).cast("double")).alias(f"_m_{c}") for c in cols],
-            F.avg(F.when(churn.isNotNull(), (churn > F.lit(churn_risk_threshold)).cast("double"))).alias("churn_risk_share"),
+            F.avg(F.when(churn.isNotNull(), (churn > F.lit(churn_risk_threshold)).cast("double"))).alias(
+                "churn_risk_share"
+            ),
             F.avg(churn).alias("avg_churn_risk"),
             F.avg(clv).alias("avg_clv"),
             F.mode(channel, deterministic=True).alias("preferred_channel"),
@@ -115,7 +137,9 @@ def segment_profiles(
         }
         revenue = _top_categories(items, segments, top_categories)
         total = revenue.agg(F.sum("revenue").alias("_total_revenue"))
-        joined = seg.crossJoin(F.broadcast(pop)).crossJoin(F.broadcast(total)).join(revenue, on="segment_id", how="left")
+        joined = (
+            seg.crossJoin(F.broadcast(pop)).crossJoin(F.broadcast(total)).join(revenue, on="segment_id", how="left")
+        )
         rev = F.coalesce(F.col("revenue"), F.lit(0.0))
         return joined.select(
             F.col("segment_id").cast("int").alias("segment_id"),
@@ -190,6 +214,11 @@ def with_value_class(
 
 
 __all__ = [
-    "PROFILE_COLUMNS", "TOP_CATEGORIES_TYPE", "parse_value_class_rules", "segment_profiles",
-    "value_class_expr", "value_class_of", "with_value_class",
+    "PROFILE_COLUMNS",
+    "TOP_CATEGORIES_TYPE",
+    "parse_value_class_rules",
+    "segment_profiles",
+    "value_class_expr",
+    "value_class_of",
+    "with_value_class",
 ]

@@ -100,9 +100,9 @@ def band_counts(
         for b in range(bands):
             aggs.append(F.sum(F.when(band == b, 1).otherwise(0)).alias(f"_b{i}_{b}"))
     rows = sorted(x.groupBy("_c").agg(*aggs).collect(), key=lambda r: r["_c"])
-    counts = np.array(
-        [[[float(r[f"_b{i}_{b}"]) for b in range(bands)] for i in range(dims)] for r in rows]
-    ).reshape(len(rows), dims, bands)
+    counts = np.array([[[float(r[f"_b{i}_{b}"]) for b in range(bands)] for i in range(dims)] for r in rows]).reshape(
+        len(rows), dims, bands
+    )
     return tuple(int(r["_c"]) for r in rows), counts
 
 
@@ -215,6 +215,13 @@ def response_rates(responses: DataFrame) -> Callable[[DataFrame], DataFrame]:
 
 
 __all__ = [
-    "ClusterStats", "Z_CUTS", "adjusted_rand_index", "ari_from_contingency", "band_counts",
-    "cluster_stats", "contingency", "distinctiveness_from_counts", "response_rates",
+    "ClusterStats",
+    "Z_CUTS",
+    "adjusted_rand_index",
+    "ari_from_contingency",
+    "band_counts",
+    "cluster_stats",
+    "contingency",
+    "distinctiveness_from_counts",
+    "response_rates",
 ]

@@ -24,16 +24,29 @@ DEFAULT_FEATURE_SETS: dict[str, list[str]] = {
     "rfm": ["recency_days", "frequency", "monetary"],
     "lrfmc": ["l_z", "r_z", "f_z", "m_z", "c_z"],
     "behaviour": [
-        "sessions", "page_views", "cart_adds", "view_to_purchase", "avg_session_seconds",
-        "weekend_share", "avg_basket_size", "distinct_categories", "return_rate",
+        "sessions",
+        "page_views",
+        "cart_adds",
+        "view_to_purchase",
+        "avg_session_seconds",
+        "weekend_share",
+        "avg_basket_size",
+        "distinct_categories",
+        "return_rate",
         "discount_order_share",
     ],
     # See docs/segments.md: discount depth (discount_coef), not the share of orders with
     # any discount, which saturates on multi-line baskets; page views, not the sparse and
     # heavy-tailed view_to_purchase; orders_last_90 parts active from lapsed regulars.
     "persona": [
-        "recency_days", "frequency", "monetary", "tenure_days", "avg_basket_value",
-        "discount_coef", "page_views", "orders_last_90",
+        "recency_days",
+        "frequency",
+        "monetary",
+        "tenure_days",
+        "avg_basket_value",
+        "discount_coef",
+        "page_views",
+        "orders_last_90",
     ],
 }
 
@@ -185,7 +198,15 @@ def check_segment_conf(conf: Config) -> None:
     imp = g("impute", "median")
     if imp not in IMPUTE:
         raise conf.error("segment.impute", f"must be one of {', '.join(IMPUTE)}; got {imp!r}")
-    for key, low in (("n_init", 1), ("max_iter", 1), ("sample_rows", 100), ("partition_rows", 1000), ("parallel_fits", 1), ("top_categories", 0), ("fallback_features", 1)):
+    for key, low in (
+        ("n_init", 1),
+        ("max_iter", 1),
+        ("sample_rows", 100),
+        ("partition_rows", 1000),
+        ("parallel_fits", 1),
+        ("top_categories", 0),
+        ("fallback_features", 1),
+    ):
         value = g(key, low)
         if not isinstance(value, int) or value < low:
             raise conf.error(f"segment.{key}", f"must be an integer >= {low}; got {value!r}")
@@ -203,7 +224,10 @@ def check_segment_conf(conf: Config) -> None:
     columns = g("feature_columns", []) or []
     feature_set = g("feature_set", "persona")
     if not columns and feature_set not in sets:
-        raise conf.error("segment.feature_set", f"must name one of segment.feature_sets ({', '.join(sets)}) or set segment.feature_columns; got {feature_set!r}")
+        raise conf.error(
+            "segment.feature_set",
+            f"must name one of segment.feature_sets ({', '.join(sets)}) or set segment.feature_columns; got {feature_set!r}",
+        )
     if columns and (len(set(columns)) != len(columns) or not all(isinstance(c, str) for c in columns)):
         raise conf.error("segment.feature_columns", f"must be distinct column names; got {columns!r}")
     rules = g("naming_rules", {}) or {}
@@ -213,13 +237,24 @@ def check_segment_conf(conf: Config) -> None:
         raise conf.error("segment.naming_rules", str(exc)) from None
     vc = g("value_classes", None)
     if vc is not None:
-        _check_value_class_rules(conf, (vc.to_dict() if hasattr(vc, "to_dict") else vc).get("rules", DEFAULT_VALUE_CLASS_RULES))
+        _check_value_class_rules(
+            conf, (vc.to_dict() if hasattr(vc, "to_dict") else vc).get("rules", DEFAULT_VALUE_CLASS_RULES)
+        )
         cols = vc.get("columns", DEFAULT_VALUE_CLASS_COLUMNS)
         if set(cols) != set(LRFMC):
-            raise conf.error("segment.value_classes.columns", f"must map exactly L, R, F, M, C to columns; got {dict(cols)!r}")
+            raise conf.error(
+                "segment.value_classes.columns", f"must map exactly L, R, F, M, C to columns; got {dict(cols)!r}"
+            )
 
 
 __all__ = [
-    "ALGORITHMS", "DEFAULT_FEATURE_SETS", "DEFAULT_VALUE_CLASS_RULES", "LRFMC", "RAW_STATS",
-    "ConfigError", "SegmentSettings", "check_segment_conf", "parse_sign",
+    "ALGORITHMS",
+    "DEFAULT_FEATURE_SETS",
+    "DEFAULT_VALUE_CLASS_RULES",
+    "LRFMC",
+    "RAW_STATS",
+    "ConfigError",
+    "SegmentSettings",
+    "check_segment_conf",
+    "parse_sign",
 ]

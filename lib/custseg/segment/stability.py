@@ -22,7 +22,12 @@ from scipy.optimize import linear_sum_assignment
 from custseg.segment.kmeans import Centre
 
 MIGRATION_COLUMNS = [
-    "from_segment_id", "from_segment_name", "to_segment_id", "to_segment_name", "customers", "share_of_from",
+    "from_segment_id",
+    "from_segment_name",
+    "to_segment_id",
+    "to_segment_name",
+    "customers",
+    "share_of_from",
 ]
 
 
@@ -71,7 +76,9 @@ def match_segments(
     matched: dict[int, tuple[PreviousSegment, float]] = {}
     if prev and common and centres:
         idx = [cols.index(c) for c in common]
-        cost = np.array([[rms_shift([cen.z[i] for i in idx], [p.centre_z[c] for c in common]) for p in prev] for cen in centres])
+        cost = np.array(
+            [[rms_shift([cen.z[i] for i in idx], [p.centre_z[c] for c in common]) for p in prev] for cen in centres]
+        )
         rows, cols_ = linear_sum_assignment(cost)
         for r, c in zip(rows, cols_, strict=True):
             if cost[r, c] <= max_shift:
@@ -96,8 +103,12 @@ def migration_matrix(previous: DataFrame, current: DataFrame) -> DataFrame:
     null ``to_segment_id`` (departures). ``share_of_from`` = customers / the from-segment's
     customers (rows of a from-segment sum to 1).
     """
-    a = previous.select("customer_key", F.col("segment_id").alias("from_segment_id"), F.col("segment_name").alias("from_segment_name"))
-    b = current.select("customer_key", F.col("segment_id").alias("to_segment_id"), F.col("segment_name").alias("to_segment_name"))
+    a = previous.select(
+        "customer_key", F.col("segment_id").alias("from_segment_id"), F.col("segment_name").alias("from_segment_name")
+    )
+    b = current.select(
+        "customer_key", F.col("segment_id").alias("to_segment_id"), F.col("segment_name").alias("to_segment_name")
+    )
     counts = (
         a.join(b, on="customer_key", how="full")
         .groupBy("from_segment_id", "from_segment_name", "to_segment_id", "to_segment_name")

@@ -55,7 +55,9 @@ def gaussian_blobs(
         F.concat(F.lit(key_prefix), F.col("id").cast("string")).alias("customer_key"),
         "truth",
         *[
-            (F.element_at(F.element_at(table, F.col("truth") + 1), j + 1) + sd_col * F.randn(noise + 101 * (j + 1))).alias(c)
+            (
+                F.element_at(F.element_at(table, F.col("truth") + 1), j + 1) + sd_col * F.randn(noise + 101 * (j + 1))
+            ).alias(c)
             for j, c in enumerate(cols)
         ],
     )

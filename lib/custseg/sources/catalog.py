@@ -11,7 +11,14 @@ from custseg.sources.base import SourceSpec, bad_number, bad_ts, missing, not_in
 ORDER_CHANNELS = ("store", "web", "app")
 ORDER_STATUSES = ("completed", "returned", "cancelled")
 EVENT_TYPES = (
-    "page_view", "product_view", "search", "add_to_cart", "remove_from_cart", "checkout", "purchase", "login",
+    "page_view",
+    "product_view",
+    "search",
+    "add_to_cart",
+    "remove_from_cart",
+    "checkout",
+    "purchase",
+    "login",
 )
 FEEDBACK_CHANNELS = ("web", "app", "email", "store", "call_center")
 
@@ -28,8 +35,20 @@ CRM_CUSTOMERS = SourceSpec(
     name="crm_customers",
     fmt="csv",
     schema=strings(
-        "customer_id", "name", "email", "phone", "gender", "birth_date", "city", "region",
-        "signup_date", "member_tier", "opt_in_email", "opt_in_sms", "opt_in_ads", "updated_at",
+        "customer_id",
+        "name",
+        "email",
+        "phone",
+        "gender",
+        "birth_date",
+        "city",
+        "region",
+        "signup_date",
+        "member_tier",
+        "opt_in_email",
+        "opt_in_sms",
+        "opt_in_ads",
+        "updated_at",
     ),
     key="customer_id",
     rules=[
@@ -87,9 +106,7 @@ ORDERS = SourceSpec(
             "bad_item_qty",
             lambda: F.exists(
                 "items",
-                lambda i: F.coalesce(
-                    i["qty"].try_cast("int").isNull() | (i["qty"].try_cast("int") <= 0), F.lit(True)
-                ),
+                lambda i: F.coalesce(i["qty"].try_cast("int").isNull() | (i["qty"].try_cast("int") <= 0), F.lit(True)),
             ),
         ),
         (
@@ -112,8 +129,19 @@ EVENTS = SourceSpec(
     name="events",
     fmt="jsonl",
     schema=strings(
-        "event_id", "ts", "device_id", "customer_id", "session_id", "event_type", "sku", "category",
-        "page", "duration_ms", "utm_source", "utm_medium", "utm_campaign",
+        "event_id",
+        "ts",
+        "device_id",
+        "customer_id",
+        "session_id",
+        "event_type",
+        "sku",
+        "category",
+        "page",
+        "duration_ms",
+        "utm_source",
+        "utm_medium",
+        "utm_campaign",
     ),
     key="event_id",
     rules=[
@@ -159,8 +187,15 @@ CAMPAIGN_RESPONSES = SourceSpec(
     name="campaign_responses",
     fmt="csv",
     schema=strings(
-        "campaign_id", "customer_id", "channel", "group", "sent_ts", "opened_ts", "clicked_ts",
-        "converted_ts", "revenue",
+        "campaign_id",
+        "customer_id",
+        "channel",
+        "group",
+        "sent_ts",
+        "opened_ts",
+        "clicked_ts",
+        "converted_ts",
+        "revenue",
     ),
     key=None,
     rules=[
@@ -175,8 +210,7 @@ CAMPAIGN_RESPONSES = SourceSpec(
 )
 
 SOURCES: dict[str, SourceSpec] = {
-    s.name: s
-    for s in (CRM_CUSTOMERS, PRODUCTS, ORDERS, EVENTS, FEEDBACK, SOCIAL, CAMPAIGN_RESPONSES)
+    s.name: s for s in (CRM_CUSTOMERS, PRODUCTS, ORDERS, EVENTS, FEEDBACK, SOCIAL, CAMPAIGN_RESPONSES)
 }
 
 

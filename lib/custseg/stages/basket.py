@@ -85,14 +85,21 @@ def run(ctx: StageContext) -> None:
         per_segment = []
         if bs.by_segment and segments is not None:
             seg_b = b.join(segments, on="customer_key", how="inner")
-            seg_sets, seg_rules, per_segment = mine_by_segment(seg_b, "segment_id", bs.min_support, bs.min_confidence, **options)
+            seg_sets, seg_rules, per_segment = mine_by_segment(
+                seg_b, "segment_id", bs.min_support, bs.min_confidence, **options
+            )
             itemsets = itemsets.unionByName(seg_sets)
             rules = rules.unionByName(seg_rules)
         rules = rules.persist(StorageLevel.MEMORY_AND_DISK)
         t.overwrite(
-            itemsets.select(*stamp, "segment_id", *ITEMSET_COLUMNS), ITEMSETS, partition_by=["snapshot_date"], where=snap
+            itemsets.select(*stamp, "segment_id", *ITEMSET_COLUMNS),
+            ITEMSETS,
+            partition_by=["snapshot_date"],
+            where=snap,
         )
-        t.overwrite(rules.select(*stamp, "segment_id", *RULE_COLUMNS), RULES, partition_by=["snapshot_date"], where=snap)
+        t.overwrite(
+            rules.select(*stamp, "segment_id", *RULE_COLUMNS), RULES, partition_by=["snapshot_date"], where=snap
+        )
         n_rules = rules.count()
         rec.rows_in += mined.n_baskets
         rec.rows_out += n_rules
@@ -126,15 +133,21 @@ def run(ctx: StageContext) -> None:
         fill = popular_fill(mined.itemsets, xs.fill_candidates) if xs.fill == "popular" else None
         offers = triggers.transform(
             cross_sell(
-                rules, xs.top_n, xs.score, prices, xs.margin_rate, segments=segments, exclude=owned,
-                aggregate=xs.aggregate, fill=fill,
-                journeys=journeys[0] if journeys else None, recent=journeys[1] if journeys else None,
+                rules,
+                xs.top_n,
+                xs.score,
+                prices,
+                xs.margin_rate,
+                segments=segments,
+                exclude=owned,
+                aggregate=xs.aggregate,
+                fill=fill,
+                journeys=journeys[0] if journeys else None,
+                recent=journeys[1] if journeys else None,
                 horizon_days=bs.journeys.horizon_days,
             )
         )
-        t.overwrite(
-            offers.select(*stamp, *CROSS_SELL_COLUMNS), CROSS_SELL, partition_by=["snapshot_date"], where=snap
-        )
+        t.overwrite(offers.select(*stamp, *CROSS_SELL_COLUMNS), CROSS_SELL, partition_by=["snapshot_date"], where=snap)
 
     with rec.stage("als"):
         inter = interactions(
@@ -142,8 +155,10 @@ def run(ctx: StageContext) -> None:
         )
         fit = fit_als(inter, rs.als)
         customers = _optional(t, "silver.customers")
-        targets = (customers if customers is not None else lines).select("customer_key").where(
-            F.col("customer_key").isNotNull()
+        targets = (
+            (customers if customers is not None else lines)
+            .select("customer_key")
+            .where(F.col("customer_key").isNotNull())
         )
         cold_segments = segments if rs.cold_start == "segment" else None
         recs = targets.transform(recommend(fit, owned, cold_segments, rs.top_n, rs.max_candidates))

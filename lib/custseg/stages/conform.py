@@ -85,8 +85,13 @@ def run(ctx: StageContext) -> None:
             catalogue = t.read("silver.products").select("sku", "category", "subcategory", "list_price")
             items = items.join(F.broadcast(catalogue), on="sku", how="left")
         else:
-            items = items.select("*", *[F.lit(None).cast(tp).alias(c) for c, tp in
-                                        (("category", "string"), ("subcategory", "string"), ("list_price", "decimal(12,2)"))])
+            items = items.select(
+                "*",
+                *[
+                    F.lit(None).cast(tp).alias(c)
+                    for c, tp in (("category", "string"), ("subcategory", "string"), ("list_price", "decimal(12,2)"))
+                ],
+            )
         t.overwrite(items.select(*ITEM_COLUMNS), "silver.order_items", partition_by=None)
     with rec.stage("silver.orders"):
         t.overwrite(orders_from_items(orders, t.read("silver.order_items")), "silver.orders")
@@ -140,9 +145,9 @@ def _record_resolution(ctx: StageContext) -> None:
     shares, rows = {}, []
     for name in ("orders", "events", "feedback", "social", "campaign_responses"):
         if t.exists(f"silver.{name}"):
-            row = t.read(f"silver.{name}").agg(
-                F.count("*").alias("n"), F.count("customer_key").alias("resolved")
-            ).first()
+            row = (
+                t.read(f"silver.{name}").agg(F.count("*").alias("n"), F.count("customer_key").alias("resolved")).first()
+            )
             shares[name] = round(row["resolved"] / row["n"], 4) if row["n"] else None
             rows.append((ctx.as_of, name, int(row["n"]), int(row["resolved"]), shares[name]))
     ctx.recorder.details["resolved_share"] = shares

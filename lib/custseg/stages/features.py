@@ -49,7 +49,9 @@ def run(ctx: StageContext) -> None:
         rec.details["fit"] = report.as_dict()
         log.info("features fit for %s: %s", ctx.run_date, report.as_dict())
         with rec.stage("write"):
-            ctx.tables.overwrite(features, FEATURES, partition_by=["snapshot_date"], where={"snapshot_date": ctx.run_date})
+            ctx.tables.overwrite(
+                features, FEATURES, partition_by=["snapshot_date"], where={"snapshot_date": ctx.run_date}
+            )
         rec.rows_out = rec.rows_in
     finally:
         raw.unpersist()

@@ -88,7 +88,12 @@ def run(ctx: StageContext) -> None:
             continue
         log.info(
             "%s %s: read=%d accepted=%d quarantined=%d (%.2f%%)",
-            name, ctx.run_date, counts.read, counts.accepted, counts.quarantined, 100 * counts.reject_rate,
+            name,
+            ctx.run_date,
+            counts.read,
+            counts.accepted,
+            counts.quarantined,
+            100 * counts.reject_rate,
         )
         results.append(counts)
     _record(ctx, results)
@@ -106,7 +111,9 @@ def _record(ctx: StageContext, results: list[BatchCounts]) -> None:
     rec.rows_in += sum(c.read for c in results)
     rec.rows_out += sum(c.accepted for c in results)
     rec.quarantined += sum(c.quarantined for c in results)
-    rec.details["sources"] = {c.source: {"read": c.read, "accepted": c.accepted, "quarantined": c.quarantined} for c in results}
+    rec.details["sources"] = {
+        c.source: {"read": c.read, "accepted": c.accepted, "quarantined": c.quarantined} for c in results
+    }
     if not results:
         return
     schema = StructType(
@@ -121,5 +128,8 @@ def _record(ctx: StageContext, results: list[BatchCounts]) -> None:
     )
     rows = [(c.source, ctx.as_of, c.batch_id, c.read, c.accepted, c.quarantined) for c in results]
     ctx.tables.overwrite(
-        ctx.spark.createDataFrame(rows, schema), RECONCILIATION, partition_by=["batch_date"], where={"batch_date": ctx.run_date}
+        ctx.spark.createDataFrame(rows, schema),
+        RECONCILIATION,
+        partition_by=["batch_date"],
+        where={"batch_date": ctx.run_date},
     )

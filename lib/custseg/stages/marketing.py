@@ -57,9 +57,26 @@ AUDIENCES = "gold.campaign_audiences"
 PLAN = "gold.campaign_plan"
 RESULTS = "gold.campaign_results"
 AUDIENCE_TABLE_COLUMNS = [
-    "snapshot_date", "campaign_id", "goal", "customer_key", "group", "channel", "rank", "p_response",
-    "expected_profit", "contact_cost", "segment_name", "rfm_segment", "value_class", "offer_type",
-    "offer_category", "offer_item", "offer_discount", "offer_daypart", "offer_valid_from", "offer_valid_until",
+    "snapshot_date",
+    "campaign_id",
+    "goal",
+    "customer_key",
+    "group",
+    "channel",
+    "rank",
+    "p_response",
+    "expected_profit",
+    "contact_cost",
+    "segment_name",
+    "rfm_segment",
+    "value_class",
+    "offer_type",
+    "offer_category",
+    "offer_item",
+    "offer_discount",
+    "offer_daypart",
+    "offer_valid_from",
+    "offer_valid_until",
     "model",
 ]
 
@@ -84,7 +101,9 @@ def _snapshot(df: DataFrame, as_of: date, name: str, exact: bool) -> DataFrame |
     return df.where(F.col("snapshot_date") == F.lit(latest))
 
 
-def _fit_models(ctx: StageContext, campaigns: list[Campaign], features_at, responses: DataFrame | None) -> dict[str, PropensityModel]:
+def _fit_models(
+    ctx: StageContext, campaigns: list[Campaign], features_at, responses: DataFrame | None
+) -> dict[str, PropensityModel]:
     params = PropensityParams.from_conf(ctx.conf.marketing.propensity)
     models: dict[str, PropensityModel] = {}
     fitted: dict[tuple[str, ...], PropensityModel] = {}  # goals with the same history share one fit
@@ -107,20 +126,26 @@ def run(ctx: StageContext) -> None:
     m = conf.marketing
     campaigns = load_campaigns(conf)
     if not campaigns:
-        log.warning("marketing: no campaigns configured (marketing.campaigns_file / marketing.campaigns); nothing to do")
+        log.warning(
+            "marketing: no campaigns configured (marketing.campaigns_file / marketing.campaigns); nothing to do"
+        )
         return
     log.info("marketing: %d campaigns: %s", len(campaigns), ", ".join(f"{c.id} ({c.goal})" for c in campaigns))
 
     features = _snapshot(t.read(FEATURES), as_of, FEATURES, exact=True)
     if features.limit(1).count() == 0:
         raise RuntimeError(f"{FEATURES} has no snapshot for {ctx.run_date}: run the features stage for that date first")
-    segments_all = _optional(ctx, SEGMENTS, "eligibility by segment / value class matches nobody; results per RFM segment")
+    segments_all = _optional(
+        ctx, SEGMENTS, "eligibility by segment / value class matches nobody; results per RFM segment"
+    )
     segments = _snapshot(segments_all, as_of, SEGMENTS, exact=False) if segments_all is not None else None
     cross_all = _optional(ctx, CROSS_SELL, "cross-sell offers carry no item")
     cross_sell = _snapshot(cross_all, as_of, CROSS_SELL, exact=False) if cross_all is not None else None
     customers = t.read("silver.customers")
     orders = t.read("silver.orders")
-    responses = _optional(ctx, "silver.campaign_responses", "no propensity training, no suppression by past contact, no results")
+    responses = _optional(
+        ctx, "silver.campaign_responses", "no propensity training, no suppression by past contact, no results"
+    )
     if responses is not None:
         responses = responses.transform(known_by(as_of))
     feedback = _optional(ctx, "silver.feedback", "no suppression of complainers")
@@ -156,16 +181,22 @@ def run(ctx: StageContext) -> None:
             _union([flagged.where(F.col("campaign_id") == c.id).transform(score_campaign(c, salt)) for c in campaigns])
         )
         selected = scored.transform(arbitrate(m.max_campaigns_per_customer)).transform(select_under_budget)
-        offers = _union([
-            selected.where(F.col("campaign_id") == c.id).join(
-                base.transform(offer_columns(c.offer, as_of, m.offer.daypart_min_share)), on="customer_key", how="left"
-            )
-            for c in campaigns
-        ])
+        offers = _union(
+            [
+                selected.where(F.col("campaign_id") == c.id).join(
+                    base.transform(offer_columns(c.offer, as_of, m.offer.daypart_min_share)),
+                    on="customer_key",
+                    how="left",
+                )
+                for c in campaigns
+            ]
+        )
         model_of = {c.id: models[c.goal].chosen for c in campaigns}
         model_col = F.create_map(*[F.lit(x) for kv in model_of.items() for x in kv])
         audience = (
-            offers.join(base.select("customer_key", "segment_name", "rfm_segment", "value_class"), on="customer_key", how="left")
+            offers.join(
+                base.select("customer_key", "segment_name", "rfm_segment", "value_class"), on="customer_key", how="left"
+            )
             .withColumn("model", model_col[F.col("campaign_id")])
             .withColumn("snapshot_date", F.lit(as_of))
             .select(*AUDIENCE_TABLE_COLUMNS)
@@ -177,16 +208,24 @@ def run(ctx: StageContext) -> None:
         params = campaigns_frame(ctx.spark, campaigns, {g: (mm.chosen, mm.auc_chosen) for g, mm in models.items()})
         plan = campaign_plan(flagged, scored, audience, params).withColumn("snapshot_date", F.lit(as_of))
         t.overwrite(plan, PLAN, partition_by=["snapshot_date"], where={"snapshot_date": ctx.run_date})
-        summary = t.read(PLAN).where(F.col("snapshot_date") == F.lit(as_of)).orderBy("campaign_id", "strategy").collect()
+        summary = (
+            t.read(PLAN).where(F.col("snapshot_date") == F.lit(as_of)).orderBy("campaign_id", "strategy").collect()
+        )
         for r in summary:
             log.info(
                 "plan %s %-9s contacts=%d cost=%.2f responses=%.1f rate=%s profit=%.2f roi=%s",
-                r["campaign_id"], r["strategy"], r["contacts"], r["cost"], r["expected_responses"],
-                "-" if r["response_rate"] is None else f"{r['response_rate']:.2%}", r["profit"],
+                r["campaign_id"],
+                r["strategy"],
+                r["contacts"],
+                r["cost"],
+                r["expected_responses"],
+                "-" if r["response_rate"] is None else f"{r['response_rate']:.2%}",
+                r["profit"],
                 "-" if r["roi"] is None else f"{r['roi']:.2f}",
             )
         rec.details["plan"] = {
-            f"{r['campaign_id']}/{r['strategy']}": {"contacts": r["contacts"], "profit": round(r["profit"], 2)} for r in summary
+            f"{r['campaign_id']}/{r['strategy']}": {"contacts": r["contacts"], "profit": round(r["profit"], 2)}
+            for r in summary
         }
         rec.rows_out += sum(r["contacts"] + r["holdout"] for r in summary if r["strategy"] == "precision")
 
@@ -195,12 +234,17 @@ def run(ctx: StageContext) -> None:
             ev = m.evaluation
             eparams = EvaluationParams(ev.confidence, ev.margin_rate, ev.default_cost_per_contact, ev.attribution_days)
             costs = {
-                c.id: (c.cost_per_contact, c.margin_per_response / c.revenue_per_response if c.revenue_per_response else ev.margin_rate)
+                c.id: (
+                    c.cost_per_contact,
+                    c.margin_per_response / c.revenue_per_response if c.revenue_per_response else ev.margin_rate,
+                )
                 for c in campaigns
             }
             seg_col = "segment_name" if segments is not None else "rfm_segment"
             with_seg = responses.join(base.select("customer_key", seg_col), on="customer_key", how="left")
-            results = campaign_results(ctx.spark, with_seg, as_of, eparams, costs, seg_col).withColumn("snapshot_date", F.lit(as_of))
+            results = campaign_results(ctx.spark, with_seg, as_of, eparams, costs, seg_col).withColumn(
+                "snapshot_date", F.lit(as_of)
+            )
             t.overwrite(results, RESULTS, partition_by=["snapshot_date"], where={"snapshot_date": ctx.run_date})
     else:
         log.warning("marketing: no campaign responses yet: %s not written for %s", RESULTS, ctx.run_date)
@@ -238,8 +282,18 @@ def write_exports(ctx: StageContext, campaigns: list[Campaign], audience: DataFr
         fs.delete(jroot, True)
     formats = list(ctx.conf.marketing.export.formats)
     ident = base.select(
-        "customer_key", "opt_in_email", "opt_in_sms", "opt_in_ads", "email_key", "phone_key", "email_sha256",
-        "phone_sha256", "city", "region", "age_band", "member_tier",
+        "customer_key",
+        "opt_in_email",
+        "opt_in_sms",
+        "opt_in_ads",
+        "email_key",
+        "phone_key",
+        "email_sha256",
+        "phone_sha256",
+        "city",
+        "region",
+        "age_band",
+        "member_tier",
     )
     contacts = audience.join(ident, on="customer_key", how="left").persist(StorageLevel.MEMORY_AND_DISK)
     written: list[dict] = []
@@ -248,7 +302,11 @@ def write_exports(ctx: StageContext, campaigns: list[Campaign], audience: DataFr
             mine = contacts.where(F.col("campaign_id") == c.id)
             frames = {kind: EXPORTS[kind](mine) for kind in exports_for(c.channels)}
             if c.seed is not None:
-                frames["ads_seed"] = seed_export(base.transform(seed_audience(c)).join(ident.select("customer_key", "opt_in_ads"), on="customer_key", how="left"))
+                frames["ads_seed"] = seed_export(
+                    base.transform(seed_audience(c)).join(
+                        ident.select("customer_key", "opt_in_ads"), on="customer_key", how="left"
+                    )
+                )
             for kind, df in frames.items():
                 df = df.persist(StorageLevel.MEMORY_AND_DISK)
                 rows = df.count()
@@ -262,13 +320,14 @@ def write_exports(ctx: StageContext, campaigns: list[Campaign], audience: DataFr
     if written:
         sums = {
             r["path"]: (int(r["length"]), r["sha256"])
-            for r in spark.read.format("binaryFile").load([w["path"] for w in written])
+            for r in spark.read.format("binaryFile")
+            .load([w["path"] for w in written])
             .select(F.col("path"), F.col("length"), F.sha2(F.col("content"), 256).alias("sha256"))
             .collect()  # one row per export file
         }
         for w in written:
             size, digest = sums[_uri(w["path"])] if _uri(w["path"]) in sums else sums[w["path"]]
-            w.update(bytes=size, sha256=digest, file=w["path"][len(root) + 1:])
+            w.update(bytes=size, sha256=digest, file=w["path"][len(root) + 1 :])
     doc = manifest(ctx.run_date, [{k: v for k, v in w.items() if k != "path"} for w in written])
     _write_text(spark, f"{root}/manifest.json", json.dumps(doc, indent=1, sort_keys=True))
     log.info("marketing: %d export files under %s", len(written), root)

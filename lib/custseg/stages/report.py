@@ -42,9 +42,7 @@ def run(ctx: StageContext) -> None:
         "sections": {s.key: s.status for s in result.sections},
         "missing_tables": sorted(n for n, ok in present.items() if not ok),
     }
-    log.info(
-        "report written: %s (%d of %d sections drawn)", path, rec.rows_out, len(result.sections)
-    )
+    log.info("report written: %s (%d of %d sections drawn)", path, rec.rows_out, len(result.sections))
 
 
 def write_text(spark: SparkSession, path: str, text: str) -> None:

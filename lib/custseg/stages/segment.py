@@ -37,25 +37,29 @@ MIGRATION = "gold.segment_migration"
 ITEMS = "silver.order_items"
 RESPONSES = "silver.campaign_responses"
 
-QUALITY_SCHEMA = T.StructType([
-    T.StructField("snapshot_date", T.DateType(), False),
-    T.StructField("kind", T.StringType(), False),  # k_selection | overall | segment
-    T.StructField("k", T.IntegerType(), True),
-    T.StructField("segment_id", T.IntegerType(), True),
-    T.StructField("metric", T.StringType(), False),
-    T.StructField("value", T.DoubleType(), True),
-    T.StructField("algorithm", T.StringType(), False),
-    T.StructField("feature_set", T.StringType(), False),
-])
-CENTRES_SCHEMA = T.StructType([
-    T.StructField("segment_id", T.IntegerType(), False),
-    T.StructField("centre", T.MapType(T.StringType(), T.DoubleType()), False),
-    T.StructField("centre_z", T.MapType(T.StringType(), T.DoubleType()), False),
-    T.StructField("distinctiveness", T.DoubleType(), True),
-    T.StructField("wss", T.DoubleType(), True),
-    T.StructField("is_new", T.BooleanType(), False),
-    T.StructField("centre_shift", T.DoubleType(), True),
-])
+QUALITY_SCHEMA = T.StructType(
+    [
+        T.StructField("snapshot_date", T.DateType(), False),
+        T.StructField("kind", T.StringType(), False),  # k_selection | overall | segment
+        T.StructField("k", T.IntegerType(), True),
+        T.StructField("segment_id", T.IntegerType(), True),
+        T.StructField("metric", T.StringType(), False),
+        T.StructField("value", T.DoubleType(), True),
+        T.StructField("algorithm", T.StringType(), False),
+        T.StructField("feature_set", T.StringType(), False),
+    ]
+)
+CENTRES_SCHEMA = T.StructType(
+    [
+        T.StructField("segment_id", T.IntegerType(), False),
+        T.StructField("centre", T.MapType(T.StringType(), T.DoubleType()), False),
+        T.StructField("centre_z", T.MapType(T.StringType(), T.DoubleType()), False),
+        T.StructField("distinctiveness", T.DoubleType(), True),
+        T.StructField("wss", T.DoubleType(), True),
+        T.StructField("is_new", T.BooleanType(), False),
+        T.StructField("centre_shift", T.DoubleType(), True),
+    ]
+)
 
 
 def _previous(ctx: StageContext) -> tuple[str | None, list[PreviousSegment], int]:
@@ -66,7 +70,11 @@ def _previous(ctx: StageContext) -> tuple[str | None, list[PreviousSegment], int
     row = earlier.agg(F.max("snapshot_date").alias("d"), F.max("segment_id").alias("m")).first()
     if row is None or row["d"] is None:
         return None, [], 1
-    rows = earlier.where(F.col("snapshot_date") == F.lit(row["d"])).select("segment_id", "segment_name", "centre_z").collect()
+    rows = (
+        earlier.where(F.col("snapshot_date") == F.lit(row["d"]))
+        .select("segment_id", "segment_name", "centre_z")
+        .collect()
+    )
     prev = [PreviousSegment(int(r["segment_id"]), r["segment_name"], dict(r["centre_z"] or {})) for r in rows]
     return row["d"].isoformat(), prev, int(row["m"]) + 1
 
@@ -98,15 +106,17 @@ def _centres_frame(ctx: StageContext, fit: SegmentFit, matches: list[Match]) -> 
     rows = []
     for m in matches:
         c = by_cluster[m.cluster]
-        rows.append((
-            m.segment_id,
-            dict(zip(fit.feature_cols, c.mean, strict=True)),
-            dict(zip(fit.feature_cols, c.z, strict=True)),
-            c.distinctiveness,
-            c.wss,
-            m.previous_id is None,
-            m.shift,
-        ))
+        rows.append(
+            (
+                m.segment_id,
+                dict(zip(fit.feature_cols, c.mean, strict=True)),
+                dict(zip(fit.feature_cols, c.z, strict=True)),
+                c.distinctiveness,
+                c.wss,
+                m.previous_id is None,
+                m.shift,
+            )
+        )
     return ctx.spark.createDataFrame(rows, CENTRES_SCHEMA)
 
 
@@ -129,8 +139,19 @@ def _quality_rows(
         ]
     overall = {
         key: fit.quality[key]
-        for key in ("rows", "silhouette", "wss", "tss", "calinski_harabasz", "distinctiveness", "elbow_k",
-                    "sample_rows", "seconds_k_selection", "seconds_final_fit", "seconds_scoring")
+        for key in (
+            "rows",
+            "silhouette",
+            "wss",
+            "tss",
+            "calinski_harabasz",
+            "distinctiveness",
+            "elbow_k",
+            "sample_rows",
+            "seconds_k_selection",
+            "seconds_final_fit",
+            "seconds_scoring",
+        )
     }
     overall.update(extra)
     overall["segments_kept"] = sum(m.previous_id is not None for m in matches)
@@ -164,39 +185,78 @@ def run(ctx: StageContext) -> None:
     feats = feats.persist(StorageLevel.MEMORY_AND_DISK)
     with rec.stage("fit"):
         fit = fit_segments(
-            feats, cols, k=s.k or None, k_range=(s.k_min, s.k_max), algorithm=s.algorithm, seed=s.seed,
-            n_init=s.n_init, max_iter=s.max_iter, tol=s.tol, sample_rows=s.sample_rows,
-            k_criterion=s.k_criterion, log1p_cols=s.log1p_columns, impute=s.impute,
-            impute_max_cols=s.impute_max_columns, standardize=s.standardize,
-            partition_rows=s.partition_rows, parallel=s.parallel_fits,
+            feats,
+            cols,
+            k=s.k or None,
+            k_range=(s.k_min, s.k_max),
+            algorithm=s.algorithm,
+            seed=s.seed,
+            n_init=s.n_init,
+            max_iter=s.max_iter,
+            tol=s.tol,
+            sample_rows=s.sample_rows,
+            k_criterion=s.k_criterion,
+            log1p_cols=s.log1p_columns,
+            impute=s.impute,
+            impute_max_cols=s.impute_max_columns,
+            standardize=s.standardize,
+            partition_rows=s.partition_rows,
+            parallel=s.parallel_fits,
         )
     rec.rows_in = fit.quality["rows"]
     with rec.stage("label"):
         prev_date, previous, next_id = _previous(ctx)
         matches = match_segments(fit.centres, cols, previous, s.match_max_shift, next_id)
         ids = spark.createDataFrame([(m.cluster, m.segment_id) for m in matches], "cluster int, segment_id int")
-        assigned = fit.assignments.join(F.broadcast(ids), on="cluster", how="inner").select(
-            "customer_key", "segment_id", "distance"
-        ).persist(StorageLevel.MEMORY_AND_DISK)
+        assigned = (
+            fit.assignments.join(F.broadcast(ids), on="cluster", how="inner")
+            .select("customer_key", "segment_id", "distance")
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        )
         reserved = {m.segment_id: m.previous_name for m in matches if m.previous_id is not None and m.previous_name}
         profiles = (
-            assigned.transform(segment_profiles(feats, _items(ctx), s.profile_columns, s.churn_risk_threshold, s.top_categories))
+            assigned.transform(
+                segment_profiles(feats, _items(ctx), s.profile_columns, s.churn_risk_threshold, s.top_categories)
+            )
             .transform(name_segments(s.naming_rules, reserved, cols, s.fallback_features))
             .transform(with_value_class(s.value_class_rules, s.value_class_margin, s.value_class_columns))
             .join(F.broadcast(_centres_frame(ctx, fit, matches)), on="segment_id", how="inner")
             .select(
-                snapshot, "segment_id", "segment_name", "value_class", "customers", "customer_share", "revenue",
-                "revenue_share", "centre", "centre_z", "profile", "profile_z", "top_categories", "preferred_channel",
-                "churn_risk_share", "avg_churn_risk", "avg_clv", "distinctiveness", "distinguishing", "is_new",
-                "centre_shift", F.lit(s.feature_set_label).alias("feature_set"), F.lit(fit.algorithm).alias("algorithm"),
+                snapshot,
+                "segment_id",
+                "segment_name",
+                "value_class",
+                "customers",
+                "customer_share",
+                "revenue",
+                "revenue_share",
+                "centre",
+                "centre_z",
+                "profile",
+                "profile_z",
+                "top_categories",
+                "preferred_channel",
+                "churn_risk_share",
+                "avg_churn_risk",
+                "avg_clv",
+                "distinctiveness",
+                "distinguishing",
+                "is_new",
+                "centre_shift",
+                F.lit(s.feature_set_label).alias("feature_set"),
+                F.lit(fit.algorithm).alias("algorithm"),
             )
             .persist(StorageLevel.MEMORY_AND_DISK)
         )
         labels = profiles.select("segment_id", "segment_name", "value_class")
-        churn = (F.lit(1.0) - F.col("p_alive").cast("double")) if "p_alive" in feats.columns else F.lit(None).cast("double")
+        churn = (
+            (F.lit(1.0) - F.col("p_alive").cast("double")) if "p_alive" in feats.columns else F.lit(None).cast("double")
+        )
         extras = feats.select(
             "customer_key",
-            (F.col("rfm_segment") if "rfm_segment" in feats.columns else F.lit(None)).cast("string").alias("rfm_segment"),
+            (F.col("rfm_segment") if "rfm_segment" in feats.columns else F.lit(None))
+            .cast("string")
+            .alias("rfm_segment"),
             churn.alias("churn_risk"),
             (F.col("clv") if "clv" in feats.columns else F.lit(None)).cast("double").alias("clv"),
         )
@@ -204,27 +264,44 @@ def run(ctx: StageContext) -> None:
             assigned.join(F.broadcast(labels), on="segment_id", how="left")
             .join(extras, on="customer_key", how="left")
             .select(
-                "customer_key", snapshot, F.col("segment_id").cast("int").alias("segment_id"), "segment_name",
-                "rfm_segment", "value_class", F.col("distance").cast("double").alias("distance"), "churn_risk", "clv",
+                "customer_key",
+                snapshot,
+                F.col("segment_id").cast("int").alias("segment_id"),
+                "segment_name",
+                "rfm_segment",
+                "value_class",
+                F.col("distance").cast("double").alias("distance"),
+                "churn_risk",
+                "clv",
             )
         )
     with rec.stage("quality"):
         extra: dict = {}
-        current = assigned.join(F.broadcast(labels), on="segment_id", how="left").select("customer_key", "segment_id", "segment_name")
+        current = assigned.join(F.broadcast(labels), on="segment_id", how="left").select(
+            "customer_key", "segment_id", "segment_name"
+        )
         empty = spark.createDataFrame([], "customer_key string, segment_id int, segment_name string")
         prev_segments = empty
         if prev_date is not None and t.exists(SEGMENTS):
-            prev_segments = t.read(SEGMENTS).where(F.col("snapshot_date") == F.lit(prev_date)).select(
-                "customer_key", "segment_id", "segment_name"
+            prev_segments = (
+                t.read(SEGMENTS)
+                .where(F.col("snapshot_date") == F.lit(prev_date))
+                .select("customer_key", "segment_id", "segment_name")
             )
-            both = prev_segments.select("customer_key", F.col("segment_id").alias("_prev")).join(
-                current.select("customer_key", F.col("segment_id").alias("_cur")), on="customer_key", how="inner"
-            ).persist(StorageLevel.MEMORY_AND_DISK)
+            both = (
+                prev_segments.select("customer_key", F.col("segment_id").alias("_prev"))
+                .join(current.select("customer_key", F.col("segment_id").alias("_cur")), on="customer_key", how="inner")
+                .persist(StorageLevel.MEMORY_AND_DISK)
+            )
             extra["customers_in_both"] = both.count()
             extra["ari_previous"] = adjusted_rand_index(both, "_prev", "_cur") if extra["customers_in_both"] else None
             both.unpersist()
         responses = _responses(ctx)
-        per_segment = [r.asDict() for r in assigned.transform(response_rates(responses)).collect()] if responses is not None else []
+        per_segment = (
+            [r.asDict() for r in assigned.transform(response_rates(responses)).collect()]
+            if responses is not None
+            else []
+        )
         quality = _quality_rows(ctx, s, fit, matches, per_segment, {k: v for k, v in extra.items() if v is not None})
         migration = (
             migration_matrix(prev_segments, current) if prev_date is not None else migration_matrix(empty, empty)
@@ -235,18 +312,20 @@ def run(ctx: StageContext) -> None:
         t.overwrite(quality, QUALITY, partition_by=["snapshot_date"], where=where)
         t.overwrite(migration, MIGRATION, partition_by=["snapshot_date"], where=where)
     rec.rows_out = fit.quality["rows"]
-    rec.details.update({
-        "k": fit.k,
-        "algorithm": fit.algorithm,
-        "feature_set": s.feature_set_label,
-        "silhouette": fit.quality["silhouette"],
-        "calinski_harabasz": fit.quality["calinski_harabasz"],
-        "previous_snapshot": prev_date,
-        "ari_previous": extra.get("ari_previous"),
-        "segments": {m.segment_id: ("kept" if m.previous_id is not None else "new") for m in matches},
-        "seconds_k_selection": fit.quality["seconds_k_selection"],
-        "seconds_final_fit": fit.quality["seconds_final_fit"],
-    })
+    rec.details.update(
+        {
+            "k": fit.k,
+            "algorithm": fit.algorithm,
+            "feature_set": s.feature_set_label,
+            "silhouette": fit.quality["silhouette"],
+            "calinski_harabasz": fit.quality["calinski_harabasz"],
+            "previous_snapshot": prev_date,
+            "ari_previous": extra.get("ari_previous"),
+            "segments": {m.segment_id: ("kept" if m.previous_id is not None else "new") for m in matches},
+            "seconds_k_selection": fit.quality["seconds_k_selection"],
+            "seconds_final_fit": fit.quality["seconds_final_fit"],
+        }
+    )
     profiles.unpersist()
     assigned.unpersist()
     fit.unpersist()

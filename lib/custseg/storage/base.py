@@ -61,9 +61,7 @@ class StorageSettings:
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
-            raise StorageError(
-                f"storage engine must be one of {', '.join(ENGINES)}; got {self.engine!r}"
-            )
+            raise StorageError(f"storage engine must be one of {', '.join(ENGINES)}; got {self.engine!r}")
 
     @classmethod
     def from_config(cls, conf: Config) -> StorageSettings:
@@ -74,9 +72,7 @@ class StorageSettings:
             schema_evolution=bool(conf.get_path("storage.schema_evolution", False)),
             catalog=str(conf.get_path("storage.catalog", "") or ""),
             schema_prefix=str(conf.get_path("storage.schema_prefix", "") or ""),
-            target_file_bytes=int(
-                conf.get_path("storage.target_file_bytes", cls.target_file_bytes)
-            ),
+            target_file_bytes=int(conf.get_path("storage.target_file_bytes", cls.target_file_bytes)),
         )
 
 
@@ -162,10 +158,7 @@ def as_nullable(data_type: T.DataType) -> T.DataType:
     """The type with every field and element nullable, as Delta stores DataFrame writes."""
     if isinstance(data_type, T.StructType):
         return T.StructType(
-            [
-                T.StructField(f.name, as_nullable(f.dataType), True, f.metadata)
-                for f in data_type.fields
-            ]
+            [T.StructField(f.name, as_nullable(f.dataType), True, f.metadata) for f in data_type.fields]
         )
     if isinstance(data_type, T.ArrayType):
         return T.ArrayType(as_nullable(data_type.elementType), True)
@@ -219,11 +212,7 @@ def where_predicate(where: Mapping[str, list[str | None]], schema: T.StructType)
         literals = [f"CAST({sql_string(v)} AS {type_sql})" for v in values if v is not None]
         parts = []
         if literals:
-            parts.append(
-                f"{name} = {literals[0]}"
-                if len(literals) == 1
-                else f"{name} IN ({', '.join(literals)})"
-            )
+            parts.append(f"{name} = {literals[0]}" if len(literals) == 1 else f"{name} IN ({', '.join(literals)})")
         if any(v is None for v in values):
             parts.append(f"{name} IS NULL")
         terms.append(parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")")
@@ -276,9 +265,7 @@ class Tables:
         path = self.path(name)
         s = self.settings
         if s.catalog:
-            ident = ".".join(
-                quote_ident(p) for p in (s.catalog, f"{s.schema_prefix}{layer}", table)
-            )
+            ident = ".".join(quote_ident(p) for p in (s.catalog, f"{s.schema_prefix}{layer}", table))
             return TableRef(name, layer, table, path, ident, True)
         return TableRef(name, layer, table, path, f"delta.{quote_ident(path)}", False)
 
@@ -291,9 +278,7 @@ class Tables:
         """The table (at ``version`` if given) as a DataFrame with the table's schema."""
         ref = self._require(name)
         if version is not None and (not isinstance(version, int) or version < 0):
-            raise StorageError(
-                f"table {name}: version must be a non-negative integer, got {version!r}"
-            )
+            raise StorageError(f"table {name}: version must be a non-negative integer, got {version!r}")
         return self._engine.read(ref, version)
 
     def schema(self, name: str) -> T.StructType:
@@ -361,9 +346,7 @@ class Tables:
         if partition_by is not None and (
             isinstance(partition_by, str) or not all(isinstance(p, str) for p in partition_by)
         ):
-            raise StorageError(
-                f"table {name}: partition_by must be a list of column names, got {partition_by!r}"
-            )
+            raise StorageError(f"table {name}: partition_by must be a list of column names, got {partition_by!r}")
         _check_writable_types(name, df.schema)
         exists = self._engine.exists(ref)
         if exists:
@@ -386,16 +369,10 @@ class Tables:
             predicate = where_predicate(where_values, schema)
             # Fail the write (not filter) on a row outside the replaced partitions.
             guard = F.when(F.expr(predicate), F.lit(True)).otherwise(
-                F.raise_error(
-                    F.lit(
-                        f"{WHERE_GUARD_MARKER}: a row of the data for {name} does not match {predicate}"
-                    )
-                )
+                F.raise_error(F.lit(f"{WHERE_GUARD_MARKER}: a row of the data for {name} does not match {predicate}"))
             )
             aligned = aligned.filter(guard)
-        req = WriteRequest(
-            ref, aligned, mode, parts, schema, not exists, new, where_values, predicate
-        )
+        req = WriteRequest(ref, aligned, mode, parts, schema, not exists, new, where_values, predicate)
         try:
             return self._engine.write(req)
         except StorageError:
@@ -412,9 +389,7 @@ class Tables:
 def _split_name(name: str) -> tuple[str, str]:
     parts = name.split(".") if isinstance(name, str) else []
     if len(parts) != 2 or not all(_IDENT.fullmatch(p) for p in parts):
-        raise StorageError(
-            f"bad table name {name!r}: expected 'layer.table', two identifiers like 'silver.orders'"
-        )
+        raise StorageError(f"bad table name {name!r}: expected 'layer.table', two identifiers like 'silver.orders'")
     return parts[0], parts[1]
 
 
@@ -422,9 +397,7 @@ def _check_writable_types(name: str, schema: T.StructType) -> None:
     names = [f.name for f in schema.fields]
     dupes = sorted({n for n in names if [m.lower() for m in names].count(n.lower()) > 1})
     if dupes:
-        raise SchemaMismatchError(
-            f"table {name}: duplicate column names (case-insensitive): {dupes}"
-        )
+        raise SchemaMismatchError(f"table {name}: duplicate column names (case-insensitive): {dupes}")
     void = [f.name for f in schema.fields if isinstance(f.dataType, T.NullType)]
     if void:
         raise SchemaMismatchError(
@@ -441,11 +414,7 @@ def _check_partitioning(name: str, parts: list[str], schema: T.StructType) -> No
         raise StorageError(f"table {name}: partition columns repeat: {parts}")
     if parts and len(parts) == len(types):
         raise StorageError(f"table {name}: cannot partition by every column {parts}")
-    bad = [
-        p
-        for p in parts
-        if isinstance(types[p], (T.StructType, T.ArrayType, T.MapType, T.BinaryType))
-    ]
+    bad = [p for p in parts if isinstance(types[p], (T.StructType, T.ArrayType, T.MapType, T.BinaryType))]
     if bad:
         raise StorageError(f"table {name}: partition columns must be atomic types, not {bad}")
 
@@ -462,11 +431,7 @@ def _conform(
     incoming = {f.name: f for f in df.schema.fields}
     existing = {f.name: f for f in table.fields}
     lower = {n.lower(): n for n in existing}
-    case_only = [
-        f"{n} (table has {lower[n.lower()]})"
-        for n in incoming
-        if n not in existing and n.lower() in lower
-    ]
+    case_only = [f"{n} (table has {lower[n.lower()]})" for n in incoming if n not in existing and n.lower() in lower]
     changed = [
         f"{n}: table {existing[n].dataType.simpleString()}, data {incoming[n].dataType.simpleString()}"
         for n in incoming
@@ -484,35 +449,23 @@ def _conform(
     if not evolve and missing:
         problems.append(f"missing columns {missing}")
     if problems:
-        raise SchemaMismatchError(
-            f"table {name}: data does not fit the table schema: " + "; ".join(problems)
-        )
-    new = [
-        T.StructField(n, as_nullable(incoming[n].dataType), True, incoming[n].metadata)
-        for n in extra
-    ]
+        raise SchemaMismatchError(f"table {name}: data does not fit the table schema: " + "; ".join(problems))
+    new = [T.StructField(n, as_nullable(incoming[n].dataType), True, incoming[n].metadata) for n in extra]
     schema = T.StructType(list(table.fields) + new)
     exprs = [
-        col(f.name) if f.name in incoming else F.lit(None).cast(f.dataType).alias(f.name)
-        for f in table.fields
+        col(f.name) if f.name in incoming else F.lit(None).cast(f.dataType).alias(f.name) for f in table.fields
     ] + [col(f.name) for f in new]
     if new or missing:
         log.info("table %s: schema evolves, adding %s, filling %s with nulls", name, extra, missing)
     return df.select(*exprs), schema, new
 
 
-def _normalize_where(
-    name: str, where: Mapping[str, Any], parts: list[str]
-) -> dict[str, list[str | None]]:
+def _normalize_where(name: str, where: Mapping[str, Any], parts: list[str]) -> dict[str, list[str | None]]:
     if not isinstance(where, Mapping) or not where:
-        raise StorageError(
-            f"table {name}: where must be a non-empty mapping of partition column to value(s)"
-        )
+        raise StorageError(f"table {name}: where must be a non-empty mapping of partition column to value(s)")
     not_parts = [k for k in where if k not in parts]
     if not_parts:
-        raise StorageError(
-            f"table {name}: where keys {not_parts} are not partition columns (partitioned by {parts})"
-        )
+        raise StorageError(f"table {name}: where keys {not_parts} are not partition columns (partitioned by {parts})")
     out: dict[str, list[str | None]] = {}
     for key, value in where.items():
         values = list(value) if isinstance(value, (list, tuple, set, frozenset)) else [value]
@@ -549,8 +502,7 @@ def _check_where_types(name: str, where: dict[str, list[str | None]], schema: T.
                 parse(value)
             except (ValueError, KeyError, ArithmeticError) as exc:
                 raise StorageError(
-                    f"table {name}: where {key}={value!r} is not a valid "
-                    f"{types[key].simpleString()} value"
+                    f"table {name}: where {key}={value!r} is not a valid {types[key].simpleString()} value"
                 ) from exc
 
 

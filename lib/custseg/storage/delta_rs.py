@@ -153,9 +153,7 @@ class DeltaRsEngine(Engine):
             out.append(
                 {
                     "version": commit["version"],
-                    "timestamp": dt.datetime.fromtimestamp(
-                        commit["timestamp"] / 1000, tz=dt.timezone.utc
-                    ),
+                    "timestamp": dt.datetime.fromtimestamp(commit["timestamp"] / 1000, tz=dt.timezone.utc),
                     "operation": commit.get("operation", ""),
                     "parameters": params,
                     "metrics": metrics,
@@ -264,9 +262,7 @@ class DeltaRsEngine(Engine):
                         adds,
                         mode="error",
                         partition_by=req.partition_by or None,
-                        commit_properties=CommitProperties(
-                            custom_metadata=meta, max_commit_retries=0
-                        ),
+                        commit_properties=CommitProperties(custom_metadata=meta, max_commit_retries=0),
                     )
                     return 0
                 except DeltaError as exc:  # CommitFailedError included
@@ -372,9 +368,7 @@ def _unescape(text: str) -> str:
 def _partition_values(rel_path: str, partition_by: list[str]) -> dict[str, str | None]:
     folders = rel_path.split("/")[:-1]
     if len(folders) != len(partition_by):
-        raise StorageError(
-            f"unexpected data file {rel_path!r} for partition columns {partition_by}"
-        )
+        raise StorageError(f"unexpected data file {rel_path!r} for partition columns {partition_by}")
     values: dict[str, str | None] = {}
     for folder, name in zip(folders, partition_by, strict=True):
         key, sep, raw = folder.partition("=")
@@ -384,9 +378,7 @@ def _partition_values(rel_path: str, partition_by: list[str]) -> dict[str, str |
     return values
 
 
-def _describe_files(
-    staging: str, data_schema: T.StructType, partition_by: list[str]
-) -> list[DataFile]:
+def _describe_files(staging: str, data_schema: T.StructType, partition_by: list[str]) -> list[DataFile]:
     rels = []
     for folder, dirs, names in os.walk(staging):
         # As Spark's file index does: "_x" is hidden unless it is a partition folder "_x=v".
@@ -464,11 +456,7 @@ def _check_readable(ref: TableRef, table: DeltaTable) -> None:
     protocol = table.protocol()
     features = set(protocol.reader_features or [])
     mapping = (table.metadata().configuration or {}).get("delta.columnMapping.mode", "none")
-    if (
-        protocol.min_reader_version == 2
-        or features & UNSUPPORTED_READER_FEATURES
-        or mapping != "none"
-    ):
+    if protocol.min_reader_version == 2 or features & UNSUPPORTED_READER_FEATURES or mapping != "none":
         raise StorageError(
             f"table {ref.name} uses {sorted(features & UNSUPPORTED_READER_FEATURES) or 'column mapping'}, "
             "which engine delta-rs cannot read through Spark's Parquet reader; use engine spark-delta"
@@ -483,11 +471,7 @@ def _check_writable(ref: TableRef, table: DeltaTable) -> None:
     if config.get("delta.enableChangeDataFeed", "false").lower() == "true":
         found.append("delta.enableChangeDataFeed")
     schema_json = table.schema().to_json()
-    found += [
-        k
-        for k in ("delta.generationExpression", "delta.identity", "delta.invariants")
-        if k in schema_json
-    ]
+    found += [k for k in ("delta.generationExpression", "delta.identity", "delta.invariants") if k in schema_json]
     if found:
         raise StorageError(
             f"table {ref.name} uses {sorted(set(found))}, which engine delta-rs cannot enforce "
@@ -548,9 +532,7 @@ def file_stats(path: str, leaves: dict[str, tuple[tuple[str, ...], T.DataType]])
             if key not in leaves:
                 continue
             if chunk.physical_type == "INT96":
-                raise StorageError(
-                    f"{path}: column {key} written as INT96; Delta needs TIMESTAMP_MICROS"
-                )
+                raise StorageError(f"{path}: column {key} written as INT96; Delta needs TIMESTAMP_MICROS")
             st = chunk.statistics
             if st is None or not st.has_null_count:
                 nulls[key] = None

@@ -106,9 +106,7 @@ class SparkDeltaEngine(Engine):
         except Exception as exc:
             text = str(exc)
             if any(name in text for name in _CONFLICTS):
-                raise CommitConflictError(
-                    f"table {ref.name}: concurrent write conflict: {text[:500]}"
-                ) from exc
+                raise CommitConflictError(f"table {ref.name}: concurrent write conflict: {text[:500]}") from exc
             if any(name in text for name in _SCHEMA_ERRORS):
                 raise SchemaMismatchError(f"table {ref.name}: {text[:500]}") from exc
             raise
