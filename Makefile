@@ -10,8 +10,8 @@ UV_VERSION := 0.13.9
 
 .PHONY: demo test test-fast lint format bench clean java venv dist
 
-# uv installs the same pins as pip in well under half the time (downloads in parallel; the
-# pyspark sdist is built while the rest unpacks): 28 s against 67 s here on an empty cache.
+# uv installs the same pins as pip in under half the time (downloads in parallel; the
+# pyspark sdist is built while the rest unpacks): 35 s against about 80 s on an empty cache (2 cores).
 # uv reads UV_INDEX_URL, not pip's settings: behind a private index, set both. Where uv itself
 # cannot be installed, pip does the whole install.
 $(STAMP): pyproject.toml
