@@ -4,6 +4,9 @@
 # Spark args may also come before the job args when they start with --master/--deploy-mode/...:
 #   ./spark-submit.sh pipeline --date 2026-06-30 --master spark://host:7077
 # Uses $SPARK_HOME/bin/spark-submit when set, else the one from the project's venv.
+# Secrets never go in the arguments (`ps` shows them to every user): the PII salt comes from
+# CUSTSEG_PII_SALT in the environment; executors that need it (pii.key_delivery: worker_env)
+# get spark.executorEnv.CUSTSEG_PII_SALT from a --properties-file, masked by the redaction regex.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 job="${1:?usage: ./spark-submit.sh <job> [--conf F] [--date D] [spark-submit args]}"; shift
@@ -56,6 +59,7 @@ exec "$submit" \
   --py-files "$zip_file" \
   --files "$files" \
   --conf spark.sql.session.timeZone=UTC \
+  --conf 'spark.redaction.regex=(?i)secret|password|token|access[.]?key|salt|credential|api[._-]?key|fs\.azure\.account\.key|fs\.s3a\.[a-z0-9.]*key' \
   --conf "spark.executorEnv.PYTHONPATH=$zip_file" \
   "${spark_args[@]}" \
   "$job_file" "${job_args[@]}"

@@ -16,7 +16,8 @@ sys.path.insert(0, str(ROOT / "lib"))
 sys.path.insert(0, str(ROOT))
 
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-os.environ.setdefault("CUSTSEG_PII_SALT", "test-salt-for-unit-tests")
+# At least pii.salt_min_length (32) bytes; the key-safety tests plant their own salts.
+os.environ.setdefault("CUSTSEG_PII_SALT", "test-salt-for-unit-tests-0123456789abcdef")
 
 SHARED = ROOT.parent / "shared"
 

@@ -40,7 +40,6 @@ OPEN_SECTIONS = frozenset(
 )
 
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_SECRET_HINTS = ("salt", "secret", "password", "token", "key_id", "access_key")
 
 
 class ConfigError(ValueError):
@@ -209,14 +208,24 @@ class Config(Section):
         return ConfigError(f"{self.source_of(dotted)}: key '{dotted}' {problem}")
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Config:
-        """A copy with dotted keys replaced (tests, CLI ``--set a.b=c``)."""
+        """A copy with dotted keys replaced (tests, CLI ``--set a.b=c``).
+
+        Only keys the config declares (or keys inside an open map) may be set, and never a
+        secret: ``--set`` values are process arguments, visible to every user of the machine
+        (``ps``) and to cluster managers' step lists.
+        """
+        from custseg.redaction import is_secret_key
+
         data = copy.deepcopy(self._data)
         for dotted, value in overrides.items():
-            node = data
-            *parents, leaf = dotted.split(".")
-            for part in parents:
-                node = node.setdefault(part, {})
-            if leaf in node and not _compatible(node[leaf], value) and dotted.rpartition(".")[0] not in OPEN_SECTIONS:
+            if is_secret_key(dotted):
+                raise ConfigError(
+                    f"override: key '{dotted}' is a secret and cannot be set on the command line (process "
+                    "arguments are visible to other users and in job listings); set it in the environment "
+                    "or a secret store (pii.salt_env / pii.salt_secret for the PII salt)"
+                )
+            node, leaf, parent = _override_target(data, dotted)
+            if leaf in node and not _compatible(node[leaf], value) and parent not in OPEN_SECTIONS:
                 raise ConfigError(f"override: key '{dotted}' must be a {_type_name(node[leaf])}, got {value!r}")
             node[leaf] = value
         conf = Config(data, self.file, dict(self.origin))
@@ -224,17 +233,37 @@ class Config(Section):
         return conf
 
     def redacted(self) -> dict:
-        def walk(node: Any, key: str) -> Any:
-            if isinstance(node, dict):
-                return {k: walk(v, k) for k, v in node.items()}
-            if any(h in key.lower() for h in _SECRET_HINTS) and node not in (None, ""):
-                return "***"
-            return node
+        """The config with every string under a secret-looking key masked (``custseg.redaction``)."""
+        from custseg.redaction import redact_mapping
 
-        return walk(self._data, "")
+        return redact_mapping(self._data)
 
     def log_effective(self, logger: logging.Logger = log) -> None:
         logger.info("effective config from %s:\n%s", self.file, json.dumps(self.redacted(), indent=1, default=str))
+
+
+def _override_target(data: dict, dotted: str) -> tuple[dict, str, str]:
+    """(mapping, leaf key, parent path) that ``--set dotted=...`` writes; unknown keys are refused.
+
+    Inside ``spark.conf`` the rest of the key is one Spark property (``spark.conf.spark.sql.x``);
+    inside the other open maps missing levels are created.
+    """
+    if dotted.startswith("spark.conf."):
+        return data.setdefault("spark", {}).setdefault("conf", {}), dotted[len("spark.conf.") :], "spark.conf"
+    node: dict = data
+    *parents, leaf = dotted.split(".")
+    for i, part in enumerate(parents):
+        here = ".".join(parents[:i])
+        if not isinstance(node.get(part), dict):
+            if here not in OPEN_SECTIONS and ".".join(parents[: i + 1]) not in OPEN_SECTIONS:
+                raise ConfigError(f"override: unknown key '{dotted}' (no section '{'.'.join(parents[: i + 1])}')")
+            node[part] = {}
+        node = node[part]
+    parent = ".".join(parents)
+    if leaf not in node and not any(parent == s or parent.startswith(s + ".") for s in OPEN_SECTIONS):
+        known = ", ".join(sorted(node)) or "(none)"
+        raise ConfigError(f"override: unknown key '{dotted}' (known here: {known})")
+    return node, leaf, parent
 
 
 def resolve_conf_path(path: str | os.PathLike | None) -> Path:
@@ -304,6 +333,15 @@ def _check_core(conf: Config) -> None:
                 raise conf.error(
                     "rfm.segments", f"entry {key}.{axis} must be [low, high] within 1..{bins}; got {lo_hi!r}"
                 )
+    delivery = conf.get_path("pii.key_delivery", "closure")
+    if delivery not in ("closure", "worker_env"):
+        raise conf.error("pii.key_delivery", f"must be 'closure' or 'worker_env'; got {delivery!r}")
+    min_len = conf.get_path("pii.salt_min_length", 32)
+    if not isinstance(min_len, int) or isinstance(min_len, bool) or min_len < 16:
+        raise conf.error("pii.salt_min_length", f"must be an integer of at least 16 (bytes); got {min_len!r}")
+    salt_env = conf.get_path("pii.salt_env", "CUSTSEG_PII_SALT")
+    if not isinstance(salt_env, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", salt_env):
+        raise conf.error("pii.salt_env", f"must name an environment variable; got {salt_env!r}")
     method = conf.get_path("rfm.binning", "quantile")
     if method not in ("quantile", "fixed"):
         raise conf.error("rfm.binning", f"must be 'quantile' or 'fixed'; got {method!r}")

@@ -34,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     home = Path(args.home).resolve()
     os.environ["CUSTSEG_HOME"] = str(home)
+    refusal = _salt_refusal(args.conf)
+    if refusal:
+        log.error("%s", refusal)
+        return 2
     manifest = home / "truth" / "manifest.json"
     if args.regenerate or not manifest.exists():
         from custseg.datagen import generate
@@ -49,6 +53,23 @@ def main(argv: list[str] | None = None) -> int:
         return rc
     print_summary(home, run_date)
     return 0
+
+
+def _salt_refusal(conf_path: str | None) -> str | None:
+    """Why the demo must not run with this config's salt (before any data is generated), or None.
+
+    The demo salt is public: only a config that allows it (conf/local.yaml) may fall back to
+    it, so ``custseg demo --conf <production conf>`` without CUSTSEG_PII_SALT never writes
+    demo-salted keys into production tables.
+    """
+    from custseg.config import ConfigError, load_config
+    from custseg.pii import MissingSaltError, resolve_pii_key
+
+    try:
+        resolve_pii_key(load_config(conf_path), demo=True)
+    except (ConfigError, MissingSaltError) as exc:
+        return str(exc)
+    return None
 
 
 def print_summary(home: Path, run_date: str) -> None:

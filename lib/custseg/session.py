@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 from pyspark.sql import SparkSession
 
 from custseg.config import Config
+from custseg.redaction import SPARK_REDACTION_REGEX
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,9 @@ def get_session(conf: Config, app_name: str | None = None) -> SparkSession:
 def local_session(conf: Config, app_name: str = "custseg") -> SparkSession:
     sconf = conf.spark
     partitions = sconf.shuffle_partitions or default_shuffle_partitions()
+    # Python workers (the PII HMAC is a pandas UDF) run this interpreter, which has pandas
+    # and pyarrow, unless PYSPARK_PYTHON says otherwise (PySpark's default is `python3`).
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = (
         SparkSession.builder.master(sconf.master)
         .appName(app_name)
@@ -59,6 +64,8 @@ def local_session(conf: Config, app_name: str = "custseg") -> SparkSession:
         .config("spark.ui.enabled", str(bool(sconf.ui)).lower())
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
+        # Masks secrets (the PII salt in executor env vars, storage keys) in the UI and event log.
+        .config("spark.redaction.regex", SPARK_REDACTION_REGEX)
     )
     for key, value in sconf.conf.items():
         builder = builder.config(key, str(value))

@@ -115,7 +115,7 @@ def test_pipeline_through_spark_submit_on_standalone(standalone, tmp_path):
     master_url, env = standalone
     summary = generate(tmp_path, customers=300, days=120, seed=3, bad_share=0.01)
     run_date = summary.batch_dates[-1]
-    env = {**env, "CUSTSEG_HOME": str(tmp_path), "CUSTSEG_PII_SALT": "cluster-test-salt"}
+    env = {**env, "CUSTSEG_HOME": str(tmp_path), "CUSTSEG_PII_SALT": "cluster-test-salt-0123456789abcdefghij"}
     # One submission for three stages: each spark-submit starts a driver JVM (tens of seconds here).
     proc = subprocess.run(
         [

@@ -1,8 +1,12 @@
 """Config layering, interpolation, and errors that name the key and the file."""
 
+import json
+import re
+
 import pytest
 
 from custseg.config import ConfigError, load_config
+from custseg.redaction import MASK
 
 
 def _write(path, text):
@@ -78,10 +82,49 @@ def test_invalid_yaml_names_file(conf_dir):
 
 
 def test_secrets_are_redacted_in_logged_config(tmp_path):
-    _write(tmp_path / "base.yaml", "pii:\n  salt: ${SALT:-}\n")
-    conf = load_config(tmp_path / "base.yaml", env={"SALT": "s3cret"})
-    assert conf.pii.salt == "s3cret"
-    assert conf.redacted()["pii"]["salt"] == "***"
+    _write(
+        tmp_path / "base.yaml",
+        "pii:\n  salt_env: CUSTSEG_PII_SALT\n  demo_salt: d\n"
+        "spark:\n  conf: {}\n"
+        "ads:\n  api_key: ${K:-}\n  credentials_json: ${K:-}\n",
+    )
+    over = _write(
+        tmp_path / "over.yaml",
+        "extends: base.yaml\nspark:\n  conf:\n"
+        "    fs.azure.account.key.acct.dfs.core.windows.net: ${K}\n"
+        "    fs.s3a.encryption.key: ${K}\n"
+        "    fs.s3a.secret.key: ${K}\n"
+        "    spark.executorEnv.CUSTSEG_PII_SALT: ${K}\n"
+        "    spark.sql.shuffle.partitions: '4'\n",
+    )
+    conf = load_config(over, env={"K": "s3cret-value"})
+    logged = json.dumps(conf.redacted())
+    assert "s3cret-value" not in logged
+    red = conf.redacted()
+    assert red["spark"]["conf"]["spark.sql.shuffle.partitions"] == "4"  # not a secret: shown
+    assert red["pii"]["salt_env"] == "CUSTSEG_PII_SALT"  # the variable's name is no secret
+    assert set(red["spark"]["conf"].values()) == {"4", MASK}
+
+
+@pytest.mark.parametrize(
+    "key", ["pii.salt", "pii.demo_salt", "spark.conf.fs.s3a.secret.key", "spark.conf.spark.executorEnv.X_SALT"]
+)
+def test_set_refuses_secrets_on_the_command_line(key):
+    conf = load_config("local.yaml", env={})
+    with pytest.raises(ConfigError, match=rf"'{re.escape(key)}' is a secret"):
+        conf.with_overrides({key: "x" * 40})
+
+
+def test_set_refuses_unknown_keys_but_not_open_maps():
+    conf = load_config("local.yaml", env={})
+    with pytest.raises(ConfigError, match=r"unknown key 'rfm\.binz'"):
+        conf.with_overrides({"rfm.binz": 5})
+    with pytest.raises(ConfigError, match=r"unknown key 'nope\.x'"):
+        conf.with_overrides({"nope.x": 1})
+    opened = conf.with_overrides({"spark.conf.spark.sql.shuffle.partitions": "8", "pii.key_delivery": "worker_env"})
+    assert opened.spark.conf["spark.sql.shuffle.partitions"] == "8" and opened.pii.key_delivery == "worker_env"
+    with pytest.raises(ConfigError, match=r"key 'pii\.key_delivery' must be 'closure' or 'worker_env'"):
+        conf.with_overrides({"pii.key_delivery": "broadcast"})
 
 
 def test_repo_configs_all_load():

@@ -198,3 +198,48 @@ def test_package_sh_builds_a_reproducible_zip(tmp_path):
         if "__pycache__" not in p.parts
     )
     assert sorted(n for n in names if n.endswith(".py")) == lib
+
+
+# --- secrets stay masked in Spark's UI and event log ---------------------------------------
+
+SECRET_KEYS = [
+    "spark.yarn.appMasterEnv.CUSTSEG_PII_SALT",
+    "spark.executorEnv.CUSTSEG_PII_SALT",
+    "fs.azure.account.key.myacct.dfs.core.windows.net",
+    "spark.hadoop.fs.azure.account.key.myacct.blob.core.windows.net",
+    "fs.s3a.encryption.key",
+    "spark.hadoop.fs.s3a.secret.key",
+    "spark.hadoop.fs.s3a.access.key",
+    "spark.datadog.api_key",
+    "spark.hadoop.google.cloud.auth.service.account.json.keyfile.credentials",
+]
+NOT_SECRET_KEYS = ["spark.sql.shuffle.partitions", "spark.sql.session.timeZone", "spark.executor.memory"]
+
+
+def test_redaction_regex_masks_every_secret_key():
+    from custseg.redaction import SPARK_REDACTION_REGEX, is_secret_key
+
+    for key in SECRET_KEYS:
+        assert re.search(SPARK_REDACTION_REGEX, key), key
+        assert is_secret_key(key), key
+    for key in NOT_SECRET_KEYS:
+        assert not re.search(SPARK_REDACTION_REGEX, key), key
+    # Spark's own default misses the salt and the Azure / S3A encryption keys (why custseg sets its own)
+    default = r"(?i)secret|password|token|access[.]?key"
+    assert not re.search(default, "spark.yarn.appMasterEnv.CUSTSEG_PII_SALT")
+    assert not re.search(default, "fs.azure.account.key.myacct.dfs.core.windows.net")
+
+
+def test_every_deployment_sets_the_redaction_regex(bundle):
+    from custseg.redaction import SPARK_REDACTION_REGEX
+
+    emr = json.loads((EMR / "configurations.json").read_text())
+    (defaults,) = [c["Properties"] for c in emr if c["Classification"] == "spark-defaults"]
+    assert defaults["spark.redaction.regex"] == SPARK_REDACTION_REGEX
+    assert not any("appMasterEnv" in k or "executorEnv" in k for k in defaults), "no salt in a file of the repo"
+    (job,) = bundle["resources"]["jobs"].values()
+    cluster = job["job_clusters"][0]["new_cluster"]
+    assert cluster["spark_conf"]["spark.redaction.regex"] == SPARK_REDACTION_REGEX
+    assert f"--conf 'spark.redaction.regex={SPARK_REDACTION_REGEX}'" in (ROOT / "spark-submit.sh").read_text()
+    for name in STEP_FILES:  # the salt is never a step argument
+        assert "SALT" not in (EMR / name).read_text().upper()

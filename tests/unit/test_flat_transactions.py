@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -43,7 +44,7 @@ def _raw(line: str) -> str:
 
 def _key(spark, customer_id: str) -> str:
     df = spark.createDataFrame([(customer_id,)], "cid string")
-    return df.select(identity_key("customer_id", F.col("cid"), "test-salt-for-unit-tests").alias("k")).first()["k"]
+    return df.select(identity_key("customer_id", F.col("cid"), os.environ["CUSTSEG_PII_SALT"]).alias("k")).first()["k"]
 
 
 def test_line_items_become_orders_items_and_customers(spark, home):

@@ -25,7 +25,7 @@ from custseg.conform.identity import (
     email_key,
     with_customer_key,
 )
-from custseg.pii import identity_key
+from custseg.pii import PiiKey, identity_key
 from custseg.sources.base import parse_ts
 
 EVENT_COLUMNS = [
@@ -74,11 +74,11 @@ def latest_by(key: str) -> Callable[[DataFrame], DataFrame]:
     return transform
 
 
-def _by_customer_id(salt: str, identity_map: DataFrame) -> Callable[[DataFrame], DataFrame]:
+def _by_customer_id(salt: PiiKey | str, identity_map: DataFrame) -> Callable[[DataFrame], DataFrame]:
     return with_customer_key(identity_map, (CUSTOMER_ID, customer_id_key("customer_id", salt)))
 
 
-def conform_events(salt: str, identity_map: DataFrame) -> Callable[[DataFrame], DataFrame]:
+def conform_events(salt: PiiKey | str, identity_map: DataFrame) -> Callable[[DataFrame], DataFrame]:
     """Attributed by customer_id (after login), else by the device's owner in the identity map."""
 
     def transform(bronze: DataFrame) -> DataFrame:
@@ -110,7 +110,7 @@ def conform_events(salt: str, identity_map: DataFrame) -> Callable[[DataFrame], 
     return transform
 
 
-def conform_feedback(salt: str, identity_map: DataFrame) -> Callable[[DataFrame], DataFrame]:
+def conform_feedback(salt: PiiKey | str, identity_map: DataFrame) -> Callable[[DataFrame], DataFrame]:
     def transform(bronze: DataFrame) -> DataFrame:
         nps = F.col("nps").try_cast("int")
         rating = F.col("rating").try_cast("int")
@@ -134,7 +134,7 @@ def conform_feedback(salt: str, identity_map: DataFrame) -> Callable[[DataFrame]
     return transform
 
 
-def conform_social(salt: str, identity_map: DataFrame) -> Callable[[DataFrame], DataFrame]:
+def conform_social(salt: PiiKey | str, identity_map: DataFrame) -> Callable[[DataFrame], DataFrame]:
     """Social profiles matched to customers through the hashed normalized e-mail."""
 
     def transform(bronze: DataFrame) -> DataFrame:
@@ -154,7 +154,7 @@ def conform_social(salt: str, identity_map: DataFrame) -> Callable[[DataFrame], 
     return transform
 
 
-def conform_responses(salt: str, identity_map: DataFrame) -> Callable[[DataFrame], DataFrame]:
+def conform_responses(salt: PiiKey | str, identity_map: DataFrame) -> Callable[[DataFrame], DataFrame]:
     def transform(bronze: DataFrame) -> DataFrame:
         w = Window.partitionBy(F.trim("campaign_id"), F.trim("customer_id")).orderBy(
             F.col("_batch_date").desc(), F.col("_source_file").desc()

@@ -9,7 +9,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
-from custseg.pii import identity_key, normalize_email, normalize_phone, sha256_hex
+from custseg.pii import PiiKey, identity_key, normalize_email, normalize_phone, sha256_hex
 from custseg.sources.base import parse_date, parse_ts
 
 AGE_BANDS = [(18, "18-24"), (25, "25-34"), (35, "35-44"), (45, "45-54"), (55, "55-64"), (65, "65+")]
@@ -28,7 +28,7 @@ def age_band(birth_date, as_of: date):
     return expr
 
 
-def conform_customers(salt: str, as_of: date, country_code: str = "44") -> Callable[[DataFrame], DataFrame]:
+def conform_customers(salt: PiiKey | str, as_of: date, country_code: str = "44") -> Callable[[DataFrame], DataFrame]:
     """Latest CRM row per customer_id (by updated_at, then batch), keyed and hashed."""
 
     def transform(bronze: DataFrame) -> DataFrame:

@@ -38,7 +38,7 @@ from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from custseg.pii import identity_key, normalize_email, normalize_phone
+from custseg.pii import PiiKey, identity_key, normalize_email, normalize_phone
 
 log = logging.getLogger(__name__)
 
@@ -56,19 +56,19 @@ def _blank_to_null(value: Column | str) -> Column:
     return F.nullif(F.trim(col), F.lit(""))
 
 
-def customer_id_key(value: Column | str, salt: str) -> Column:
+def customer_id_key(value: Column | str, salt: PiiKey | str) -> Column:
     return identity_key(CUSTOMER_ID, _blank_to_null(value), salt)
 
 
-def email_key(value: Column | str, salt: str) -> Column:
+def email_key(value: Column | str, salt: PiiKey | str) -> Column:
     return identity_key(EMAIL, normalize_email(value), salt)
 
 
-def phone_key(value: Column | str, salt: str, country_code: str = "44") -> Column:
+def phone_key(value: Column | str, salt: PiiKey | str, country_code: str = "44") -> Column:
     return identity_key(PHONE, normalize_phone(value, country_code), salt)
 
 
-def device_key(value: Column | str, salt: str) -> Column:
+def device_key(value: Column | str, salt: PiiKey | str) -> Column:
     return identity_key(DEVICE, _blank_to_null(value), salt)
 
 
@@ -110,7 +110,7 @@ def customer_edges(customers: DataFrame) -> DataFrame:
     )
 
 
-def order_edges(salt: str, country_code: str = "44") -> Callable[[DataFrame], DataFrame]:
+def order_edges(salt: PiiKey | str, country_code: str = "44") -> Callable[[DataFrame], DataFrame]:
     """bronze.orders -> customer_id-phone edges from tickets that carry both."""
 
     def transform(orders: DataFrame) -> DataFrame:
@@ -126,7 +126,7 @@ def order_edges(salt: str, country_code: str = "44") -> Callable[[DataFrame], Da
     return transform
 
 
-def login_edges(salt: str) -> Callable[[DataFrame], DataFrame]:
+def login_edges(salt: PiiKey | str) -> Callable[[DataFrame], DataFrame]:
     """bronze.events -> customer_id-device edges: a device seen in a login event (one with a customer_id)."""
 
     def transform(events: DataFrame) -> DataFrame:

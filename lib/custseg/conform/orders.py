@@ -20,6 +20,7 @@ from custseg.conform.identity import (
     phone_key,
     with_customer_key,
 )
+from custseg.pii import PiiKey
 from custseg.sources.base import parse_ts
 
 ORDER_COLUMNS = [
@@ -63,7 +64,9 @@ def latest_orders(bronze: DataFrame) -> DataFrame:
     return bronze.withColumn("_r", F.row_number().over(w)).where(F.col("_r") == 1).drop("_r")
 
 
-def resolve_customer(identity_map: DataFrame, salt: str, country_code: str = "44") -> Callable[[DataFrame], DataFrame]:
+def resolve_customer(
+    identity_map: DataFrame, salt: PiiKey | str, country_code: str = "44"
+) -> Callable[[DataFrame], DataFrame]:
     """Adds ``customer_key`` from ``silver.identity_map``: by customer_id, else by the loyalty phone.
 
     A phone shared by two customers is ambiguous in the identity graph and resolves to neither.

@@ -29,17 +29,33 @@ from custseg.conform.orders import (
     orders_from_items,
     resolve_customer,
 )
-from custseg.pii import resolve_salt
+from custseg.pii import PiiKey, resolve_pii_key
 from custseg.sources.base import parse_ts
 from custseg.stages.context import StageContext
 from custseg.stages.flat_inputs import bronze_with_flat
+from custseg.stages.key_guard import check_pii_key, record_pii_key
 
 log = logging.getLogger(__name__)
+
+ACTIVITY_TABLES = ("events", "feedback", "social", "campaign_responses")
+# Every silver table holding keys made with the PII key (its fingerprint is checked before writing).
+KEYED_TABLES = [
+    "silver.customers",
+    "silver.identity_map",
+    "silver.order_items",
+    "silver.orders",
+    *(f"silver.{name}" for name in ACTIVITY_TABLES),
+]
 
 
 def run(ctx: StageContext) -> None:
     t, rec = ctx.tables, ctx.recorder
-    salt = resolve_salt(ctx.conf, allow_demo=ctx.demo)
+    salt = resolve_pii_key(ctx.conf, demo=ctx.demo)
+    # Before anything is written: a run with another key fails here, and the first run records
+    # its key for every keyed table up front, so a run that fails midway is still guarded.
+    on_record = check_pii_key(t, salt, KEYED_TABLES)
+    record_pii_key(ctx.spark, t, salt, KEYED_TABLES, ctx.as_of, on_record)
+    rec.details["pii_key_fingerprint"] = salt.fingerprint
     cc = ctx.conf.pii.default_country_code
     upto = F.col("_batch_date") <= F.lit(ctx.as_of)  # a rerun of an old date ignores later batches
 
@@ -96,12 +112,9 @@ def run(ctx: StageContext) -> None:
     with rec.stage("silver.orders"):
         t.overwrite(orders_from_items(orders, t.read("silver.order_items")), "silver.orders")
 
-    activity = [
-        ("events", conform_events),
-        ("feedback", conform_feedback),
-        ("social", conform_social),
-        ("campaign_responses", conform_responses),
-    ]
+    activity = list(
+        zip(ACTIVITY_TABLES, (conform_events, conform_feedback, conform_social, conform_responses), strict=True)
+    )
     for name, conform in activity:
         if not t.exists(f"bronze.{name}"):
             log.warning("bronze.%s does not exist: silver.%s not built", name, name)
@@ -111,7 +124,7 @@ def run(ctx: StageContext) -> None:
     _record_resolution(ctx)
 
 
-def _identity_map(ctx: StageContext, customers: DataFrame, upto, salt: str, cc: str) -> DataFrame:
+def _identity_map(ctx: StageContext, customers: DataFrame, upto, salt: PiiKey, cc: str) -> DataFrame:
     """Edges from CRM, POS tickets with both customer_id and loyalty phone, and login events."""
     t = ctx.tables
     edges = customer_edges(customers)

@@ -1,0 +1,71 @@
+"""The conform stage: one PII key per table (fingerprint checked before writing), no salt, no run."""
+
+from __future__ import annotations
+
+import json
+
+from pyspark.sql import functions as F
+
+from custseg.pii import PiiKey
+from custseg.stages.key_guard import FINGERPRINTS
+from tests.unit.ingest_helpers import home, land, run, tables  # noqa: F401  (home is a fixture)
+
+SALT_A = "salt-a-for-the-key-guard-test-0123456789"
+SALT_B = "salt-b-for-the-key-guard-test-0123456789"
+CRM = (
+    "customer_id,name,email,phone,gender,birth_date,city,region,signup_date,member_tier,"
+    "opt_in_email,opt_in_sms,opt_in_ads,updated_at\n"
+    "c1,Ann Lee,ann@example.com,07700900123,F,1990-01-01,Leeds,North,2025-01-01,gold,true,false,true,"
+    "2026-06-01 00:00:00\n"
+)
+ORDER = {
+    "order_id": "o1",
+    "customer_id": "c1",
+    "order_ts": "2026-06-30 10:00:00",
+    "channel": "web",
+    "status": "completed",
+    "items": [{"sku": "s1", "qty": "1", "unit_price": "2.50", "discount": "0"}],
+}
+
+
+def _landed(spark, home):  # noqa: F811
+    land(home, "crm_customers", "crm.csv", CRM)
+    land(home, "orders", "o.jsonl", json.dumps(ORDER) + "\n")
+    assert run(spark, "ingest") == 0
+
+
+def _errors(spark, home) -> list[str]:  # noqa: F811
+    """Errors of the failed conform runs, in gold.job_runs."""
+    runs = tables(spark, home).read("gold.job_runs")
+    return [r["error"] for r in runs.where((F.col("job") == "conform") & (F.col("status") == "failed")).collect()]
+
+
+def test_a_run_with_another_salt_fails_before_writing(spark, home, monkeypatch):  # noqa: F811
+    _landed(spark, home)
+    monkeypatch.setenv("CUSTSEG_PII_SALT", SALT_A)
+    assert run(spark, "conform") == 0
+    t = tables(spark, home)
+    recorded = {r["table"]: r["fingerprint"] for r in t.read(FINGERPRINTS).collect()}
+    assert recorded["silver.customers"] == PiiKey(SALT_A).fingerprint
+    assert set(recorded.values()) == {PiiKey(SALT_A).fingerprint} and "silver.orders" in recorded
+    versions = {name: t.version(name) for name in ("silver.customers", "silver.identity_map", "silver.orders")}
+
+    monkeypatch.setenv("CUSTSEG_PII_SALT", SALT_B)
+    assert run(spark, "conform") == 1
+    (error,) = _errors(spark, home)
+    assert "is not the key that wrote" in error and PiiKey(SALT_B).fingerprint in error and SALT_B not in error
+    assert {name: t.version(name) for name in versions} == versions, "nothing may be written"
+
+    monkeypatch.setenv("CUSTSEG_PII_SALT", SALT_A)  # the right salt again: runs
+    assert run(spark, "conform") == 0
+
+
+def test_a_missing_or_short_salt_fails_the_job_and_writes_nothing(spark, home, monkeypatch):  # noqa: F811
+    _landed(spark, home)
+    monkeypatch.delenv("CUSTSEG_PII_SALT", raising=False)
+    assert run(spark, "conform") == 1
+    monkeypatch.setenv("CUSTSEG_PII_SALT", "short-salt")
+    assert run(spark, "conform") == 1
+    missing, short = sorted(_errors(spark, home), key=lambda e: "at least" in e)
+    assert "CUSTSEG_PII_SALT is not set" in missing and "at least 32" in short and "short-salt" not in short
+    assert not tables(spark, home).exists("silver.customers")
