@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(ROOT / "lib"))
-    os.environ.setdefault("CUSTSEG_PII_SALT", "bench-salt")
+    os.environ.setdefault("CUSTSEG_PII_SALT", "bench-salt-not-secret-0123456789abcdefgh")
     os.environ["CUSTSEG_HOME"] = str(Path(args.home).resolve())
     from pyspark.sql import SparkSession
 

@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", default=str(HERE / "cache"))
     args = p.parse_args(argv)
     setup_logging()
-    os.environ.setdefault("CUSTSEG_PII_SALT", "bench-salt")
+    os.environ.setdefault("CUSTSEG_PII_SALT", "bench-salt-not-secret-0123456789abcdefgh")
 
     home = Path(args.cache) / args.scale
     info = ensure_data(args.scale, home)
