@@ -99,7 +99,12 @@ def run_pipeline(
             rc = run_job(parse_job_args(None, [stage, "--date", run_date]), spark=spark)
         if rc != 0:
             raise SystemExit(f"stage {stage} failed (exit {rc}); see the log")
-        runs = tables.read("gold.job_runs").where(f"job = '{stage}'").orderBy("started_at", ascending=False).first()
+        runs = (
+            tables.read("gold.job_runs")
+            .where(f"job = '{stage}' AND status != 'started'")
+            .orderBy("started_at", ascending=False)
+            .first()
+        )
         fig.rows_in, fig.rows_out = int(runs["rows_in"] or 0), int(runs["rows_out"] or 0)
         fig.extra["stage_seconds"] = json.loads(runs["stage_seconds"] or "{}")
         log.info("%s: %.1fs rows_in=%s rows_out=%s", stage, fig.seconds, fig.rows_in, fig.rows_out)

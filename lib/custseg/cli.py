@@ -79,7 +79,7 @@ def run_job(args: argparse.Namespace, demo: bool = False, spark=None) -> int:
     import yaml
 
     from custseg.config import ConfigError, load_config
-    from custseg.runs import RunRecorder, record_run
+    from custseg.runs import RunRecorder, record_run, record_start
     from custseg.session import get_session
     from custseg.stages import StageContext, get_stage, pipeline_stages
     from custseg.stages.context import absolute
@@ -112,6 +112,7 @@ def run_job(args: argparse.Namespace, demo: bool = False, spark=None) -> int:
     for name, fn in stages:
         recorder = RunRecorder(job=name, run_date=args.date)
         ctx = StageContext(spark, conf, args.date, tables, recorder, demo=demo)
+        record_start(spark, tables, recorder)  # a run that dies without an end stays visible
         try:
             with recorder.stage(name):
                 fn(ctx)

@@ -187,6 +187,24 @@ def test_confidence_one_gives_null_conviction_or_the_cap(spark):
     assert capped.first()["conviction"] == 1e6
 
 
+def test_long_baskets_are_left_out_before_counting_and_counted(spark):
+    """A basket over max_basket_items (a wholesale invoice) is set aside before anything is
+    counted: supports are over the other baskets, exactly as without it."""
+    wholesale = ["a", "b", "c", *[f"x{i:03d}" for i in range(150)]]
+    df = spark.createDataFrame([(r,) for r in [*EXAMPLE, wholesale]], "items array<string>")
+    res = mine(df, 0.25, 0.7, max_basket_items=100)
+    assert (res.n_baskets, res.n_long_baskets, res.min_count) == (8, 1, 2)
+    assert res.summary()["long_baskets"] == 1 and res.summary()["max_basket_items"] == 100
+    example_sets, example_rules = _mine_example(spark, 0.7)
+    assert_df_equality(res.itemsets, example_sets, ignore_row_order=True, ignore_nullable=True)
+    assert_df_equality(res.rules, example_rules, ignore_row_order=True, ignore_nullable=True)
+    kept = mine(df, 0.25, 0.7, max_basket_items=153)  # at the bound: mined
+    assert (kept.n_baskets, kept.n_long_baskets) == (9, 0)
+    assert kept.itemsets.where(F.col("items") == F.array(F.lit("a"))).first()["count"] == 7
+    with pytest.raises(ValueError, match="max_basket_items"):
+        mine(df, 0.25, 0.7, max_basket_items=1)
+
+
 def test_no_baskets_give_empty_frames_with_the_schema(spark):
     res = mine(spark.createDataFrame([([],), (None,)], "items array<string>"), 0.1, 0.5)
     assert res.n_baskets == 0

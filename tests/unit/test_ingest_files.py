@@ -159,7 +159,7 @@ def test_gzip_files_are_read(spark, home):
 
 
 def test_reject_rate_above_the_limit_fails_after_writing_quarantine(spark, home):
-    from custseg.runs import JOB_RUNS
+    from custseg.runs import JOB_RUNS, latest_runs
 
     bad = ["f3,c3,2026-06-30 09:00:00,web,0,9,x", "f4,c4,2026-06-30 09:00:00,web,5,12,y"]
     land(home, "feedback", "mixed.csv", "\n".join([FEEDBACK_HEADER, *GOOD_ROWS, *bad]) + "\n")
@@ -173,7 +173,7 @@ def test_reject_rate_above_the_limit_fails_after_writing_quarantine(spark, home)
     )
     assert_df_equality(quarantine(spark, home, "feedback"), expected, ignore_row_order=True, ignore_nullable=True)
     assert reconciliation(spark, home, "feedback") == (4, 2, 2)
-    run_row = tables(spark, home).read(JOB_RUNS).collect()
+    run_row = tables(spark, home).read(JOB_RUNS).transform(latest_runs).collect()
     assert [(r["status"], r["quarantined"]) for r in run_row] == [("failed", 2)]
     assert "RejectRateExceeded" in run_row[0]["error"] and "feedback 50.0%" in run_row[0]["error"]
 

@@ -1,4 +1,6 @@
-"""A failed job leaves a ``failed`` row in gold.job_runs before exiting non-zero."""
+"""A job appends a ``started`` row to gold.job_runs before any work and its outcome at the end;
+a failed job leaves a ``failed`` row before exiting non-zero, and a run that died without an end
+is closed as failed by the next run of the same job and date."""
 
 from __future__ import annotations
 
@@ -6,9 +8,10 @@ import json
 from datetime import date
 
 import pytest
+from pyspark.sql import functions as F
 
 from custseg.config import DEFAULT_CONF_DIR
-from custseg.runs import JOB_RUNS
+from custseg.runs import ABANDONED, JOB_RUNS, RunRecorder, latest_runs, record_start
 from custseg.storage import StorageSettings, Tables
 
 RUN_DATE = "2026-06-30"
@@ -39,9 +42,11 @@ def test_missing_required_source_records_a_failed_run(spark, conf_file, tmp_path
 
     rc = run_job(parse_job_args("ingest", ["--date", RUN_DATE, "--conf", str(conf_file)]), spark=spark)
     assert rc == 1
-    rows = _runs(spark, tmp_path / "tables").collect()
-    assert len(rows) == 1
-    row = rows[0]
+    rows = _runs(spark, tmp_path / "tables").orderBy(F.col("ended_at").asc_nulls_first()).collect()
+    assert [r["status"] for r in rows] == ["started", "failed"]
+    started, row = rows
+    assert started["run_id"] == row["run_id"] and started["started_at"] == row["started_at"]
+    assert started["ended_at"] is None and started["seconds"] is None and started["error"] is None
     assert (row["job"], row["run_date"], row["status"]) == ("ingest", date(2026, 6, 30), "failed")
     assert row["error"].startswith("custseg.stages.ingest.MissingSourceError: no files for source ")
     assert "ingest.required_sources" in row["error"]
@@ -59,7 +64,7 @@ def test_failure_inside_a_later_stage_is_recorded_and_runs_accumulate(spark, con
     args = parse_job_args("features", ["--date", RUN_DATE, "--conf", str(conf_file)])
     assert run_job(args, spark=spark) == 1
     assert run_job(args, spark=spark) == 1
-    rows = _runs(spark, tmp_path / "tables").orderBy("started_at").collect()
+    rows = _runs(spark, tmp_path / "tables").transform(latest_runs).orderBy("started_at").collect()
     assert [(r["job"], r["status"]) for r in rows] == [
         ("features", "failed"),
         ("features", "failed"),
@@ -77,3 +82,27 @@ def test_a_config_error_exits_2_before_any_spark_work(spark, tmp_path):
 
     assert run_job(parse_job_args("report", ["--date", RUN_DATE, "--conf", str(bad)]), spark=spark) == 2
     assert not (tmp_path / "tables").exists()
+
+
+def test_a_run_that_died_is_closed_as_failed_by_the_next_run(spark, conf_file, tmp_path):
+    """A process killed mid-run (a JVM taken down by a fatal error) leaves only its started row;
+    the next run of the job and date appends a failed row for it, naming itself."""
+    from custseg.cli import parse_job_args, run_job
+
+    root = tmp_path / "tables"
+    tables = Tables(spark, StorageSettings(root=str(root)))
+    dead = RunRecorder(job="features", run_date=RUN_DATE)
+    record_start(spark, tables, dead)
+    other_date = RunRecorder(job="features", run_date="2026-06-29")
+    record_start(spark, tables, other_date)  # another date: not this run's business
+    latest = {r["run_id"]: r["status"] for r in _runs(spark, root).transform(latest_runs).collect()}
+    assert latest == {dead.run_id: "started", other_date.run_id: "started"}
+
+    assert run_job(parse_job_args("features", ["--date", RUN_DATE, "--conf", str(conf_file)]), spark=spark) == 1
+    rows = {r["run_id"]: r for r in _runs(spark, root).transform(latest_runs).collect()}
+    assert set(rows) == {dead.run_id, other_date.run_id, *[k for k in rows if k.startswith("features-2026-06-30-")]}
+    assert rows[dead.run_id]["status"] == "failed" and rows[dead.run_id]["ended_at"] is not None
+    new = [r for k, r in rows.items() if k not in (dead.run_id, other_date.run_id)]
+    assert len(new) == 1 and new[0]["status"] == "failed"
+    assert rows[dead.run_id]["error"] == ABANDONED + new[0]["run_id"]
+    assert rows[other_date.run_id]["status"] == "started"

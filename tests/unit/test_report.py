@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from custseg.runs import JOB_RUNS, JOB_RUNS_SCHEMA
+from custseg.runs import JOB_RUNS, JOB_RUNS_SCHEMA, latest_runs
 from custseg.storage import StorageSettings, Tables
 
 D = date(2026, 6, 30)
@@ -628,7 +628,7 @@ def test_report_stage_writes_the_file_and_records_the_run(spark, report_home, mo
     parsed = parse(path.read_text(encoding="utf-8"))
     assert all(parsed.sections[k]["status"] == "ok" for k in REQUIRED_SECTIONS)
     t = Tables(spark, StorageSettings(root=str(home / "tables")))
-    row = t.read(JOB_RUNS).where("job = 'report'").collect()  # one row: this run
+    row = t.read(JOB_RUNS).where("job = 'report'").transform(latest_runs).collect()  # one run: this one
     assert len(row) == 1 and row[0]["status"] == "succeeded"
     details = json.loads(row[0]["details"])["report"]
     assert details["path"] == str(path)

@@ -14,6 +14,13 @@ What keeps it bounded on millions of baskets:
   counts (bounded by the catalogue, so it is a broadcast join), which keeps the
   FP-trees and the shuffled conditional transactions small;
 - **numPartitions**: from conf, or derived (``derive_num_partitions``);
+- **long baskets set aside**: MLlib ships its FP-trees between stages with Java
+  serialisation, which recurses once per tree level (about 24 stack frames per item of a
+  basket). A basket of a few hundred items (a wholesale invoice) overflows a 1 MiB thread
+  stack (the JVM default, on executors as on a local driver), and in local mode the
+  StackOverflowError takes the JVM down. Baskets with more than ``max_basket_items``
+  distinct items are therefore left out *before* anything is counted (supports are over
+  the baskets mined), and their number is reported (``long_baskets``);
 - **a guard** on the output: itemsets longer than ``max_itemset_size`` are dropped, and
   mining fails with ``ItemsetExplosionError`` when FP-Growth returns more than
   ``max_itemsets`` itemsets (lower thresholds on dense data grow combinatorially;
@@ -119,6 +126,8 @@ class Mined:
     n_mined_baskets: int
     num_partitions: int
     n_itemsets_mined: int
+    n_long_baskets: int = 0
+    max_basket_items: int | None = None
     _cached: list[DataFrame] = field(default_factory=list, repr=False)
 
     def unpersist(self) -> None:
@@ -134,6 +143,8 @@ class Mined:
             "mined_baskets": self.n_mined_baskets,
             "num_partitions": self.num_partitions,
             "itemsets_mined": self.n_itemsets_mined,
+            "long_baskets": self.n_long_baskets,
+            "max_basket_items": self.max_basket_items,
         }
 
 
@@ -148,27 +159,45 @@ def mine(
     max_itemset_size: int | None = None,
     max_itemsets: int | None = None,
     conviction_cap: float | None = None,
+    max_basket_items: int | None = None,
 ) -> Mined:
     """Frequent itemsets (support >= min_support) and single-consequent rules
     (confidence >= min_confidence, lift >= min_lift) of the baskets in ``items_col``.
 
-    Nulls in a basket are ignored and repeated items count once. A few scalars reach the
-    driver (basket and item counts); the data stays in Spark.
+    Nulls in a basket are ignored and repeated items count once. Baskets with more than
+    ``max_basket_items`` distinct items are left out (counted in ``n_long_baskets``). A few
+    scalars reach the driver (basket and item counts); the data stays in Spark.
     """
     spark = baskets.sparkSession
     if not 0 <= min_confidence <= 1:
         raise ValueError(f"min_confidence must be in [0, 1]; got {min_confidence!r}")
-    clean = (
-        baskets.select(F.array_distinct(F.filter(F.col(items_col), lambda x: x.isNotNull())).alias("items"))
-        .where(F.size("items") > 0)
+    if max_basket_items is not None and max_basket_items < 2:
+        raise ValueError(f"max_basket_items must be at least 2; got {max_basket_items!r}")
+    distinct = baskets.select(F.array_distinct(F.filter(F.col(items_col), lambda x: x.isNotNull())).alias("items"))
+    is_long = F.size("items") > F.lit(max_basket_items) if max_basket_items else F.lit(False)
+    cached = (
+        distinct.where(F.size("items") > 0)
+        .withColumn("_long", is_long)
         .withColumn("_bid", F.monotonically_increasing_id())
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
-    n = clean.count()
+    sizes = cached.agg(F.count("*").alias("n"), F.sum(F.col("_long").cast("int")).alias("long")).first()
+    n_long = int(sizes["long"] or 0)
+    n = int(sizes["n"]) - n_long
+    if n_long:
+        log.warning(
+            "fp-growth: %d of %d baskets have more than basket.max_basket_items=%d distinct items; "
+            "left out of the mining (supports are over the other %d)",
+            n_long,
+            n + n_long,
+            max_basket_items,
+            n,
+        )
+    clean = cached.where(~F.col("_long")) if n_long else cached
     if n == 0:
-        clean.unpersist()
+        cached.unpersist()
         empty_sets = spark.createDataFrame([], ITEMSET_SCHEMA)
-        return Mined(empty_sets, spark.createDataFrame([], RULE_SCHEMA), 0, 0, 0, 0, 0, 0)
+        return Mined(empty_sets, spark.createDataFrame([], RULE_SCHEMA), 0, 0, 0, 0, 0, 0, n_long, max_basket_items)
     min_count = min_count_for(min_support, n)
 
     # The item dictionary: frequent items only, ids by descending count (bounded by the catalogue).
@@ -192,7 +221,7 @@ def mine(
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
     m = encoded.count()
-    clean.unpersist()
+    cached.unpersist()
 
     parts = num_partitions or derive_num_partitions(spark.sparkContext.defaultParallelism, n_items, m)
     if m > 0 and min_count <= m:
@@ -277,7 +306,9 @@ def mine(
         F.col("union_count").cast("long").alias("union_count"),
         *RULE_COLUMNS[5:],
     )
-    return Mined(itemsets, rules, n, min_count, n_items, m, parts, n_mined, [mined, dictionary])
+    return Mined(
+        itemsets, rules, n, min_count, n_items, m, parts, n_mined, n_long, max_basket_items, [mined, dictionary]
+    )
 
 
 def mine_rules(

@@ -42,6 +42,7 @@ class BasketSettings:
     num_partitions: int = 0  # 0: derived from the data and the cluster
     max_itemset_size: int = 4
     max_itemsets: int = 200_000
+    max_basket_items: int = 100
     by_segment: bool = False
     cross_sell: CrossSellSettings = field(default_factory=CrossSellSettings)
     journeys: JourneySettings = field(default_factory=JourneySettings)
@@ -78,6 +79,7 @@ class BasketSettings:
             num_partitions=int(g("basket.num_partitions", d.num_partitions)),
             max_itemset_size=int(g("basket.max_itemset_size", d.max_itemset_size)),
             max_itemsets=int(g("basket.max_itemsets", d.max_itemsets)),
+            max_basket_items=int(g("basket.max_basket_items", d.max_basket_items)),
             by_segment=bool(g("basket.by_segment", d.by_segment)),
             cross_sell=xs,
             journeys=journeys,
@@ -117,6 +119,7 @@ def check_basket(conf: Config) -> None:
         ("basket.num_partitions", 0),
         ("basket.max_itemset_size", 2),
         ("basket.max_itemsets", 1),
+        ("basket.max_basket_items", 2),
         ("basket.top_n", 1),
         ("basket.cross_sell.window_days", 1),
         ("basket.cross_sell.fill_candidates", 1),

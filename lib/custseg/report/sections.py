@@ -24,6 +24,7 @@ from pyspark.sql import functions as F
 from custseg.report import aggregates as agg
 from custseg.report import plots
 from custseg.report.settings import ReportSettings
+from custseg.runs import latest_runs
 
 log = logging.getLogger(__name__)
 
@@ -165,10 +166,13 @@ SEGMENT = ("segment_name", "segment", "segment_id")
 @section(
     "runs",
     "Job runs",
-    "The runs recorded in gold.job_runs for this date: status, rows and time per job.",
+    "The runs recorded in gold.job_runs for this date: status, rows and time per job "
+    "(a run still going, or one that died before recording its end, shows as started).",
 )
 def _runs(inp: ReportInputs, out: Rendered) -> None:
     runs = inp.table("gold.job_runs", "job", "run_date", "status")
+    if "run_id" in runs.columns:  # started + closing rows of one run -> its latest
+        runs = runs.transform(latest_runs)
     cols = [
         c
         for c in (
@@ -197,7 +201,7 @@ def _runs(inp: ReportInputs, out: Rendered) -> None:
                 "seconds per job run",
                 plots.hbar(
                     labels,
-                    _num(pdf["seconds"]),
+                    np.nan_to_num(_num(pdf["seconds"])),
                     "Wall time per job run",
                     "seconds",
                     dpi=inp.settings.dpi,

@@ -78,6 +78,7 @@ def run(ctx: StageContext) -> None:
             "num_partitions": bs.num_partitions,
             "max_itemset_size": bs.max_itemset_size,
             "max_itemsets": bs.max_itemsets,
+            "max_basket_items": bs.max_basket_items,
         }
         mined = mine(b, bs.min_support, bs.min_confidence, **options)
         rules = mined.rules.withColumn("segment_id", F.lit(None).cast("int"))
