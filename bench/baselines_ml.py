@@ -109,6 +109,7 @@ def fpgrowth_vs_mlxtend(spark, tables, conf, run_date: str) -> dict:
         num_partitions=bs.num_partitions,
         max_itemset_size=bs.max_itemset_size,
         max_itemsets=bs.max_itemsets,
+        max_basket_items=bs.max_basket_items,
     )
     ours = {
         (frozenset(r["antecedent"]), r["consequent"]) for r in mined.rules.select("antecedent", "consequent").collect()

@@ -76,6 +76,7 @@ def test_planted_sku_rules_found_with_their_lift(spark, demo_run, demo_tables):
         min_lift=bs.min_lift,
         max_itemset_size=bs.max_itemset_size,
         max_itemsets=bs.max_itemsets,
+        max_basket_items=bs.max_basket_items,
     )
     try:
         found = {(tuple(sorted(r["antecedent"])), r["consequent"]): r["lift"] for r in mined.rules.collect()}

@@ -85,6 +85,11 @@ _ENCODED_SCHEMA = T.StructType(
 )
 
 
+# Deepest FP-tree path (distinct items of a basket) that MLlib's Java serialisation of the tree
+# survives with room on a 1 MiB thread stack (overflow measured at about 210 items).
+DEFAULT_MAX_BASKET_ITEMS = 100
+
+
 class ItemsetExplosionError(RuntimeError):
     """FP-Growth found more itemsets than the configured guard allows."""
 
@@ -159,13 +164,14 @@ def mine(
     max_itemset_size: int | None = None,
     max_itemsets: int | None = None,
     conviction_cap: float | None = None,
-    max_basket_items: int | None = None,
+    max_basket_items: int | None = DEFAULT_MAX_BASKET_ITEMS,
 ) -> Mined:
     """Frequent itemsets (support >= min_support) and single-consequent rules
     (confidence >= min_confidence, lift >= min_lift) of the baskets in ``items_col``.
 
     Nulls in a basket are ignored and repeated items count once. Baskets with more than
-    ``max_basket_items`` distinct items are left out (counted in ``n_long_baskets``). A few
+    ``max_basket_items`` distinct items are left out (counted in ``n_long_baskets``; None: no
+    bound, only safe with a larger thread stack). A few
     scalars reach the driver (basket and item counts); the data stays in Spark.
     """
     spark = baskets.sparkSession

@@ -200,6 +200,7 @@ def holdout_quality(
         num_partitions=basket.num_partitions,
         max_itemset_size=basket.max_itemset_size,
         max_itemsets=basket.max_itemsets,
+        max_basket_items=basket.max_basket_items,
     )
     triggers = order_items.transform(
         customer_purchases(level, statuses, cutoff - timedelta(days=basket.cross_sell.window_days), cutoff, products)
