@@ -345,3 +345,6 @@ def _check_core(conf: Config) -> None:
     method = conf.get_path("rfm.binning", "quantile")
     if method not in ("quantile", "fixed"):
         raise conf.error("rfm.binning", f"must be 'quantile' or 'fixed'; got {method!r}")
+    zero_price = conf.get_path("conform.zero_price_lines", "not_purchases")
+    if zero_price not in ("not_purchases", "purchases"):
+        raise conf.error("conform.zero_price_lines", f"must be 'not_purchases' or 'purchases'; got {zero_price!r}")

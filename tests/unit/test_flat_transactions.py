@@ -22,6 +22,8 @@ GOOD = [
     "C536379,D,Discount,-1,2010-12-01 09:41:00,27.50,14527.0,United Kingdom",  # cancelled invoice
     '536380,22961,"JAM MAKING SET, PRINTED",24,2010-12-01 09:41:00,1.45,,United Kingdom',  # guest
     "536381,22139,RETROSPOT TEA SET,-2,2010-12-01 09:45:00,4.95,15311.0,United Kingdom",  # returned
+    "536365,23166,FREE SAMPLE,1,2010-12-01 08:26:00,0.00,17850.0,United Kingdom",  # free line, paid order
+    "536390,23843,PAPER CRAFT LITTLE BIRDIE,5,2010-12-01 10:00:00,0,16000.0,United Kingdom",  # only free lines
 ]
 BAD = [
     ("bad_qty", "536382,22139,RETROSPOT TEA SET,two,2010-12-01 09:45:00,4.95,15311.0,United Kingdom"),
@@ -52,7 +54,7 @@ def test_line_items_become_orders_items_and_customers(spark, home):
         home, "flat_transactions", "retail.csv", "\n".join([HEADER, *GOOD, *(line for _, line in BAD)]) + "\n", date=DAY
     )
     assert run(spark, "ingest", FLAT_ON, "ingest.max_reject_rate=1.0", date=DAY) == 0
-    assert reconciliation(spark, home, "flat_transactions", DAY) == (10, 6, 4)
+    assert reconciliation(spark, home, "flat_transactions", DAY) == (12, 8, 4)
     expected_q = quarantine_df(spark, [(reason, _raw(line), "retail.csv") for reason, line in BAD])
     assert_df_equality(
         quarantine(spark, home, "flat_transactions"), expected_q, ignore_row_order=True, ignore_nullable=True
@@ -71,11 +73,12 @@ def test_line_items_become_orders_items_and_customers(spark, home):
 
     assert run(spark, "conform", FLAT_ON, date=DAY) == 0
     t = tables(spark, home)
-    k1, k2, k3 = _key(spark, "17850"), _key(spark, "14527"), _key(spark, "15311")
+    k1, k2, k3, k4 = (_key(spark, c) for c in ("17850", "14527", "15311", "16000"))
 
     customers = t.read("silver.customers").select("customer_key", "signup_date", "city")
     expected_c = spark.createDataFrame(
-        [(k1, date(2010, 12, 1), None), (k2, date(2010, 12, 1), None), (k3, date(2010, 12, 1), None)],
+        [(k1, date(2010, 12, 1), None), (k2, date(2010, 12, 1), None), (k3, date(2010, 12, 1), None)]
+        + [(k4, date(2010, 12, 1), None)],
         "customer_key string, signup_date date, city string",
     )
     assert_df_equality(customers, expected_c, ignore_row_order=True, ignore_nullable=True)
@@ -86,30 +89,41 @@ def test_line_items_become_orders_items_and_customers(spark, home):
     )
     expected_o = spark.createDataFrame(
         [
-            ("536365", k1, ts("2010-12-01 08:26:00"), "web", "completed", 2, 12, Decimal("35.64")),
+            ("536365", k1, ts("2010-12-01 08:26:00"), "web", "completed", 3, 13, Decimal("35.64")),
             ("536366", k1, ts("2010-12-01 08:28:00"), "web", "completed", 1, 6, Decimal("11.10")),
             ("C536379", k2, ts("2010-12-01 09:41:00"), "web", "cancelled", 1, 1, Decimal("27.50")),
             ("536380", None, ts("2010-12-01 09:41:00"), "web", "completed", 1, 24, Decimal("34.80")),
             ("536381", k3, ts("2010-12-01 09:45:00"), "web", "returned", 1, 2, Decimal("9.90")),
+            # only zero-price lines: not a purchase (conform.zero_price_lines: not_purchases)
+            ("536390", k4, ts("2010-12-01 10:00:00"), "web", "free", 1, 5, Decimal("0.00")),
         ],
         "order_id string, customer_key string, order_ts timestamp, channel string, status string, "
         "n_lines long, n_units long, net_revenue decimal(16,2)",
     )
     assert_df_equality(orders, expected_o, ignore_row_order=True, ignore_nullable=True)
 
-    items = t.read("silver.order_items").select("order_id", "line_no", "sku", "qty", "unit_price", "category")
+    items = t.read("silver.order_items").select("order_id", "line_no", "sku", "status", "qty", "unit_price", "category")
+    done, free = "completed", "free"
     expected_i = spark.createDataFrame(
         [
-            ("536365", 1, "71053", 6, Decimal("3.39"), None),
-            ("536365", 2, "85123A", 6, Decimal("2.55"), None),
-            ("536366", 1, "22633", 6, Decimal("1.85"), None),
-            ("C536379", 1, "D", 1, Decimal("27.50"), None),
-            ("536380", 1, "22961", 24, Decimal("1.45"), None),
-            ("536381", 1, "22139", 2, Decimal("4.95"), None),
+            ("536365", 1, "23166", free, 1, Decimal("0.00"), None),
+            ("536365", 2, "71053", done, 6, Decimal("3.39"), None),
+            ("536365", 3, "85123A", done, 6, Decimal("2.55"), None),
+            ("536366", 1, "22633", done, 6, Decimal("1.85"), None),
+            ("C536379", 1, "D", "cancelled", 1, Decimal("27.50"), None),
+            ("536380", 1, "22961", done, 24, Decimal("1.45"), None),
+            ("536381", 1, "22139", "returned", 2, Decimal("4.95"), None),
+            ("536390", 1, "23843", free, 5, Decimal("0.00"), None),
         ],
-        "order_id string, line_no int, sku string, qty int, unit_price decimal(12,2), category string",
+        "order_id string, line_no int, sku string, status string, qty int, unit_price decimal(12,2), category string",
     )
     assert_df_equality(items, expected_i, ignore_row_order=True, ignore_nullable=True)
+
+    # The other choice: zero-price lines are purchases (revenue 0).
+    assert run(spark, "conform", FLAT_ON, "conform.zero_price_lines=purchases", date=DAY) == 0
+    statuses = {r["order_id"]: r["status"] for r in t.read("silver.orders").select("order_id", "status").collect()}
+    assert statuses["536390"] == "completed" and statuses["536365"] == "completed"
+    assert t.read("silver.order_items").where(F.col("status") == "free").count() == 0
 
 
 def test_flat_settings_reject_a_bad_status_naming_the_key(tmp_path):

@@ -1,6 +1,11 @@
 """bronze.orders -> silver.orders and silver.order_items.
 
-Net line revenue = qty x unit_price x (1 - discount), rounded to cents. An order is
+Net line revenue = qty x unit_price x (1 - discount), rounded to cents. What counts as a
+purchase (``conform.zero_price_lines``): by default a completed line with unit price 0 (a
+free gift, a sample, a stock adjustment) is kept with status ``free``, and a completed order
+with no paid line gets status ``free`` too: every stage counts only ``completed`` orders and
+lines as purchases (frequency, recency, monetary, CLV, baskets), so a customer whose only
+line was free is not a buyer. ``purchases`` keeps them ``completed`` (revenue 0). An order is
 resolved to a customer through ``silver.identity_map``: by its customer_id, else by the
 loyalty phone a POS ticket carries; guest orders keep a null customer_key (they still count for baskets).
 """
@@ -78,8 +83,15 @@ def resolve_customer(
     )
 
 
-def order_items(orders: DataFrame) -> DataFrame:
-    """Exploded, typed order lines."""
+FREE = "free"  # status of a zero-price line, and of an order without a paid line
+ZERO_PRICE_CHOICES = ("not_purchases", "purchases")
+
+
+def order_items(orders: DataFrame, zero_price_lines: str = "not_purchases") -> DataFrame:
+    """Exploded, typed order lines; completed zero-price lines get status ``free`` unless
+    ``zero_price_lines`` is ``purchases``."""
+    if zero_price_lines not in ZERO_PRICE_CHOICES:
+        raise ValueError(f"zero_price_lines must be one of {', '.join(ZERO_PRICE_CHOICES)}; got {zero_price_lines!r}")
     lines = orders.select(
         F.trim("order_id").alias("order_id"),
         "customer_key",
@@ -90,6 +102,9 @@ def order_items(orders: DataFrame) -> DataFrame:
     )
     qty = F.col("item.qty").try_cast("int")
     price = F.col("item.unit_price").try_cast("decimal(12,2)")
+    status = F.col("status")
+    if zero_price_lines == "not_purchases":
+        status = F.when((status == "completed") & (price == 0), F.lit(FREE)).otherwise(status)
     discount = F.coalesce(F.col("item.discount").try_cast("double"), F.lit(0.0))
     gross = (qty * price).cast("decimal(14,2)")
     net = F.round(qty * price.cast("double") * (F.lit(1.0) - discount), 2).cast("decimal(14,2)")
@@ -100,7 +115,7 @@ def order_items(orders: DataFrame) -> DataFrame:
         "order_ts",
         F.to_date("order_ts").alias("order_date"),
         "channel",
-        "status",
+        status.alias("status"),
         F.trim("item.sku").alias("sku"),
         qty.alias("qty"),
         price.alias("unit_price"),
@@ -111,8 +126,10 @@ def order_items(orders: DataFrame) -> DataFrame:
 
 
 def orders_from_items(orders: DataFrame, items: DataFrame) -> DataFrame:
-    """Order headers with totals summed from their lines."""
+    """Order headers with totals summed from their lines; a completed order whose lines are
+    all ``free`` is ``free``."""
     totals = items.groupBy("order_id").agg(
+        F.bool_and(F.col("status") == FREE).alias("_all_free"),
         F.count("*").alias("n_lines"),
         F.sum("qty").cast("long").alias("n_units"),
         F.sum("gross_revenue").cast("decimal(16,2)").alias("gross_revenue"),
@@ -127,8 +144,10 @@ def orders_from_items(orders: DataFrame, items: DataFrame) -> DataFrame:
         F.lower(F.trim("status")).alias("status"),
         "_batch_date",
     )
+    all_free = (F.col("status") == "completed") & F.col("_all_free")
     return (
         header.join(totals, on="order_id", how="inner")
+        .withColumn("status", F.when(all_free, F.lit(FREE)).otherwise(F.col("status")))
         .withColumn("order_date", F.to_date("order_ts"))
         .withColumn("discount_amount", (F.col("gross_revenue") - F.col("net_revenue")).cast("decimal(16,2)"))
         .select(*ORDER_COLUMNS)

@@ -23,6 +23,7 @@ from custseg.conform.identity import (
     resolve_identities,
 )
 from custseg.conform.orders import (
+    FREE,
     ITEM_COLUMNS,
     latest_orders,
     order_items,
@@ -95,7 +96,8 @@ def run(ctx: StageContext) -> None:
             .transform(resolve_customer(id_map, salt, cc))
             .where(parse_ts("order_ts") <= F.lit(ctx.as_of) + F.expr("INTERVAL 1 DAY"))
         )
-        items = order_items(orders)
+        zero_price = str(ctx.conf.get_path("conform.zero_price_lines", "not_purchases"))
+        items = order_items(orders, zero_price)
         if t.exists("silver.products"):
             # The catalogue is small (bounded by the number of SKUs): broadcast it.
             catalogue = t.read("silver.products").select("sku", "category", "subcategory", "list_price")
@@ -111,6 +113,10 @@ def run(ctx: StageContext) -> None:
         t.overwrite(items.select(*ITEM_COLUMNS), "silver.order_items", partition_by=None)
     with rec.stage("silver.orders"):
         t.overwrite(orders_from_items(orders, t.read("silver.order_items")), "silver.orders")
+        free = t.read("silver.orders").where(F.col("status") == FREE).agg(F.count("*").alias("n")).first()["n"]
+        rec.details["free_orders"] = int(free)  # completed orders without a paid line: not purchases
+        if free:
+            log.info("silver.orders: %d orders have only zero-price lines: status %s, not purchases", free, FREE)
 
     activity = list(
         zip(ACTIVITY_TABLES, (conform_events, conform_feedback, conform_social, conform_responses), strict=True)
