@@ -234,21 +234,29 @@ def eligibility_expr(e: Eligibility, columns: Sequence[str], campaign_id: str = 
     return F.coalesce(cond, F.lit(False))
 
 
-def _reachable(channel: str) -> Column:
-    """Consent given and an identifier to reach the customer on that channel."""
+def _reachable(channel: str, by_key: bool = False) -> Column:
+    """Consent given and an identifier to reach the customer on that channel.
+
+    ``by_key``: the base has ``reach_by_key`` (custseg.marketing.consent): where it is true,
+    the customer key is enough for e-mail and SMS (the retailer's CRM resolves it to an
+    address); ads always need a hashed address, since the ad platform cannot resolve our key.
+    """
     ident = {
         "email": F.col("email_key").isNotNull(),
         "sms": F.col("phone_key").isNotNull(),
         "ads": F.col("email_sha256").isNotNull() | F.col("phone_sha256").isNotNull(),
     }[channel]
+    if by_key and channel in ("email", "sms"):
+        ident = ident | (F.coalesce(F.col("reach_by_key"), F.lit(False)) & F.col("customer_key").isNotNull())
     return F.coalesce(F.col(CHANNEL_CONSENT[channel]), F.lit(False)) & ident
 
 
-def assigned_channel(channels: Sequence[str]) -> Column:
+def assigned_channel(channels: Sequence[str], by_key: bool = False) -> Column:
     """The first channel of the campaign's list the customer consented to (null: none)."""
     expr = None
     for ch in channels:
-        expr = F.when(_reachable(ch), F.lit(ch)) if expr is None else expr.when(_reachable(ch), F.lit(ch))
+        ok = _reachable(ch, by_key)
+        expr = F.when(ok, F.lit(ch)) if expr is None else expr.when(ok, F.lit(ch))
     return expr
 
 
@@ -273,7 +281,7 @@ def flag_campaign(campaign: Campaign, as_of: date, p_col: str | None = None) -> 
             if s.complained
             else F.lit(False)
         )
-        channel = assigned_channel(campaign.channels)
+        channel = assigned_channel(campaign.channels, by_key="reach_by_key" in base.columns)
         flags = (
             base.where(eligibility_expr(campaign.eligibility, base.columns, campaign.id))
             .withColumn("channel", channel)

@@ -473,6 +473,19 @@ def check_marketing(conf: Config) -> None:
     _settings_problem(conf)
     if conf.get_path("marketing", None) is None:
         return
+    from custseg.marketing.consent import check_consent  # consent imports this module
+
+    check_consent(conf)
+    for key, low in (
+        ("marketing.propensity.behaviour.label_days", 1),
+        ("marketing.propensity.behaviour.snapshots", 2),
+        ("marketing.propensity.behaviour.step_days", 1),
+    ):
+        v = conf.get_path(key, low)
+        if not isinstance(v, int) or isinstance(v, bool) or v < low:
+            raise conf.error(key, f"must be an integer >= {low}; got {v!r}")
+    if not isinstance(conf.get_path("marketing.propensity.behaviour.enabled", True), bool):
+        raise conf.error("marketing.propensity.behaviour.enabled", "must be true or false")
     path = campaigns_path(conf)
     if path is not None and not path.exists():
         # Only the marketing stage needs the file; it fails there with the same message.

@@ -46,6 +46,7 @@ EXPORT_COLUMNS: dict[str, list[str]] = {
         "age_band",
         "member_tier",
         *OFFER_FIELDS,
+        "consent_basis",
     ],
     "email": ["campaign_id", "customer_key", "email_key", *OFFER_FIELDS],
     "sms": ["campaign_id", "customer_key", "phone_key", *OFFER_FIELDS],
@@ -74,6 +75,8 @@ def crm_export(contacts: DataFrame) -> DataFrame:
     )
     # Downstream tools want readable figures, not 17 significant digits of a model score.
     rounded = {"p_response": F.round("p_response", 4), "expected_profit": F.round("expected_profit", 2)}
+    if "consent_basis" not in contacts.columns:  # consent as recorded in the CRM
+        contacts = contacts.withColumn("consent_basis", F.lit("recorded"))
     cols = [rounded[c].alias(c) if c in rounded else F.col(c) for c in EXPORT_COLUMNS["crm"]]
     return _treated(contacts).where(consented).select(*cols).orderBy("rank")
 
@@ -128,10 +131,14 @@ def exports_for(channels: Sequence[str]) -> list[str]:
     return ["crm", *[c for c in channels if c in EXPORTS]]
 
 
-def manifest(snapshot_date: str, files: Sequence[Mapping]) -> dict:
-    """The manifest document: one entry per file (campaign, kind, format, path, rows, bytes, sha256)."""
+def manifest(snapshot_date: str, files: Sequence[Mapping], consent: Mapping | None = None) -> dict:
+    """The manifest document: one entry per file (campaign, kind, format, path, rows, bytes, sha256),
+    and the consent policy the audiences were built under (``consent``, when given)."""
     entries = sorted((dict(f) for f in files), key=lambda f: (f["campaign_id"], f["export"], f["format"]))
     totals: dict[str, dict[str, int]] = {}
     for f in entries:  # every format of one export holds the same rows
         totals.setdefault(f["campaign_id"], {})[f["export"]] = int(f["rows"])
-    return {"snapshot_date": snapshot_date, "files": entries, "rows_by_campaign": totals}
+    doc = {"snapshot_date": snapshot_date, "files": entries, "rows_by_campaign": totals}
+    if consent is not None:
+        doc["consent"] = dict(consent)
+    return doc

@@ -63,6 +63,9 @@ CAMPAIGN_SCHEMA = T.StructType(
         T.StructField("holdout_share", T.DoubleType(), False),
         T.StructField("model", T.StringType(), True),
         T.StructField("auc_validation", T.DoubleType(), True),
+        T.StructField("propensity_source", T.StringType(), True),
+        T.StructField("propensity_label", T.StringType(), True),
+        T.StructField("consent_basis", T.StringType(), True),
     ]
 )
 PLAN_COLUMNS = [
@@ -92,6 +95,9 @@ PLAN_COLUMNS = [
     "eligible",
     "model",
     "auc_validation",
+    "propensity_source",
+    "propensity_label",
+    "consent_basis",
 ]
 
 
@@ -132,9 +138,21 @@ def with_plan_metrics() -> Callable[[DataFrame], DataFrame]:
 
 
 def campaigns_frame(
-    spark: SparkSession, campaigns: Sequence[Campaign], models: dict[str, tuple[str, float | None]]
+    spark: SparkSession,
+    campaigns: Sequence[Campaign],
+    models: dict[str, tuple],
+    consent_basis: str | None = None,
 ) -> DataFrame:
-    """The campaigns' parameters as a small DataFrame (``models``: goal -> (model name, AUC))."""
+    """The campaigns' parameters as a small DataFrame.
+
+    ``models``: goal -> (model name, AUC[, training source, label]); ``consent_basis``: where
+    the consent came from (the policy, with the assumption spelt out when one is made).
+    """
+
+    def model_field(goal: str, i: int):
+        m = models.get(goal, ())
+        return m[i] if len(m) > i else None
+
     rows = [
         (
             c.id,
@@ -146,8 +164,11 @@ def campaigns_frame(
             float(c.margin_per_response),
             float(c.budget),
             float(c.holdout_share),
-            models.get(c.goal, (None, None))[0],
-            models.get(c.goal, (None, None))[1],
+            model_field(c.goal, 0),
+            model_field(c.goal, 1),
+            model_field(c.goal, 2),
+            model_field(c.goal, 3),
+            consent_basis,
         )
         for c in campaigns
     ]
@@ -233,7 +254,17 @@ def campaign_plan(flagged: DataFrame, scored: DataFrame, audience: DataFrame, pa
     out = (
         metrics.join(totals.select("campaign_id", "strategy", "holdout"), on=["campaign_id", "strategy"], how="inner")
         .join(
-            params.select("campaign_id", "goal", "campaign_name", "channels", "model", "auc_validation"),
+            params.select(
+                "campaign_id",
+                "goal",
+                "campaign_name",
+                "channels",
+                "model",
+                "auc_validation",
+                "propensity_source",
+                "propensity_label",
+                "consent_basis",
+            ),
             on="campaign_id",
             how="inner",
         )

@@ -17,6 +17,12 @@ Validation is a hash split by customer (a customer in several campaigns stays on
 side). Logistic regression and gradient-boosted trees are fitted; the higher validation
 AUC wins (ties: logistic). Only bounded aggregates reach the driver: counts, AUCs and
 the calibration table (one row per decile).
+
+Without campaign history (a retailer who brings only transactions) a goal falls back to a
+**behavioural** model (custseg.marketing.behaviour): "bought again within N days" learnt
+from back-dated snapshots of the transactions themselves, validated on the latest one; its
+probability, scaled to ``fallback_response_rate`` on average, ranks the campaigns. Only
+when that is impossible too does a goal get a constant rate.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 
 from pyspark import StorageLevel
@@ -86,8 +92,10 @@ QUALITY_SCHEMA = T.StructType(
         T.StructField("mean_predicted", T.DoubleType(), True),
         T.StructField("observed_rate", T.DoubleType(), True),
         T.StructField("lift", T.DoubleType(), True),
+        T.StructField("label", T.StringType(), True),
     ]
 )
+RESPONSE_LABEL = "converted after a treatment send"
 
 
 @dataclass(frozen=True)
@@ -106,11 +114,26 @@ class PropensityParams:
     gbt_max_depth: int = 4
     gbt_max_iter: int = 40
     gbt_step_size: float = 0.1
+    behaviour_enabled: bool = True
+    behaviour_label_days: int = 90
+    behaviour_snapshots: int = 4
+    behaviour_step_days: int = 30
 
     @classmethod
     def from_conf(cls, section) -> PropensityParams:
-        """From ``conf.marketing.propensity`` (keys as the field names)."""
-        values = {k: section[k] for k in cls.__dataclass_fields__ if k in section}
+        """From ``conf.marketing.propensity`` (keys as the field names; ``behaviour.*`` nested)."""
+        values = {k: section[k] for k in cls.__dataclass_fields__ if k in section and not k.startswith("behaviour")}
+        nested = section.get("behaviour", None)
+        if nested is not None:
+            b = nested.to_dict() if hasattr(nested, "to_dict") else dict(nested)
+            for key, field_name in (
+                ("enabled", "behaviour_enabled"),
+                ("label_days", "behaviour_label_days"),
+                ("snapshots", "behaviour_snapshots"),
+                ("step_days", "behaviour_step_days"),
+            ):
+                if key in b:
+                    values[field_name] = b[key]
         if "models" in values:
             values["models"] = tuple(values["models"])
         return cls(**values)
@@ -323,9 +346,11 @@ class PropensityModel:
 
     goal: str
     chosen: str  # logistic | gbt | constant
-    training_source: str  # goal | all_history | fallback
+    training_source: str  # goal | all_history | behaviour | fallback
     base_rate: float
     model: PipelineModel | None = None
+    label: str = RESPONSE_LABEL  # what the model predicts (the plan says it)
+    scale: float | None = None  # behavioural models: p x scale (mean p -> the assumed response rate)
     auc: dict[str, float] = field(default_factory=dict)
     n_train: int = 0
     n_validation: int = 0
@@ -341,9 +366,10 @@ class PropensityModel:
         """customer_key, p_response (a constant model gives everyone the base rate)."""
         if self.model is None:
             return features.select("customer_key", F.lit(float(self.base_rate)).alias("p_response"))
-        return self.model.transform(features).select(
-            "customer_key", vector_to_array(F.col("probability")).getItem(1).alias("p_response")
-        )
+        p = vector_to_array(F.col("probability")).getItem(1)
+        if self.scale is not None:
+            p = F.least(p * F.lit(float(self.scale)), F.lit(1.0))
+        return self.model.transform(features).select("customer_key", p.alias("p_response"))
 
     def quality_rows(self) -> list[tuple]:
         """Rows of ``propensity_quality`` (QUALITY_SCHEMA without snapshot_date)."""
@@ -364,7 +390,15 @@ class PropensityModel:
             deciles = self.calibration.get(name) or [{}]
             for d in deciles:
                 rows.append(
-                    (*head, d.get("decile"), d.get("n"), d.get("mean_predicted"), d.get("observed_rate"), d.get("lift"))
+                    (
+                        *head,
+                        d.get("decile"),
+                        d.get("n"),
+                        d.get("mean_predicted"),
+                        d.get("observed_rate"),
+                        d.get("lift"),
+                        self.label,
+                    )
                 )
         return rows
 
@@ -432,7 +466,9 @@ def calibration_by_decile(scored: DataFrame, bins: int = 10, accuracy: int = 100
 
 
 def constant_model(goal: str, base_rate: float, source: str = "fallback") -> PropensityModel:
-    return PropensityModel(goal=goal, chosen="constant", training_source=source, base_rate=float(base_rate))
+    return PropensityModel(
+        goal=goal, chosen="constant", training_source=source, base_rate=float(base_rate), label="none (constant rate)"
+    )
 
 
 def fit_propensity(
@@ -440,11 +476,13 @@ def fit_propensity(
 ) -> PropensityModel | None:
     """Fit every configured model on ``labelled`` (features + label); None when data are too thin.
 
-    ``labelled`` has ``customer_key``, ``label`` (0/1) and ``PROPENSITY_FEATURES``.
+    ``labelled`` has ``customer_key``, ``label`` (0/1) and ``PROPENSITY_FEATURES``; with an
+    ``is_validation`` column of its own (a split in time) that split is used, else a stable
+    hash of the customer decides.
     """
-    split = labelled.transform(with_validation_flag(params.validation_share, params.seed)).persist(
-        StorageLevel.MEMORY_AND_DISK
-    )
+    if "is_validation" not in labelled.columns:
+        labelled = labelled.transform(with_validation_flag(params.validation_share, params.seed))
+    split = labelled.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         counts = {
             (bool(r["is_validation"])): (int(r["n"]), int(r["pos"] or 0))
@@ -510,16 +548,24 @@ def fit_goal(
     snapshot: date,
     params: PropensityParams,
     history: Sequence[str] = (),
+    behaviour: Callable[[], PropensityModel | None] | None = None,
 ) -> PropensityModel:
-    """The model of one goal: its own campaigns' history, else all history, else a constant rate.
+    """The model of one goal: its own campaigns' history, else all history, else the
+    behavioural model (``behaviour()``, fitted once and shared by the goals), else a constant rate.
 
     ``features_at`` is ``point_in_time_features(...)``; every fallback is logged.
     """
+
+    def without_history(why: str, rate: float) -> PropensityModel:
+        model = behaviour() if behaviour is not None and params.behaviour_enabled else None
+        if model is not None:
+            log.warning("propensity %s: %s; ranking by the behavioural model (%s)", goal, why, model.label)
+            return replace(model, goal=goal)
+        log.warning("propensity %s: %s; constant rate %.4f", goal, why, rate)
+        return constant_model(goal, rate)
+
     if responses is None:
-        log.warning(
-            "propensity %s: no silver.campaign_responses; constant rate %.3f", goal, params.fallback_response_rate
-        )
-        return constant_model(goal, params.fallback_response_rate)
+        return without_history("no silver.campaign_responses", params.fallback_response_rate)
     outcome_before = date.fromordinal(snapshot.toordinal() - params.outcome_days + 1)
     attempts = [(tuple(history), "goal")] if history else []
     attempts.append(((), "all_history"))
@@ -542,5 +588,4 @@ def fit_goal(
             row = sends.agg(F.count("*").alias("n"), F.avg("label").alias("rate")).first()
             if row and row["n"]:
                 base_rate = float(row["rate"])
-    log.warning("propensity %s: too little history to fit a model; constant rate %.4f", goal, base_rate)
-    return constant_model(goal, base_rate)
+    return without_history("too little campaign history to fit a response model", base_rate)

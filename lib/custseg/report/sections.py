@@ -811,6 +811,25 @@ def _plan(inp: ReportInputs, out: Rendered) -> None:
         ["_c", "_s"]
     )
     out.tables.append(Table("Plan", shown[order], formats))
+    _targeting(pdf, out)
+
+
+TARGETING_COLUMNS = ("model", "auc_validation", "propensity_source", "propensity_label", "consent_basis")
+
+
+def _targeting(pdf: pd.DataFrame, out: Rendered) -> None:
+    """Per campaign: the propensity model, what it predicts and where consent came from."""
+    campaign = pick(pdf.columns, *CAMPAIGN)
+    cols = [c for c in TARGETING_COLUMNS if c in pdf.columns]
+    if campaign is None or not cols:
+        return
+    table = pdf[[campaign, *cols]].drop_duplicates(subset=[campaign]).rename(columns={campaign: "campaign"})
+    out.tables.append(Table("Targeting model and consent", table, {"auc_validation": "num"}))
+    if "consent_basis" in table and table["consent_basis"].astype(str).str.startswith("assumed").any():
+        out.notes.append(
+            "Consent is ASSUMED for customers without recorded consent (marketing.consent.policy: "
+            "assume_opted_in): check that it was collected elsewhere before sending."
+        )
 
 
 def plan_long(pdf: pd.DataFrame) -> pd.DataFrame:

@@ -34,7 +34,9 @@ from custseg.marketing.audience import (
     select_under_budget,
     with_history,
 )
+from custseg.marketing.behaviour import fit_behaviour
 from custseg.marketing.campaigns import Campaign, load_campaigns
+from custseg.marketing.consent import ConsentPolicy, with_consent
 from custseg.marketing.evaluate import EvaluationParams, campaign_results, known_by
 from custseg.marketing.export import EXPORTS, exports_for, manifest, seed_export
 from custseg.marketing.plan import campaign_plan, campaigns_frame
@@ -102,11 +104,19 @@ def _snapshot(df: DataFrame, as_of: date, name: str, exact: bool) -> DataFrame |
 
 
 def _fit_models(
-    ctx: StageContext, campaigns: list[Campaign], features_at, responses: DataFrame | None
+    ctx: StageContext, campaigns: list[Campaign], features_at, responses: DataFrame | None, orders: DataFrame
 ) -> dict[str, PropensityModel]:
     params = PropensityParams.from_conf(ctx.conf.marketing.propensity)
     models: dict[str, PropensityModel] = {}
     fitted: dict[tuple[str, ...], PropensityModel] = {}  # goals with the same history share one fit
+    behaviour: list[PropensityModel | None] = []  # fitted at most once, for every goal without history
+
+    def behavioural() -> PropensityModel | None:
+        if not behaviour:
+            with ctx.recorder.stage("propensity behaviour"):
+                behaviour.append(fit_behaviour(orders, features_at, ctx.as_of, params))
+        return behaviour[0]
+
     for goal in sorted({c.goal for c in campaigns}):
         history = tuple(sorted({p for c in campaigns if c.goal == goal for p in c.history}))
         if history in fitted:
@@ -114,7 +124,13 @@ def _fit_models(
             models[goal] = replace(fitted[history], goal=goal)
             continue
         with ctx.recorder.stage(f"propensity {goal}"):
-            models[goal] = fitted[history] = fit_goal(goal, responses, features_at, ctx.as_of, params, history)
+            models[goal] = fitted[history] = fit_goal(
+                goal, responses, features_at, ctx.as_of, params, history, behaviour=behavioural
+            )
+    ctx.recorder.details["propensity"] = {
+        g: {"model": mm.chosen, "source": mm.training_source, "label": mm.label, "auc": mm.auc_chosen}
+        for g, mm in models.items()
+    }
     rows = [r for m in models.values() for r in m.quality_rows()]
     quality = ctx.spark.createDataFrame(rows, QUALITY_SCHEMA).withColumn("snapshot_date", F.lit(ctx.as_of))
     ctx.tables.overwrite(quality, QUALITY, partition_by=["snapshot_date"], where={"snapshot_date": ctx.run_date})
@@ -151,7 +167,11 @@ def run(ctx: StageContext) -> None:
     feedback = _optional(ctx, "silver.feedback", "no suppression of complainers")
 
     features_at = point_in_time_features(orders, customers, responses, feedback)
-    models = _fit_models(ctx, campaigns, features_at, responses)
+    models = _fit_models(ctx, campaigns, features_at, responses, orders)
+    consent = ConsentPolicy.from_config(conf)
+    if consent.assumes:
+        log.warning("marketing: %s", consent.warning())
+    rec.details["consent"] = consent.summary()
 
     with rec.stage("score"):
         cutoff = as_of + timedelta(days=1)  # everything up to the end of the snapshot day
@@ -167,6 +187,7 @@ def run(ctx: StageContext) -> None:
     complaints = feedback.transform(complaint_history(as_of)) if feedback is not None else None
     base = (
         features.transform(customer_base(customers, segments, cross_sell))
+        .transform(with_consent(consent))
         .transform(with_history(contacts, complaints, windows))
         .join(scores, on="customer_key", how="left")
         .transform(_materialise)
@@ -205,7 +226,13 @@ def run(ctx: StageContext) -> None:
         audience = t.read(AUDIENCES).where(F.col("snapshot_date") == F.lit(as_of))
 
     with rec.stage("plan"):
-        params = campaigns_frame(ctx.spark, campaigns, {g: (mm.chosen, mm.auc_chosen) for g, mm in models.items()})
+        basis = f"assumed opted in ({', '.join(consent.channels)}) where none recorded" if consent.assumes else "crm"
+        params = campaigns_frame(
+            ctx.spark,
+            campaigns,
+            {g: (mm.chosen, mm.auc_chosen, mm.training_source, mm.label) for g, mm in models.items()},
+            basis,
+        )
         plan = campaign_plan(flagged, scored, audience, params).withColumn("snapshot_date", F.lit(as_of))
         t.overwrite(plan, PLAN, partition_by=["snapshot_date"], where={"snapshot_date": ctx.run_date})
         summary = (
@@ -250,7 +277,7 @@ def run(ctx: StageContext) -> None:
         log.warning("marketing: no campaign responses yet: %s not written for %s", RESULTS, ctx.run_date)
 
     with rec.stage("exports"):
-        files = write_exports(ctx, campaigns, audience, base)
+        files = write_exports(ctx, campaigns, audience, base, consent)
         rec.details["exports"] = len(files)
     # snap, base, flagged and scored are local checkpoints: Spark's context cleaner frees
     # their blocks once these frames are unreachable, i.e. when the stage returns.
@@ -273,8 +300,15 @@ def _union(frames: list[DataFrame]) -> DataFrame:
 # --- export files -----------------------------------------------------------------------
 
 
-def write_exports(ctx: StageContext, campaigns: list[Campaign], audience: DataFrame, base: DataFrame) -> list[dict]:
-    """Every campaign's export files and the date's manifest; the date's folder is replaced."""
+def write_exports(
+    ctx: StageContext,
+    campaigns: list[Campaign],
+    audience: DataFrame,
+    base: DataFrame,
+    consent: ConsentPolicy | None = None,
+) -> list[dict]:
+    """Every campaign's export files and the date's manifest (with the consent policy and,
+    when consent is assumed, its warning); the date's folder is replaced."""
     spark = ctx.spark
     root = f"{absolute(ctx.conf.paths.exports).rstrip('/')}/{ctx.run_date}"
     fs, jroot = _fs(spark, root)
@@ -294,6 +328,7 @@ def write_exports(ctx: StageContext, campaigns: list[Campaign], audience: DataFr
         "region",
         "age_band",
         "member_tier",
+        "consent_basis",
     )
     contacts = audience.join(ident, on="customer_key", how="left").persist(StorageLevel.MEMORY_AND_DISK)
     written: list[dict] = []
@@ -328,7 +363,11 @@ def write_exports(ctx: StageContext, campaigns: list[Campaign], audience: DataFr
         for w in written:
             size, digest = sums[_uri(w["path"])] if _uri(w["path"]) in sums else sums[w["path"]]
             w.update(bytes=size, sha256=digest, file=w["path"][len(root) + 1 :])
-    doc = manifest(ctx.run_date, [{k: v for k, v in w.items() if k != "path"} for w in written])
+    doc = manifest(
+        ctx.run_date,
+        [{k: v for k, v in w.items() if k != "path"} for w in written],
+        consent.summary() if consent is not None else None,
+    )
     _write_text(spark, f"{root}/manifest.json", json.dumps(doc, indent=1, sort_keys=True))
     log.info("marketing: %d export files under %s", len(written), root)
     return written
