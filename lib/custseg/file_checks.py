@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pyspark.sql import SparkSession
 
 from custseg.landing import read_bytes
-from custseg.sources.base import SourceSpec
+from custseg.sources.base import WHITESPACE, SourceSpec
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,8 @@ def _decompress_head(raw: bytes) -> tuple[bytes, bool]:
 
 
 def _split_csv(line: str, delimiter: str) -> list[str]:
+    if delimiter == WHITESPACE:
+        return line.split()
     return next(csv.reader([line], delimiter=delimiter), [])
 
 

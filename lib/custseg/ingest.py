@@ -24,7 +24,7 @@ from pyspark.sql.types import StringType, StructField, StructType
 from pyspark.sql.window import Window
 
 from custseg.file_checks import SINGLE_ROW_REASONS, FileCheck
-from custseg.sources.base import SourceSpec, parse_ts
+from custseg.sources.base import WHITESPACE, SourceSpec, parse_ts
 
 log = logging.getLogger(__name__)
 
@@ -111,12 +111,40 @@ def _read_jsonl(spark: SparkSession, spec: SourceSpec, paths: list[str]) -> Data
     )
 
 
+def _read_whitespace(spark: SparkSession, spec: SourceSpec, paths: list[str], header: tuple[str, ...]) -> DataFrame:
+    """Whitespace-separated text (columns aligned with runs of blanks, e.g. CDNOW_master.txt):
+    each line trimmed and split on runs of white space; the header line is dropped; a line
+    with another number of fields than the header is ``malformed_csv_row``."""
+    text = spark.read.text(paths).select(
+        F.make_valid_utf8("value").alias("value"), F.col("_metadata.file_path").alias("_source_file")
+    )
+    stripped = F.regexp_replace(F.regexp_replace("value", "^\ufeff", ""), r"^\s+|\s+$", "")
+    lines = text.select(stripped.alias("line"), "_source_file").where(F.col("line") != "")
+    lines = lines.withColumn("_f", F.split("line", r"\s+")).where(F.array_join("_f", " ") != F.lit(" ".join(header)))
+    index = {name: i for i, name in reversed(list(enumerate(header)))}
+
+    def column(c: str) -> Column:
+        i = index.get(spec.header_name(c))
+        return (F.col("_f")[i] if i is not None else F.lit(None).cast("string")).alias(c)
+
+    as_landed = F.map_from_arrays(F.array(*[F.lit(h) for h in header]), F.col("_f"))
+    well_formed = F.size("_f") == F.lit(len(header))
+    return lines.select(
+        *[F.when(well_formed, column(c)).alias(c) for c in spec.columns],
+        F.when(~well_formed, F.lit("malformed_csv_row")).alias("_parse_error"),
+        F.when(well_formed, F.to_json(as_landed)).otherwise(F.col("line")).alias("raw_record"),
+        "_source_file",
+    )
+
+
 def _read_csv(spark: SparkSession, spec: SourceSpec, paths: list[str], header: tuple[str, ...]) -> DataFrame:
     """Files sharing one (checked) header: read by position, columns picked by header name.
 
     The header was validated by file_checks, so Spark's own header check is not needed
     (``enforceSchema``); columns the source does not declare stay in ``raw_record``.
     """
+    if spec.delimiter == WHITESPACE:
+        return _read_whitespace(spark, spec, paths, header)
     slots = [f"_h{i}" for i in range(len(header))]
     schema = StructType(
         [*(StructField(s, StringType(), True) for s in slots), StructField(CORRUPT, StringType(), True)]
@@ -162,6 +190,9 @@ def _read_rejected_file(spark: SparkSession, spec: SourceSpec, check: FileCheck)
         lines = lines.where(F.trim("raw_record") != "")
         if spec.fmt == "csv":
             lines = lines.where(F.regexp_replace("raw_record", "^\ufeff", "") != F.lit(check.header_line))
+            if spec.delimiter == WHITESPACE:  # the header may come with a CR and surrounding blanks
+                fields = F.split(F.regexp_replace("raw_record", r"^\s+|\s+$", ""), r"\s+")
+                lines = lines.where(F.array_join(fields, " ") != F.lit(" ".join(check.header)))
         row = lines
     return row.select(*nulls, F.lit(check.reason).alias("_parse_error"), "raw_record", "_source_file")
 

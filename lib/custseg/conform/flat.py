@@ -5,6 +5,13 @@ file (one row per item, e.g. the UCI Online Retail CSV) flows through the same c
 identity resolution and features as the built-in sources.
 
 - Ids exported as floats lose the configured suffix (``17850.0`` -> ``17850``).
+- A file without invoice ids (``columns.order_id: ""``) has one order per customer and day:
+  ``<customer_id>-<yyyyMMdd>`` (CDNOW: customer, date, number of CDs, dollar value).
+- A file without SKUs (``columns.sku: ""``) gives orders whose lines have no sku: features,
+  CLV, segments and marketing use them; the basket and recommendation stages skip.
+- A line total (``columns.amount``, with ``unit_price: ""``) makes the line one unit at that
+  price (a negative quantity, where there is one, still marks a return), so revenue is the
+  file's amount to the cent.
 - An invoice is one order, per batch (a later batch's copy replaces it, as for orders).
   Its status: ``cancel_status`` when its id starts with ``cancel_prefix``; else
   ``negative_qty_status`` when any line has a negative quantity; else ``completed``.
@@ -36,14 +43,28 @@ def clean_id(col: str, suffix: str) -> Column:
 
 
 def _lines(s: FlatSettings) -> Callable[[DataFrame], DataFrame]:
+    has = {c for c, h in s.columns.items() if h}
+
     def transform(flat: DataFrame) -> DataFrame:
+        ts = F.try_to_timestamp(F.trim("order_ts"), F.lit(s.ts_format))
+        customer = clean_id("customer_id", s.id_suffix)
+        if "order_id" in has:
+            order_id = clean_id("order_id", s.id_suffix)
+        else:  # one order per customer and day
+            order_id = F.concat(customer, F.lit("-"), F.date_format(ts, "yyyyMMdd"))
+        qty = F.col("qty").try_cast("double").cast("long")
+        if "unit_price" in has:
+            price = F.trim("unit_price")
+        else:  # a line total: one unit at that price (the sign of a quantity still marks a return)
+            price = F.trim("amount")
+            qty = F.when(qty < 0, F.lit(-1)).otherwise(F.lit(1)).cast("long") if "qty" in has else F.lit(1).cast("long")
         return flat.select(
-            clean_id("order_id", s.id_suffix).alias("order_id"),
-            clean_id("customer_id", s.id_suffix).alias("customer_id"),
-            F.try_to_timestamp(F.trim("order_ts"), F.lit(s.ts_format)).alias("ts"),
-            F.trim("sku").alias("sku"),
-            F.col("qty").try_cast("double").cast("long").alias("qty"),
-            F.trim("unit_price").alias("unit_price"),
+            order_id.alias("order_id"),
+            customer.alias("customer_id"),
+            ts.alias("ts"),
+            F.nullif(F.trim("sku"), F.lit("")).alias("sku"),
+            qty.alias("qty"),
+            price.alias("unit_price"),
             *META,
         )
 

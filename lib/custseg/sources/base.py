@@ -16,6 +16,7 @@ from pyspark.sql.types import StringType, StructField, StructType
 
 Rule = tuple[str, Callable[[], Column]]
 
+WHITESPACE = "whitespace"  # a CSV "delimiter": fields separated by runs of blanks (aligned text columns)
 TS_FORMATS = ("yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd'T'HH:mm:ss", "yyyy-MM-dd'T'HH:mm:ssXXX", "yyyy-MM-dd")
 
 
@@ -83,7 +84,7 @@ class SourceSpec:
     rules: list[Rule] = field(default_factory=list)
     ts_cols: tuple[str, ...] = ()  # checked against the future tolerance
     ts_formats: tuple[str, ...] = TS_FORMATS
-    delimiter: str = ","  # CSV only
+    delimiter: str = ","  # CSV only; WHITESPACE: runs of blanks
     # CSV only: schema column -> header name in the files (default: the same name); a column
     # mapped to "" is not expected in the files (null in bronze).
     header_names: dict[str, str] = field(default_factory=dict)

@@ -14,19 +14,22 @@ from pyspark.sql import Column
 from pyspark.sql import functions as F
 
 from custseg.config import Config, validator
-from custseg.sources.base import SourceSpec, bad_number, bad_ts, missing, strings
+from custseg.sources.base import WHITESPACE, SourceSpec, bad_number, bad_ts, missing, strings
 
 TABLE = "bronze.flat_transactions"
-# canonical column -> required in every file
+# canonical column -> required in every file. A file without invoice ids (order_id "") has
+# one order per customer and day; without SKUs (sku "") its orders have no items, so the
+# basket and recommendation stages skip it; a line total (amount) may stand for qty x unit_price.
 COLUMNS = {
-    "order_id": True,
-    "sku": True,
+    "order_id": False,
+    "sku": False,
     "description": False,
-    "qty": True,
+    "qty": False,
     "order_ts": True,
-    "unit_price": True,
+    "unit_price": False,
     "customer_id": False,
     "country": False,
+    "amount": False,
 }
 STATUSES = ("completed", "returned", "cancelled")
 CHANNELS = ("store", "web", "app")
@@ -37,7 +40,7 @@ class FlatSettings:
     enabled: bool = False
     source_name: str = "flat_transactions"
     delimiter: str = ","
-    columns: dict[str, str] = field(default_factory=lambda: {c: c for c in COLUMNS})
+    columns: dict[str, str] = field(default_factory=lambda: {c: "" if c == "amount" else c for c in COLUMNS})
     ts_format: str = "yyyy-MM-dd HH:mm:ss"
     id_suffix: str = ".0"
     cancel_prefix: str = "C"
@@ -73,19 +76,26 @@ def _bad_qty() -> Column:
 
 
 def flat_spec(s: FlatSettings) -> SourceSpec:
-    """The source spec of the configured flat file: canonical columns, the file's header names."""
+    """The source spec of the configured flat file: canonical columns, the file's header names.
+
+    A rule about a column the file does not have (mapped to "") is not applied."""
+    has = {c for c, h in s.columns.items() if h}
+    rules = [
+        ("missing_order_id", missing("order_id"), "order_id" in has),
+        # without invoice ids an order is customer + day: a line without a customer has no order
+        ("missing_customer_id", missing("customer_id"), "order_id" not in has),
+        ("missing_sku", missing("sku"), "sku" in has),
+        ("bad_qty", _bad_qty, "qty" in has),
+        ("bad_unit_price", lambda: missing("unit_price")() | bad_number("unit_price", low=0)(), "unit_price" in has),
+        ("bad_amount", lambda: missing("amount")() | bad_number("amount", low=0)(), "amount" in has),
+        ("bad_order_ts", bad_ts("order_ts", formats=(s.ts_format,)), True),
+    ]
     return SourceSpec(
         name=s.source_name,
         fmt="csv",
         schema=strings(*COLUMNS),
         key=None,  # line items have no id of their own
-        rules=[
-            ("missing_order_id", missing("order_id")),
-            ("missing_sku", missing("sku")),
-            ("bad_qty", _bad_qty),
-            ("bad_unit_price", lambda: missing("unit_price")() | bad_number("unit_price", low=0)()),
-            ("bad_order_ts", bad_ts("order_ts", formats=(s.ts_format,))),
-        ],
+        rules=[(code, rule) for code, rule, applies in rules if applies],
         ts_cols=("order_ts",),
         ts_formats=(s.ts_format,),
         delimiter=s.delimiter,
@@ -99,13 +109,28 @@ def check_flat(conf: Config) -> None:
         return
     g = conf.get_path
     cols = g("flat_transactions.columns", {}) or {}
+    named = {c for c, v in cols.items() if isinstance(v, str) and v.strip()}
     for col, required in COLUMNS.items():
         v = cols.get(col)
-        if required and not (isinstance(v, str) and v.strip()):
+        if required and col not in named:
             raise conf.error(f"flat_transactions.columns.{col}", f"must name the file's column for {col}; got {v!r}")
+    if "order_id" not in named and "customer_id" not in named:
+        raise conf.error(
+            "flat_transactions.columns.order_id",
+            "is empty, so orders are customer + day: flat_transactions.columns.customer_id must then name a column",
+        )
+    if not named & {"unit_price", "amount"}:
+        raise conf.error(
+            "flat_transactions.columns.unit_price",
+            "must name the unit price column (or columns.amount the line total); both are empty",
+        )
+    if "unit_price" in named and "qty" not in named:
+        raise conf.error("flat_transactions.columns.qty", "must name the quantity column when unit_price is mapped")
     delim = g("flat_transactions.delimiter", ",")
-    if not isinstance(delim, str) or len(delim) != 1:
-        raise conf.error("flat_transactions.delimiter", f"must be one character; got {delim!r}")
+    if not isinstance(delim, str) or not (len(delim) == 1 or delim == WHITESPACE):
+        raise conf.error(
+            "flat_transactions.delimiter", f"must be one character or '{WHITESPACE}' (runs of blanks); got {delim!r}"
+        )
     for key, allowed in (
         ("cancel_status", STATUSES),
         ("negative_qty_status", STATUSES),

@@ -51,6 +51,15 @@ def latest_segments(tables, as_of: date) -> DataFrame | None:
     )
 
 
+def _has_items(lines: DataFrame, level: str, products: DataFrame | None) -> bool:
+    """Whether any order line has an item at ``level`` (a one-row probe, not a count)."""
+    from custseg.basket.baskets import with_item
+
+    if level not in lines.columns and products is None:
+        return False
+    return lines.transform(with_item(level, products)).where(F.col("item").isNotNull()).limit(1).count() > 0
+
+
 def _optional(tables, name: str) -> DataFrame | None:
     return tables.read(name) if tables.exists(name) else None
 
@@ -65,6 +74,15 @@ def run(ctx: StageContext) -> None:
 
     lines = t.read("silver.order_items").where(F.col("order_date") <= F.lit(as_of))
     products = _optional(t, "silver.products")
+    if not _has_items(lines, level, products):
+        msg = (
+            f"basket: silver.order_items has no item at basket.level={level} up to {ctx.run_date} (a source "
+            "without products, e.g. flat_transactions with columns.sku empty): frequent itemsets, rules, "
+            "journeys, cross-sell and recommendations are skipped; gold tables of this stage are not written"
+        )
+        log.warning(msg)
+        rec.details["skipped"] = msg
+        return
     events = _optional(t, "silver.events")
     if events is not None:
         events = events.where(F.to_date("ts") <= F.lit(as_of))
