@@ -121,7 +121,7 @@ def _retail_truth(path) -> dict:
     window = (inv["day"] > RETAIL_DATE - timedelta(days=365)) & (inv["day"] <= RETAIL_DATE)
     bought = inv[purchase & window & inv["customer"].notna()]
     lines = raw[raw["InvoiceNo"].isin(inv.index[~cancelled & ~returned]) & (raw["cents"] > 0)]
-    lines = lines[lines["InvoiceNo"].map(inv["day"]).pipe(lambda d: (d > RETAIL_DATE - timedelta(days=365)))]
+    lines = lines[lines["InvoiceNo"].map(inv["day"]).pipe(lambda d: d > RETAIL_DATE - timedelta(days=365))]
     skus = lines.groupby("InvoiceNo")["StockCode"].agg(lambda s: s.str.strip().nunique())
     return {
         "customers": raw["customer"].dropna().nunique(),
@@ -150,7 +150,9 @@ def test_online_retail_through_every_stage(spark, shared_datasets, tmp_path, mon
     runs = _runs(t, RETAIL_DATE)
     assert {j: r["status"] for j, r in runs.items()} == {j: "succeeded" for j in PIPELINE}
 
-    statuses = {r["status"]: r["n"] for r in t.read("silver.orders").groupBy("status").agg(F.count("*").alias("n")).collect()}
+    statuses = {
+        r["status"]: r["n"] for r in t.read("silver.orders").groupBy("status").agg(F.count("*").alias("n")).collect()
+    }
     assert sum(statuses.values()) == truth["orders"]
     assert (statuses["cancelled"], statuses["returned"], statuses["free"]) == (
         truth["cancelled"],
