@@ -75,6 +75,8 @@ def _salt_refusal(conf_path: str | None) -> str | None:
 def print_summary(home: Path, run_date: str) -> None:
     from deltalake import DeltaTable
 
+    from custseg.storage.arrow_read import read_pandas
+
     tables_root = home / "tables"
     print(f"\ncustseg demo for {run_date}: Delta tables under {tables_root}")
     for layer_dir in sorted(p for p in tables_root.iterdir() if p.is_dir()):
@@ -82,9 +84,10 @@ def print_summary(home: Path, run_date: str) -> None:
             dt = DeltaTable(str(table_dir))
             rows = sum(a["num_records"] for a in _adds(dt))
             print(f"  {layer_dir.name}.{table_dir.name:<24} v{dt.version():<3} {rows:>10,} rows  {table_dir}")
-    feats = DeltaTable(str(tables_root / "gold" / "customer_features"))
-    df = feats.to_pandas(
-        partitions=[("snapshot_date", "=", run_date)], columns=["rfm_segment", "r_score", "f_score", "m_score"]
+    df = read_pandas(
+        tables_root / "gold" / "customer_features",
+        partitions=[("snapshot_date", "=", run_date)],
+        columns=["rfm_segment", "r_score", "f_score", "m_score"],
     )
     print("\nRFM segments:")
     for name, n in df["rfm_segment"].value_counts().items():
@@ -93,7 +96,8 @@ def print_summary(home: Path, run_date: str) -> None:
         dist = " ".join(f"{k}:{v}" for k, v in sorted(df[col].value_counts().items()))
         print(f"  {col}: {dist}")
     print(
-        f"\nRead them with Spark (custseg.storage.Tables) or deltalake.DeltaTable('{tables_root}/gold/customer_features')."
+        f"\nRead them with Spark (custseg.storage.Tables) or, without Spark, "
+        f"custseg.storage.arrow_read.read_pandas('{tables_root}/gold/customer_features')."
     )
     exports = home / "exports" / run_date / "manifest.json"
     if exports.exists():

@@ -108,9 +108,8 @@ def standalone(tmp_path_factory):
 
 
 def test_pipeline_through_spark_submit_on_standalone(standalone, tmp_path):
-    from deltalake import DeltaTable
-
     from custseg.datagen import generate
+    from custseg.storage.arrow_read import read_pandas
 
     master_url, env = standalone
     summary = generate(tmp_path, customers=300, days=120, seed=3, bad_share=0.01)
@@ -160,11 +159,11 @@ def test_pipeline_through_spark_submit_on_standalone(standalone, tmp_path):
     )
     assert proc.returncode == 0, f"pipeline failed:\n{proc.stderr[-4000:]}"
 
-    features = DeltaTable(str(tmp_path / "tables" / "gold" / "customer_features")).to_pandas()
-    customers = DeltaTable(str(tmp_path / "tables" / "silver" / "customers")).to_pandas()
+    features = read_pandas(tmp_path / "tables" / "gold" / "customer_features")
+    customers = read_pandas(tmp_path / "tables" / "silver" / "customers")
     assert set(features["customer_key"]) == set(customers["customer_key"])
     assert features["r_score"].between(1, 5).all() and (features["frequency"] > 0).any()
-    runs = DeltaTable(str(tmp_path / "tables" / "gold" / "job_runs")).to_pandas()
+    runs = read_pandas(tmp_path / "tables" / "gold" / "job_runs")
     assert set(runs["job"]) >= {"ingest", "conform", "features"}
     # each run appends a started row, then its outcome under the same run_id
     assert set(runs.loc[runs["status"] != "started", "run_id"]) == set(runs["run_id"])

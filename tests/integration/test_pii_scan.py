@@ -7,7 +7,7 @@ inside arrays, maps and structs, is compared: as a whole, and through the e-mail
 substrings and long digit runs it contains. The same scan on bronze.crm_customers must find
 them (the detector itself works).
 
-The tables are read with ``deltalake`` into Arrow and scanned in Python: the shared run's
+The tables are read into Arrow (``custseg.storage.arrow_read``) and scanned in Python: the shared run's
 tables are small, and one Spark plan unioning forty tables' exploded leaves spent most of
 its time in planning (about 110 s of a 2-core run, against a few seconds here).
 """
@@ -119,10 +119,10 @@ def _tables(home, layers: tuple[str, ...]) -> list[str]:
 
 
 def _arrow(home, name: str) -> pa.Table:
-    from deltalake import DeltaTable
+    from custseg.storage.arrow_read import read_table
 
     layer, table = name.split(".")
-    return DeltaTable(str(home / "tables" / layer / table)).to_pyarrow_table()
+    return read_table(home / "tables" / layer / table)
 
 
 def test_no_raw_email_phone_or_name_in_silver_or_gold(spark, demo_run):

@@ -1,8 +1,9 @@
 """The storage contract: every engine must pass these tests.
 
 Each test runs once per engine; "spark-delta" skips where the JVM Delta jars are not
-on the class path. A second, independent reader (``deltalake``) checks that what an
-engine writes is a real Delta table, not just something our own reader understands.
+on the class path. A second, independent reader (``custseg.storage.arrow_read``: the log
+through ``deltalake``, the data through pyarrow) checks that what an engine writes is a
+real Delta table, not just something our own reader understands.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from custseg.storage import (
     StorageSettings,
     Tables,
 )
+from custseg.storage.arrow_read import read_table
 
 ENGINES = ["delta-rs", "spark-delta"]
 NO_JARS = "JVM Delta jars not on the class path (Maven unreachable here)"
@@ -404,7 +406,7 @@ def test_independent_delta_reader_sees_the_same_rows_and_partitions(spark, table
 
     delta = DeltaTable(path)
     assert list(delta.metadata().partition_columns) == ["snapshot_date", "channel"]
-    seen = spark.createDataFrame(delta.to_pyarrow_table().to_pylist(), schema)
+    seen = spark.createDataFrame(read_table(path).to_pylist(), schema)
     assert_df_equality(seen, df, ignore_row_order=True)
 
     # Per-file stats in the log (data skipping for any Delta reader).
