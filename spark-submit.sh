@@ -7,6 +7,9 @@
 # Secrets never go in the arguments (`ps` shows them to every user): the PII salt comes from
 # CUSTSEG_PII_SALT in the environment; executors that need it (pii.key_delivery: worker_env)
 # get spark.executorEnv.CUSTSEG_PII_SALT from a --properties-file, masked by the redaction regex.
+# JVM Delta Lake: the jars `make venv` resolved (.venv/delta-jars, pinned in
+# deploy/delta-jars.txt) go with --jars, so driver and executors load them, unless
+# CUSTSEG_DELTA_JARS names another folder or "none" (a cluster whose Spark has Delta).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 job="${1:?usage: ./spark-submit.sh <job> [--conf F] [--date D] [spark-submit args]}"; shift
@@ -53,6 +56,16 @@ export PYTHONPATH="$here/lib${PYTHONPATH:+:$PYTHONPATH}"
 has_master=0
 for a in "${spark_args[@]+"${spark_args[@]}"}"; do [ "$a" = "--master" ] && has_master=1; done
 [ $has_master -eq 1 ] || spark_args+=(--master "${SPARK_MASTER:-local[2]}")
+
+delta_dir="${CUSTSEG_DELTA_JARS:-$here/.venv/delta-jars}"
+if [ "$delta_dir" != "none" ] && ls "$delta_dir"/*.jar >/dev/null 2>&1; then
+  jars=$(ls "$delta_dir"/*.jar | tr '\n' ',' | sed 's/,$//')
+  spark_args+=(--jars "$jars"
+    --conf spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension
+    --conf spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog)
+elif [ "$delta_dir" != "none" ]; then
+  echo "no JVM Delta jars in $delta_dir (make venv resolves them): tables use the delta-rs engine" >&2
+fi
 
 exec "$submit" \
   --name "custseg-$job" \

@@ -1,5 +1,6 @@
 """One Spark session for the whole test run (local[2], UI off, few shuffle partitions,
-interpreted expressions)."""
+interpreted expressions), with JVM Delta Lake when the set-up resolved its jars: both
+storage engines run on it (tests force delta-rs with ``engine="delta-rs"``)."""
 
 from __future__ import annotations
 
@@ -22,13 +23,22 @@ os.environ.setdefault("CUSTSEG_PII_SALT", "test-salt-for-unit-tests-0123456789ab
 SHARED = ROOT.parent / "shared"
 
 
+def ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
 @pytest.fixture(scope="session")
 def spark():
     from pyspark.sql import SparkSession
 
+    from custseg.session import delta_conf
+
     warehouse = tempfile.mkdtemp(prefix="custseg-warehouse-")
+    builder = SparkSession.builder
+    for key, value in delta_conf(snapshot_partitions=2).items():
+        builder = builder.config(key, value)
     session = (
-        SparkSession.builder.master("local[2]")
+        builder.master("local[2]")
         .appName("custseg-tests")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
@@ -54,6 +64,18 @@ def spark():
     yield session
     session.stop()
     shutil.rmtree(warehouse, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def jvm_delta(spark) -> bool:
+    """Whether the session has JVM Delta Lake. Under CI=true its absence fails the run."""
+    from custseg.session import has_jvm_delta
+
+    if has_jvm_delta(spark):
+        return True
+    if ci():
+        pytest.fail("CI=true but the JVM Delta jars are not on the class path (make venv resolves them)")
+    return False
 
 
 @pytest.fixture()

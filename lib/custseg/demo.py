@@ -75,15 +75,20 @@ def _salt_refusal(conf_path: str | None) -> str | None:
 def print_summary(home: Path, run_date: str) -> None:
     from deltalake import DeltaTable
 
+    from custseg.storage import commit_engine
     from custseg.storage.arrow_read import read_pandas
 
     tables_root = home / "tables"
-    print(f"\ncustseg demo for {run_date}: Delta tables under {tables_root}")
+    lines, engines = [], set()
     for layer_dir in sorted(p for p in tables_root.iterdir() if p.is_dir()):
         for table_dir in sorted(p for p in layer_dir.iterdir() if (p / "_delta_log").is_dir()):
             dt = DeltaTable(str(table_dir))
             rows = sum(a["num_records"] for a in _adds(dt))
-            print(f"  {layer_dir.name}.{table_dir.name:<24} v{dt.version():<3} {rows:>10,} rows  {table_dir}")
+            engine = commit_engine(dt.history(1)[0])  # the engine of the latest commit
+            engines.add(engine)
+            lines.append(f"  {layer_dir.name}.{table_dir.name:<24} v{dt.version():<3} {rows:>10,} rows  {table_dir}")
+    print(f"\ncustseg demo for {run_date}: Delta tables under {tables_root}, written by {', '.join(sorted(engines))}")
+    print("\n".join(lines))
     df = read_pandas(
         tables_root / "gold" / "customer_features",
         partitions=[("snapshot_date", "=", run_date)],

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 
@@ -16,6 +17,11 @@ from custseg.config import Config
 from custseg.redaction import SPARK_REDACTION_REGEX
 
 log = logging.getLogger(__name__)
+
+DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
+DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+# A path no table lives at: asking Delta to describe it fails with Delta's own error class.
+_PROBE_PATH = "file:/custseg-delta-probe/no-such-table"
 
 
 def launched_by_cluster() -> bool:
@@ -67,8 +73,9 @@ def local_session(conf: Config, app_name: str = "custseg") -> SparkSession:
         # Masks secrets (the PII salt in executor env vars, storage keys) in the UI and event log.
         .config("spark.redaction.regex", SPARK_REDACTION_REGEX)
     )
-    for key, value in sconf.conf.items():
-        builder = builder.config(key, str(value))
+    extra = {k: str(v) for k, v in sconf.conf.items()}
+    for key, value in {**delta_conf(extra, partitions), **extra}.items():
+        builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     log.info(
@@ -77,19 +84,68 @@ def local_session(conf: Config, app_name: str = "custseg") -> SparkSession:
     return spark
 
 
+def delta_jars_dir() -> Path | None:
+    """Where the set-up put the JVM Delta jars (``deploy/delta-jars.sh``), or None to run without.
+
+    ``CUSTSEG_DELTA_JARS`` names the folder, or ``none``; by default ``<venv>/delta-jars``
+    of the Python running this (``make venv`` resolves them there).
+    """
+    setting = os.environ.get("CUSTSEG_DELTA_JARS", "")
+    if setting.lower() == "none":
+        return None
+    folder = Path(setting) if setting else Path(sys.prefix) / "delta-jars"
+    return folder if any(folder.glob("*.jar")) else None
+
+
+def delta_conf(user_conf: dict[str, str] | None = None, snapshot_partitions: int = 4) -> dict[str, str]:
+    """Spark settings that put JVM Delta Lake into a local session, or {} where it cannot be.
+
+    Nothing when the user's own settings already bring Delta (``spark.jars.packages`` or
+    ``spark.sql.extensions``), or when no jars were resolved: then tables use delta-rs,
+    said in one line. ``snapshot_partitions``: Delta rebuilds a table's log state, and VACUUM
+    lists files, with this many tasks (defaults 50 and 10,000: seconds per commit and a
+    minute per vacuum on a small machine).
+    """
+    user_conf = user_conf or {}
+    if "spark.jars.packages" in user_conf or "spark.sql.extensions" in user_conf:
+        return {}
+    folder = delta_jars_dir()
+    if folder is None:
+        log.warning(
+            "no JVM Delta jars (run `make venv`, or set CUSTSEG_DELTA_JARS to their folder): "
+            "tables use the delta-rs engine"
+        )
+        return {}
+    jars = [str(j) for j in sorted(folder.glob("*.jar"))]
+    if user_conf.get("spark.jars"):
+        jars.insert(0, user_conf["spark.jars"])
+    return {
+        "spark.jars": ",".join(jars),
+        "spark.sql.extensions": DELTA_EXTENSION,
+        "spark.sql.catalog.spark_catalog": DELTA_CATALOG,
+        "spark.databricks.delta.snapshotPartitions": str(snapshot_partitions),
+        # VACUUM lists the table folder with this many tasks (default 10,000: a minute here).
+        "spark.sql.sources.parallelPartitionDiscovery.parallelism": str(snapshot_partitions),
+    }
+
+
 def has_jvm_delta(spark: SparkSession) -> bool:
-    """Whether the session can read and write Delta through the JVM (delta-spark / Databricks)."""
+    """Whether the session reads and writes Delta through the JVM (delta-spark / Databricks).
+
+    Connect-safe: no class-path probe through py4j. The session must name Delta's extension,
+    and Delta must answer a ``DESCRIBE DETAIL`` of a path with no table with its own error
+    (without the jars Spark does not know the command, or the extension was dropped).
+    """
+    if os.environ.get("DATABRICKS_RUNTIME_VERSION"):
+        return True
     try:
         extensions = spark.conf.get("spark.sql.extensions", "") or ""
     except Exception:  # Spark Connect may refuse some keys
         extensions = ""
-    if os.environ.get("DATABRICKS_RUNTIME_VERSION"):
-        return True
     if "DeltaSparkSessionExtension" not in extensions:
         return False
     try:
-        jvm = spark.sparkContext._jvm  # noqa: SLF001 - the only way to probe the class path
-        jvm.java.lang.Class.forName("io.delta.sql.DeltaSparkSessionExtension")
-        return True
-    except Exception:
-        return False
+        spark.sql(f"DESCRIBE DETAIL delta.`{_PROBE_PATH}`")
+    except Exception as exc:
+        return "DELTA_" in str(exc)
+    return True

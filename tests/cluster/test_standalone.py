@@ -108,7 +108,11 @@ def standalone(tmp_path_factory):
 
 
 def test_pipeline_through_spark_submit_on_standalone(standalone, tmp_path):
+    from deltalake import DeltaTable
+
     from custseg.datagen import generate
+    from custseg.session import delta_jars_dir
+    from custseg.storage import commit_engine
     from custseg.storage.arrow_read import read_pandas
 
     master_url, env = standalone
@@ -170,3 +174,7 @@ def test_pipeline_through_spark_submit_on_standalone(standalone, tmp_path):
     assert (runs.loc[runs["status"] != "started", "status"] == "succeeded").all()
     # Standalone application ids are app-<time>-<n>; a local run would say local-<n>.
     assert runs["app_id"].str.startswith("app-").all()
+    # spark-submit.sh ships the resolved Delta jars to driver and executors: JVM Delta wrote.
+    expected = "spark-delta" if delta_jars_dir() is not None else "delta-rs"
+    for table in ("silver/customers", "gold/customer_features", "gold/job_runs"):
+        assert commit_engine(DeltaTable(str(tmp_path / "tables" / table)).history(1)[0]) == expected, table

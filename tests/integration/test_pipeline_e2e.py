@@ -17,8 +17,10 @@ def _delta_tables(root: Path) -> list[Path]:
     return sorted(p.parent for p in root.glob("*/*/_delta_log"))
 
 
-def test_every_table_is_delta_and_opens_with_deltalake(demo_run):
+def test_every_table_is_delta_and_opens_with_deltalake(demo_run, jvm_delta):
     from deltalake import DeltaTable
+
+    from custseg.storage import commit_engine
 
     home, _, _ = demo_run
     tables = _delta_tables(home / "tables")
@@ -33,10 +35,13 @@ def test_every_table_is_delta_and_opens_with_deltalake(demo_run):
         "gold.customer_features",
         "gold.job_runs",
     } <= names
+    # The shared run is the production engine's end-to-end run wherever the jars are.
+    expected = "spark-delta" if jvm_delta else "delta-rs"
     for path in tables:
         dt = DeltaTable(str(path))
         assert dt.version() >= 0
         assert dt.schema().fields, path
+        assert commit_engine(dt.history(1)[0]) == expected, path
 
 
 def test_rerun_same_date_leaves_identical_features(spark, demo_run):

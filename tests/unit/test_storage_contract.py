@@ -1,9 +1,10 @@
 """The storage contract: every engine must pass these tests.
 
-Each test runs once per engine; "spark-delta" skips where the JVM Delta jars are not
-on the class path. A second, independent reader (``custseg.storage.arrow_read``: the log
-through ``deltalake``, the data through pyarrow) checks that what an engine writes is a
-real Delta table, not just something our own reader understands.
+Each test runs once per engine, both on the one test session; "spark-delta" skips where
+the JVM Delta jars are not on the class path, and fails instead under CI=true. A second,
+independent reader (``custseg.storage.arrow_read``: the log through ``deltalake``, the data
+through pyarrow) checks that what an engine writes is a real Delta table, not just
+something our own reader understands.
 """
 
 from __future__ import annotations
@@ -27,18 +28,19 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from custseg.config import DEFAULT_CONF_DIR, load_config
-from custseg.session import has_jvm_delta
+from custseg.session import delta_jars_dir, has_jvm_delta
 from custseg.storage import (
     CommitConflictError,
     SchemaMismatchError,
     StorageError,
     StorageSettings,
     Tables,
+    WriteId,
 )
 from custseg.storage.arrow_read import read_table
 
 ENGINES = ["delta-rs", "spark-delta"]
-NO_JARS = "JVM Delta jars not on the class path (Maven unreachable here)"
+NO_JARS = "JVM Delta jars not on the class path (make venv could not resolve them)"
 
 # Delta stores DataFrame writes with every column nullable, so the declared schemas are too.
 ORDERS = T.StructType(
@@ -73,8 +75,8 @@ ROWS_2 = [
 @pytest.fixture(
     params=[pytest.param(e, marks=[pytest.mark.spark_delta] if e == "spark-delta" else []) for e in ENGINES]
 )
-def engine(request: pytest.FixtureRequest, spark: SparkSession) -> str:
-    if request.param == "spark-delta" and not has_jvm_delta(spark):
+def engine(request: pytest.FixtureRequest, jvm_delta: bool) -> str:
+    if request.param == "spark-delta" and not jvm_delta:
         pytest.skip(NO_JARS)
     return request.param
 
@@ -384,8 +386,90 @@ def test_two_racing_appends_both_land_without_loss_or_duplicates(spark, tables, 
     assert len(results) == 2 and landed, results
     if engine == "delta-rs":  # it retries lost races itself
         assert sorted(results.values()) == [1, 2]
+    # Each write returns its own commit's version, not the latest one.
+    assert sorted(r for r in results.values() if isinstance(r, int)) == list(range(1, len(landed) + 1))
+    for k in landed:
+        added = tables.read("silver.orders", version=results[k]).exceptAll(
+            tables.read("silver.orders", version=results[k] - 1)
+        )
+        assert_df_equality(added, frames[k], ignore_row_order=True)
     expected = ROWS_1 + [row for k in landed for row in batches[k]]
     assert_df_equality(tables.read("silver.orders"), orders(spark, expected), ignore_row_order=True)
+
+
+# --- idempotent writes ------------------------------------------------------------------------
+
+
+def test_a_retried_append_with_the_same_write_id_lands_once(spark, tables):
+    run7 = WriteId.for_run("ingest", D2, "silver.orders", run=7)
+    first = tables.append(orders(spark, ROWS_1), "silver.orders", partition_by=["snapshot_date"], txn=run7)
+    other = tables.append(orders(spark, ROWS_2[:1]), "silver.orders")  # an unrelated writer in between
+
+    # The task is retried: same job, run date, table and run, same data.
+    retried = tables.append(
+        orders(spark, ROWS_1), "silver.orders", txn=WriteId.for_run("ingest", D2, "silver.orders", 7)
+    )
+
+    assert (first, other, retried) == (0, 1, 0)  # the retry answers with the first attempt's version
+    assert tables.version("silver.orders") == 1
+    assert_df_equality(tables.read("silver.orders"), orders(spark, ROWS_1 + ROWS_2[:1]), ignore_row_order=True)
+
+    # The next run of the job appends again; so does the same run for another table or date.
+    assert (
+        tables.append(orders(spark, ROWS_2[1:]), "silver.orders", txn=WriteId.for_run("ingest", D2, "silver.orders", 8))
+        == 2
+    )
+    assert (
+        tables.append(orders(spark, ROWS_2[1:]), "silver.orders", txn=WriteId.for_run("ingest", D3, "silver.orders", 7))
+        == 3
+    )
+    assert tables.read("silver.orders").count() == len(ROWS_1) + 1 + 2
+    with pytest.raises(StorageError, match="version"):
+        WriteId("custseg/x", -1)
+
+
+# --- catalog mode (spark-delta only) ----------------------------------------------------------
+
+
+@pytest.fixture
+def catalog_tables(spark: SparkSession, jvm_delta: bool, tmp_path: Path):
+    """Managed tables in Spark's session catalog (Delta's catalog, the test warehouse):
+    ``spark_catalog.<prefix><layer>.<table>``, as Unity Catalog's ``catalog.schema.table``."""
+    if not jvm_delta:
+        pytest.skip(NO_JARS)
+    prefix = f"t{uuid.uuid4().hex[:8]}_"
+    settings = StorageSettings(root=str(tmp_path), engine="spark-delta", catalog="spark_catalog", schema_prefix=prefix)
+    yield Tables(spark, settings), prefix
+    for layer in ("silver", "gold"):
+        spark.sql(f"DROP SCHEMA IF EXISTS spark_catalog.{prefix}{layer} CASCADE")
+
+
+def test_catalog_mode_creates_overwrites_and_travels_managed_tables(spark, catalog_tables, tmp_path):
+    tables, prefix = catalog_tables
+    assert not tables.exists("silver.orders")
+
+    v0 = tables.append(orders(spark, ROWS_1 + ROWS_2), "silver.orders", partition_by=["snapshot_date"])
+    new_d2 = [(20, "c20", D2, ts(D2, 1), Decimal("2.00"), ["x"])]
+    v1 = tables.overwrite(orders(spark, new_d2), "silver.orders", where={"snapshot_date": D2})
+
+    assert (v0, v1) == (0, 1)
+    assert tables.identifier("silver.orders") == f"`spark_catalog`.`{prefix}silver`.`orders`"
+    kept = [r for r in ROWS_1 + ROWS_2 if r[2] != D2]
+    expected = orders(spark, kept + new_d2)
+    assert_df_equality(tables.read("silver.orders"), expected, ignore_row_order=True)
+    assert_df_equality(spark.table(f"spark_catalog.{prefix}silver.orders"), expected, ignore_row_order=True)
+    assert_df_equality(tables.read("silver.orders", version=0), orders(spark, ROWS_1 + ROWS_2), ignore_row_order=True)
+    assert [h["version"] for h in tables.history("silver.orders")] == [1, 0]
+    assert tables.partition_columns("silver.orders") == ["snapshot_date"]
+    assert not os.path.exists(tables.path("silver.orders"))  # managed: in the warehouse, not under root
+    retried = WriteId.for_run("ingest", D2, "silver.orders", 1)
+    assert tables.append(orders(spark, new_d2), "silver.orders", txn=retried) == 2
+    assert tables.append(orders(spark, new_d2), "silver.orders", txn=retried) == 2
+
+    # exists() says whether a Delta table is there, and refuses another format under the name.
+    spark.sql(f"CREATE TABLE spark_catalog.{prefix}silver.plain (a INT) USING parquet")
+    with pytest.raises(StorageError, match="not (a )?Delta"):
+        tables.exists("silver.plain")
 
 
 # --- a real Delta table ---------------------------------------------------------------------
@@ -448,11 +532,19 @@ def test_bad_table_names_are_rejected(spark, tmp_path, name):
         tables.path(name)
 
 
-def test_forcing_spark_delta_without_the_jars_is_a_clear_error(spark, tmp_path):
-    if has_jvm_delta(spark):
-        pytest.skip("the JVM Delta jars are on the class path here")
+def test_forcing_spark_delta_without_the_jars_is_a_clear_error(spark, tmp_path, monkeypatch):
+    # The one session has the jars wherever the set-up resolved them: take them away here.
+    monkeypatch.setattr("custseg.session.has_jvm_delta", lambda _spark: False)
     with pytest.raises(StorageError, match="Delta jars are not on the class path"):
         Tables(spark, StorageSettings(root=str(tmp_path), engine="spark-delta"))
+    assert Tables(spark, StorageSettings(root=str(tmp_path), engine="auto")).engine_name == "delta-rs"
+
+
+def test_auto_picks_spark_delta_exactly_when_the_jars_were_resolved(spark, tmp_path):
+    resolved = delta_jars_dir() is not None  # what conftest put on the class path
+
+    assert has_jvm_delta(spark) is resolved
+    assert Tables(spark, StorageSettings(root=str(tmp_path))).engine_name == ("spark-delta" if resolved else "delta-rs")
 
 
 def test_catalog_mode_needs_spark_delta(spark, tmp_path):

@@ -10,6 +10,8 @@ from custseg.storage.base import (
     StorageError,
     StorageSettings,
     Tables,
+    WriteId,
+    commit_engine,
 )
 
 __all__ = [
@@ -18,4 +20,6 @@ __all__ = [
     "StorageError",
     "StorageSettings",
     "Tables",
+    "WriteId",
+    "commit_engine",
 ]

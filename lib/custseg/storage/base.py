@@ -77,6 +77,34 @@ class StorageSettings:
 
 
 @dataclass(frozen=True)
+class WriteId:
+    """Delta's idempotent-write identifiers (``txnAppId`` / ``txnVersion``).
+
+    A table remembers the highest ``version`` committed per ``app_id``; a write carrying an
+    ``app_id`` whose version is already there (or a lower one) commits nothing, so a retried
+    task (Databricks ``max_retries``, an orchestrator's rerun of the same run) never appends
+    twice. ``for_run`` derives the app id from job, run date and table, and takes the run's
+    number, which must stay the same across retries of one run and grow between runs.
+    """
+
+    app_id: str
+    version: int
+
+    def __post_init__(self) -> None:
+        if not self.app_id or not isinstance(self.version, int) or self.version < 0:
+            raise StorageError(f"write id needs an app id and a version >= 0, got {self.app_id!r}, {self.version!r}")
+
+    @classmethod
+    def for_run(cls, job: str, run_date: dt.date | str, table: str, run: int) -> WriteId:
+        return cls(f"custseg/{job}/{run_date}/{table}", int(run))
+
+    @property
+    def tag(self) -> str:
+        """How the commit that carried it is recognised in the table history."""
+        return f"{self.app_id}@{self.version}"
+
+
+@dataclass(frozen=True)
 class TableRef:
     """One table as the engines see it: its name, folder and SQL identifier."""
 
@@ -101,6 +129,7 @@ class WriteRequest:
     add_columns: list[T.StructField] = field(default_factory=list)  # schema evolution
     where: dict[str, list[str | None]] | None = None  # partition values as Delta strings
     predicate: str | None = None  # `where` as a Spark SQL predicate
+    txn: WriteId | None = None  # skip the write if this id already committed
 
     @property
     def evolves(self) -> bool:
@@ -219,6 +248,19 @@ def where_predicate(where: Mapping[str, list[str | None]], schema: T.StructType)
     return " AND ".join(terms)
 
 
+def commit_engine(commit: Mapping[str, Any]) -> str:
+    """Which engine made a commit, from its commitInfo (``DeltaTable.history()`` of deltalake).
+
+    JVM Delta records ``engineInfo`` "Apache-Spark/x Delta-Lake/y"; delta-rs "delta-rs:py-z".
+    """
+    info = str(commit.get("engineInfo") or commit.get("clientVersion") or "")
+    if "Delta-Lake" in info:
+        return "spark-delta"
+    if "delta-rs" in info:
+        return "delta-rs"
+    return info or "unknown"
+
+
 def is_local_path(path: str) -> bool:
     return not _URI_SCHEME.match(path) or path.startswith("file:")
 
@@ -316,9 +358,12 @@ class Tables:
 
     # writes
 
-    def append(self, df: DataFrame, name: str, partition_by: list[str] | None = None) -> int:
-        """Add the rows of ``df``; creates the table on first write. Returns the new version."""
-        return self._write(df, name, "append", partition_by, None)
+    def append(
+        self, df: DataFrame, name: str, partition_by: list[str] | None = None, txn: WriteId | None = None
+    ) -> int:
+        """Add the rows of ``df``; creates the table on first write. Returns the version this
+        write committed (with ``txn`` already committed: that earlier commit's version)."""
+        return self._write(df, name, "append", partition_by, None, txn)
 
     def overwrite(
         self,
@@ -326,13 +371,14 @@ class Tables:
         name: str,
         partition_by: list[str] | None = None,
         where: Mapping[str, Any] | None = None,
+        txn: WriteId | None = None,
     ) -> int:
         """Replace the table, or only the partitions matching ``where`` (values may be lists).
 
         Every row of ``df`` must fall in those partitions, as with Delta's ``replaceWhere``,
         so a job cannot silently write outside the slice it claims to replace.
         """
-        return self._write(df, name, "overwrite", partition_by, where)
+        return self._write(df, name, "overwrite", partition_by, where, txn)
 
     def _write(
         self,
@@ -341,6 +387,7 @@ class Tables:
         mode: str,
         partition_by: Sequence[str] | None,
         where: Mapping[str, Any] | None,
+        txn: WriteId | None = None,
     ) -> int:
         ref = self._ref(name)
         if partition_by is not None and (
@@ -372,7 +419,7 @@ class Tables:
                 F.raise_error(F.lit(f"{WHERE_GUARD_MARKER}: a row of the data for {name} does not match {predicate}"))
             )
             aligned = aligned.filter(guard)
-        req = WriteRequest(ref, aligned, mode, parts, schema, not exists, new, where_values, predicate)
+        req = WriteRequest(ref, aligned, mode, parts, schema, not exists, new, where_values, predicate, txn)
         try:
             return self._engine.write(req)
         except StorageError:

@@ -39,7 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from deltalake import DeltaTable, Field, Schema
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
-from deltalake.transaction import AddAction, CommitProperties, create_table_with_add_actions
+from deltalake.transaction import AddAction, CommitProperties, Transaction, create_table_with_add_actions
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
@@ -193,7 +193,11 @@ class DeltaRsEngine(Engine):
     def write(self, req: WriteRequest) -> int:
         ref = req.ref
         if not req.create:
-            _check_writable(ref, self._load(ref))
+            table = self._load(ref)
+            _check_writable(ref, table)
+            done = self._already_committed(ref, table, req)
+            if done is not None:
+                return done
         staging = os.path.join(ref.path, STAGING_DIR, uuid.uuid4().hex)
         data_schema = T.StructType([f for f in req.schema.fields if f.name not in req.partition_by])
         try:
@@ -232,6 +236,21 @@ class DeltaRsEngine(Engine):
         )
         return version
 
+    def _already_committed(self, ref: TableRef, table: DeltaTable, req: WriteRequest) -> int | None:
+        """With ``req.txn`` committed before (same app id, same or later version): the version
+        of that commit (the latest where it is out of reach), as JVM Delta skips such a write."""
+        if req.txn is None:
+            return None
+        seen = table.transaction_version(req.txn.app_id)
+        if seen is None or seen < req.txn.version:
+            return None
+        earlier = next(
+            (c["version"] for c in table.history(100) if (c.get("custseg") or {}).get("txn") == req.txn.tag),
+            table.version(),
+        )
+        log.info("%s %s: skipped, %s already committed as version %d", req.mode, ref.name, req.txn.tag, earlier)
+        return earlier
+
     def _commit(self, req: WriteRequest, files: list[DataFile]) -> int:
         """Commit ``files`` and return the version made.
 
@@ -244,6 +263,7 @@ class DeltaRsEngine(Engine):
         meta = {
             "custseg": {
                 "mode": req.mode.capitalize(),
+                **({"txn": req.txn.tag} if req.txn else {}),
                 **({"predicate": req.predicate} if req.predicate else {}),
                 "numFiles": len(files),
                 "numOutputRows": sum(f.num_records for f in files),
@@ -251,6 +271,7 @@ class DeltaRsEngine(Engine):
             }
         }
         target = delta_schema(req.schema)
+        txns = [Transaction(req.txn.app_id, req.txn.version)] if req.txn else None
         for attempt in range(COMMIT_ATTEMPTS):
             if attempt:
                 time.sleep(min(2.0, 0.05 * 2**attempt) * random.uniform(0.5, 1.0))
@@ -262,7 +283,9 @@ class DeltaRsEngine(Engine):
                         adds,
                         mode="error",
                         partition_by=req.partition_by or None,
-                        commit_properties=CommitProperties(custom_metadata=meta, max_commit_retries=0),
+                        commit_properties=CommitProperties(
+                            custom_metadata=meta, max_commit_retries=0, app_transactions=txns
+                        ),
                     )
                     return 0
                 except DeltaError as exc:  # CommitFailedError included
@@ -293,6 +316,10 @@ class DeltaRsEngine(Engine):
                 except CommitFailedError:
                     pass
                 continue  # reload: the data goes on top of the new schema
+            done = self._already_committed(ref, table, req)
+            if done is not None:  # a concurrent attempt with the same id won: ours are orphans
+                log.info("table %s: %d written files left for vacuum", ref.name, len(files))
+                return done
             read_version = table.version()
             try:
                 table.create_write_transaction(
@@ -301,7 +328,9 @@ class DeltaRsEngine(Engine):
                     table.schema(),
                     partition_by=req.partition_by or None,
                     partition_filters=_partition_filters(req.where),
-                    commit_properties=CommitProperties(custom_metadata=meta, max_commit_retries=0),
+                    commit_properties=CommitProperties(
+                        custom_metadata=meta, max_commit_retries=0, app_transactions=txns
+                    ),
                 )
                 return read_version + 1
             except CommitFailedError:

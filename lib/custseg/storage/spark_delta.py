@@ -9,7 +9,9 @@ tables, ``saveAsTable`` / ``spark.table``); otherwise they are paths under the r
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
+import uuid
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -19,6 +21,7 @@ from custseg.storage.base import (
     CommitConflictError,
     Engine,
     SchemaMismatchError,
+    StorageError,
     StorageSettings,
     TableRef,
     WriteRequest,
@@ -40,6 +43,8 @@ _CONFLICTS = (
     "DELTA_METADATA_CHANGED",
     "DELTA_PROTOCOL_CHANGED",
 )
+# How far back a write looks for its own commit (concurrent writers commit in between).
+_HISTORY_SEARCH = 100
 _SCHEMA_ERRORS = ("DELTA_FAILED_TO_MERGE_FIELDS", "A schema mismatch detected", "DELTA_SCHEMA_")
 
 
@@ -60,9 +65,18 @@ class SparkDeltaEngine(Engine):
         return self._delta_table.forPath(self.spark, ref.path)
 
     def exists(self, ref: TableRef) -> bool:
-        if ref.in_catalog:
-            return self.spark.catalog.tableExists(ref.identifier.replace("`", ""))
-        return self._delta_table.isDeltaTable(self.spark, ref.path)
+        if not ref.in_catalog:
+            return self._delta_table.isDeltaTable(self.spark, ref.path)
+        if not self.spark.catalog.tableExists(ref.identifier.replace("`", "")):
+            return False
+        # A catalog table of another format under our name must not be read or appended to.
+        try:
+            fmt = self.spark.sql(f"DESCRIBE DETAIL {ref.identifier}").select("format").head()[0]
+        except Exception as exc:
+            raise StorageError(f"table {ref.name} ({ref.identifier}) exists but is not a Delta table: {exc}") from exc
+        if str(fmt).lower() != "delta":
+            raise StorageError(f"table {ref.name} ({ref.identifier}) exists but is a {fmt} table, not Delta")
+        return True
 
     def schema(self, ref: TableRef) -> T.StructType:
         return self._table(ref).toDF().schema
@@ -74,14 +88,23 @@ class SparkDeltaEngine(Engine):
         return int(self._table(ref).history(1).select("version").head()[0])
 
     def read(self, ref: TableRef, version: int | None) -> DataFrame:
-        if ref.in_catalog:
-            if version is None:
-                return self.spark.table(ref.identifier)
-            return self.spark.sql(f"SELECT * FROM {ref.identifier} VERSION AS OF {int(version)}")
-        reader = self.spark.read.format("delta")
-        if version is not None:
-            reader = reader.option("versionAsOf", int(version))
-        return reader.load(ref.path)
+        try:
+            if ref.in_catalog:
+                if version is None:
+                    return self.spark.table(ref.identifier)
+                df = self.spark.sql(f"SELECT * FROM {ref.identifier} VERSION AS OF {int(version)}")
+            else:
+                reader = self.spark.read.format("delta")
+                if version is not None:
+                    reader = reader.option("versionAsOf", int(version))
+                df = reader.load(ref.path)
+            if version is not None:
+                df.schema  # noqa: B018 - resolve now (lazy over Connect): a missing version fails here
+            return df
+        except Exception as exc:
+            if "DELTA_VERSION_NOT_FOUND" in str(exc) or "DELTA_FILE_NOT_FOUND" in str(exc):
+                raise StorageError(f"table {ref.name}: cannot load at version {version}: {exc}") from exc
+            raise
 
     def write(self, req: WriteRequest) -> int:
         ref = req.ref
@@ -96,6 +119,12 @@ class SparkDeltaEngine(Engine):
             writer = writer.option("replaceWhere", req.predicate)
         if req.evolves:
             writer = writer.option("mergeSchema", "true")
+        # The commit is found again by this tag (Delta's writer does not return the version).
+        token = uuid.uuid4().hex
+        tag = {"custseg_write": token, **({"txn": req.txn.tag} if req.txn else {})}
+        writer = writer.option("userMetadata", json.dumps(tag, sort_keys=True))
+        if req.txn:
+            writer = writer.option("txnAppId", req.txn.app_id).option("txnVersion", req.txn.version)
         try:
             if ref.in_catalog:
                 if req.create:
@@ -110,17 +139,41 @@ class SparkDeltaEngine(Engine):
             if any(name in text for name in _SCHEMA_ERRORS):
                 raise SchemaMismatchError(f"table {ref.name}: {text[:500]}") from exc
             raise
-        # Delta's writer does not return the version; under concurrent writers this is
-        # the latest, which may be a later commit than ours.
-        version = self.version(ref)
+        version, skipped = self._committed_version(ref, token, req.txn)
         log.info(
-            "%s %s: committed version %d%s",
+            "%s %s: %s version %d%s",
             req.mode,
             ref.name,
+            f"skipped, {req.txn.tag} already committed as" if skipped else "committed",
             version,
             f" (where {req.predicate})" if req.predicate else "",
         )
         return version
+
+    def _committed_version(self, ref: TableRef, token: str, txn) -> tuple[int, bool]:
+        """The version this write made, or (with ``txn`` already committed) the earlier one's.
+
+        Found in the table's recent history by the write's tag, so a concurrent commit after
+        ours does not pass for ours.
+        """
+        rows = self._table(ref).history(_HISTORY_SEARCH).select("version", "userMetadata").collect()
+        earlier = None
+        for r in rows:  # newest first
+            try:
+                tag = json.loads(r["userMetadata"] or "{}")
+            except ValueError:
+                continue
+            if tag.get("custseg_write") == token:
+                return int(r["version"]), False
+            if txn is not None and tag.get("txn") == txn.tag and earlier is None:
+                earlier = int(r["version"])
+        if txn is not None:  # Delta skipped the write: the id had committed before
+            if earlier is None:
+                log.warning("table %s: %s committed earlier, beyond the last %d commits", ref.name, txn.tag, len(rows))
+                return self.version(ref), True
+            return earlier, True
+        # Delta commits nothing for an append of no rows to an existing table.
+        return self.version(ref), False
 
     def history(self, ref: TableRef) -> list[dict]:
         rows = (
