@@ -308,6 +308,14 @@ def validate(conf: Config) -> None:
 
 
 @validator
+def _check_maintenance(conf: Config) -> None:
+    """The VACUUM retention floor, checked before any job starts (not just the maintain job)."""
+    from custseg.stages.maintain import MaintenanceSettings
+
+    MaintenanceSettings.from_config(conf)
+
+
+@validator
 def _check_core(conf: Config) -> None:
     engine = conf.get_path("storage.engine", "auto")
     if engine not in ("auto", "delta-rs", "spark-delta"):

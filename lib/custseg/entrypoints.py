@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-STAGES = ("ingest", "conform", "features", "segment", "basket", "marketing", "report", "pipeline")
+STAGES = ("ingest", "conform", "features", "segment", "basket", "marketing", "report", "pipeline", "maintain")
 
 
 def _run(stage: str) -> None:
@@ -57,3 +57,8 @@ def report() -> None:
 def pipeline() -> None:
     """``custseg-pipeline``: every stage in order."""
     _run("pipeline")
+
+
+def maintain() -> None:
+    """``custseg-maintain``: OPTIMIZE and VACUUM every table (not part of the pipeline)."""
+    _run("maintain")

@@ -37,9 +37,9 @@ def resolve_entry_point(name: str):
 
 
 def test_every_stage_has_a_console_script():
-    for stage in [*PIPELINE, "pipeline"]:
+    for stage in [*PIPELINE, "pipeline", "maintain"]:
         resolve_entry_point(f"custseg-{stage}")
-    assert set(entrypoints.STAGES) == {*PIPELINE, "pipeline"}
+    assert set(entrypoints.STAGES) == {*PIPELINE, "pipeline", "maintain"}
 
 
 def test_entry_point_passes_argv_and_exits_with_the_job_status(monkeypatch):

@@ -23,6 +23,7 @@ STAGES = {
     "basket": "basket",
     "marketing": "marketing",
     "report": "report",
+    "maintain": "maintain",  # OPTIMIZE + VACUUM; scheduled on its own, not in PIPELINE
 }
 
 PIPELINE = ["ingest", "conform", "features", "segment", "basket", "marketing", "report"]

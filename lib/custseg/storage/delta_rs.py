@@ -173,6 +173,15 @@ class DeltaRsEngine(Engine):
         staged = _clean_staging(ref.path, retention_hours)
         log.info("vacuum %s: deleted %d files, %d staging folders", ref.name, len(deleted), staged)
 
+    def optimize(self, ref: TableRef) -> dict:
+        table = self._load(ref)
+        _check_writable(ref, table)
+        metrics = table.optimize.compact(
+            target_size=self.settings.target_file_bytes,
+            commit_properties=CommitProperties(max_commit_retries=0),
+        )
+        return {"files_removed": int(metrics["numFilesRemoved"]), "files_added": int(metrics["numFilesAdded"])}
+
     # --- read -----------------------------------------------------------------------------
 
     def read(self, ref: TableRef, version: int | None) -> DataFrame:

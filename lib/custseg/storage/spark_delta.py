@@ -215,6 +215,19 @@ class SparkDeltaEngine(Engine):
             self._table(ref).vacuum(float(retention_hours))
         log.info("vacuum %s: retention %sh", ref.name, retention_hours)
 
+    def optimize(self, ref: TableRef) -> dict:
+        key = "spark.databricks.delta.optimize.maxFileSize"
+        previous = self.spark.conf.get(key, None)
+        self.spark.conf.set(key, str(self.settings.target_file_bytes))
+        try:
+            metrics = self._table(ref).optimize().executeCompaction().select("metrics").head()[0]
+        finally:
+            if previous is None:
+                self.spark.conf.unset(key)
+            else:
+                self.spark.conf.set(key, previous)
+        return {"files_removed": int(metrics["numFilesRemoved"]), "files_added": int(metrics["numFilesAdded"])}
+
     def _ensure_schema(self, ref: TableRef) -> None:
         s = self.settings
         name = f"{quote_ident(s.catalog)}.{quote_ident(s.schema_prefix + ref.layer)}"

@@ -1,0 +1,70 @@
+"""Job ``maintain``: compact small files (OPTIMIZE) and delete files no recent version needs
+(VACUUM) in every table, or in those ``maintenance.tables`` names.
+
+Not part of the pipeline: schedule it daily or weekly after the pipeline (Databricks runs
+predictive optimization instead where it is on). The VACUUM retention is
+``maintenance.vacuum_retention_hours`` (7 days); time travel to any version within it keeps
+working. A retention below ``maintenance.min_retention_hours`` is refused unless
+``maintenance.force`` is true: readers of older versions and writers still moving files in
+could lose them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from custseg.config import Config
+from custseg.stages.context import StageContext
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MaintenanceSettings:
+    optimize: bool = True
+    vacuum_retention_hours: int = 168
+    min_retention_hours: int = 168
+    force: bool = False
+    tables: tuple[str, ...] = ()
+
+    @classmethod
+    def from_config(cls, conf: Config) -> MaintenanceSettings:
+        m = "maintenance."
+        settings = cls(
+            optimize=bool(conf.get_path(m + "optimize", True)),
+            vacuum_retention_hours=int(conf.get_path(m + "vacuum_retention_hours", 168)),
+            min_retention_hours=int(conf.get_path(m + "min_retention_hours", 168)),
+            force=bool(conf.get_path(m + "force", False)),
+            tables=tuple(conf.get_path(m + "tables", []) or []),
+        )
+        if settings.vacuum_retention_hours < 0:
+            raise conf.error(m + "vacuum_retention_hours", f"must be >= 0, got {settings.vacuum_retention_hours}")
+        if settings.vacuum_retention_hours < settings.min_retention_hours and not settings.force:
+            raise conf.error(
+                m + "vacuum_retention_hours",
+                f"{settings.vacuum_retention_hours}h is below maintenance.min_retention_hours "
+                f"({settings.min_retention_hours}h): readers of older versions could lose files; "
+                "set maintenance.force=true to vacuum anyway",
+            )
+        return settings
+
+
+def run(ctx: StageContext) -> None:
+    rec = ctx.recorder
+    settings = MaintenanceSettings.from_config(ctx.conf)
+    names = list(settings.tables) or ctx.tables.names()
+    rec.rows_in = len(names)
+    done = {}
+    for name in names:
+        entry = {}
+        if settings.optimize:
+            with rec.stage(f"optimize {name}"):
+                entry["optimize"] = ctx.tables.optimize(name)
+        with rec.stage(f"vacuum {name}"):
+            ctx.tables.vacuum(name, settings.vacuum_retention_hours)
+        entry["version"] = ctx.tables.version(name)
+        done[name] = entry
+    rec.rows_out = len(done)
+    rec.details["maintain"] = {"retention_hours": settings.vacuum_retention_hours, "tables": done}
+    log.info("maintained %d tables (vacuum retention %dh)", len(done), settings.vacuum_retention_hours)
