@@ -83,7 +83,8 @@ def markdown(result: dict) -> str:
         f"### Scale {result['scale']}: {num(result['data'].get('customers'), fmt=',')} customers, {result['machine']['cores']} cores, "
         f"{result['machine']['master']}, driver {result['machine']['driver_memory']}",
         "",
-        f"Pipeline: **{result['pipeline_seconds']:.0f} s**",
+        f"Pipeline: **{result['pipeline_seconds']:.0f} s**"
+        + (f" on {result['engine']}" if result.get("engine") else ""),
         "",
         "| stage | seconds | rows in | rows/s | peak driver RSS MiB | shuffle read MiB | shuffle write MiB | spill MiB | failed stages |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -95,6 +96,22 @@ def markdown(result: dict) -> str:
             f"{num(s['peak_driver_rss_mb'])} | {num(s['shuffle_read_bytes'], mib)} | {num(s['shuffle_write_bytes'], mib)} | "
             f"{num(s['spill_disk_bytes'], mib)} | {num(s['failed_stages'], fmt='d')} |"
         )
+    engines = result.get("engines") or {}
+    if len(engines) > 1:
+        names = list(engines)
+        lines += [
+            "",
+            "Storage engines side by side (seconds; the table above is " + names[0] + "):",
+            "",
+            "| stage | " + " | ".join(names) + " |",
+            "|---|" + "---:|" * len(names),
+        ]
+        by_stage = {e: {s["name"]: s["seconds"] for s in v["stages"]} for e, v in engines.items()}
+        for stage in [s["name"] for s in engines[names[0]]["stages"]]:
+            cells = " | ".join(num(by_stage[e].get(stage), fmt=".1f") for e in names)
+            lines.append(f"| {stage} | {cells} |")
+        total = " | ".join(f"**{engines[e]['pipeline_seconds']:.0f}**" for e in names)
+        lines.append(f"| pipeline | {total} |")
     if result.get("baselines"):
         lines += ["", "| baseline | seconds | notes |", "|---|---:|---|"]
         for name, b in result["baselines"].items():

@@ -55,11 +55,15 @@ def ensure_data(scale: str, cache: Path) -> dict:
 def bench_session(cores: str, driver_memory: str, shuffle_partitions: int = 0):
     from pyspark.sql import SparkSession
 
-    from custseg.session import default_shuffle_partitions
+    from custseg.session import default_shuffle_partitions, delta_conf
 
     n = os.cpu_count() if cores == "*" else int(cores)
+    shuffle = shuffle_partitions or default_shuffle_partitions(n)
+    builder = SparkSession.builder
+    for key, value in delta_conf(snapshot_partitions=shuffle).items():  # JVM Delta, when resolved
+        builder = builder.config(key, value)
     return (
-        SparkSession.builder.master(f"local[{cores}]")
+        builder.master(f"local[{cores}]")
         .appName("custseg-bench")
         .config("spark.driver.memory", driver_memory)
         .config("spark.ui.enabled", "true")
@@ -67,7 +71,7 @@ def bench_session(cores: str, driver_memory: str, shuffle_partitions: int = 0):
         .config("spark.ui.retainedStages", "100000")
         .config("spark.ui.retainedJobs", "100000")
         .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", str(shuffle_partitions or default_shuffle_partitions(n)))
+        .config("spark.sql.shuffle.partitions", str(shuffle))
         .config("spark.sql.adaptive.enabled", "true")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
@@ -77,7 +81,14 @@ def bench_session(cores: str, driver_memory: str, shuffle_partitions: int = 0):
 
 
 def run_pipeline(
-    spark, home: Path, run_date: str, stages: list[str], rss: PeakRss, done: list[dict] | None = None, on_stage=None
+    spark,
+    home: Path,
+    run_date: str,
+    stages: list[str],
+    rss: PeakRss,
+    done: list[dict] | None = None,
+    on_stage=None,
+    engine: str = "auto",
 ) -> list[dict]:
     """Run ``stages`` in turn; ``done`` are figures of stages already run on these tables
     (``--resume``): those are kept and skipped. ``on_stage(figures)`` after each stage, so
@@ -89,14 +100,16 @@ def run_pipeline(
     if not done:
         shutil.rmtree(home / "tables", ignore_errors=True)
     spark_stages = SparkStages(spark)
-    tables = Tables(spark, StorageSettings(root=str(home / "tables")))
+    tables = Tables(spark, StorageSettings(root=str(home / "tables"), engine=engine))
     out = list(done or [])
     for stage in stages:
         if any(f["name"] == stage for f in out):
             log.info("%s: measured in the run being resumed, skipped", stage)
             continue
         with measured(stage, rss, spark_stages) as fig:
-            rc = run_job(parse_job_args(None, [stage, "--date", run_date]), spark=spark)
+            rc = run_job(
+                parse_job_args(None, [stage, "--date", run_date, "--set", f"storage.engine={engine}"]), spark=spark
+            )
         if rc != 0:
             raise SystemExit(f"stage {stage} failed (exit {rc}); see the log")
         runs = (
@@ -141,6 +154,12 @@ def main(argv: list[str] | None = None) -> int:
         help="keep the tables and the stages measured by an interrupted run (results/<scale>.partial.json)",
     )
     p.add_argument("--cache", default=str(HERE / "cache"))
+    p.add_argument(
+        "--engines",
+        default=None,
+        help="storage engines to run the pipeline on, in turn (default: spark-delta,delta-rs where "
+        "the JVM Delta jars are resolved, else delta-rs); the first one's tables feed the baselines",
+    )
     args = p.parse_args(argv)
     setup_logging()
     os.environ.setdefault("CUSTSEG_PII_SALT", "bench-salt-not-secret-0123456789abcdefgh")
@@ -159,12 +178,23 @@ def main(argv: list[str] | None = None) -> int:
         partial.parent.mkdir(parents=True, exist_ok=True)
         partial.write_text(json.dumps({"scale": args.scale, "stages": figs}, indent=1))
 
+    by_engine: dict[str, list[dict]] = {}
     if args.baselines_only:
         previous = json.loads((HERE / "results" / f"{args.scale}.json").read_text())
         figures = previous["stages"]
         stages = [f["name"] for f in figures]
     else:
-        figures = run_pipeline(spark, home, run_date, stages, rss, done, save_partial)
+        from custseg.session import has_jvm_delta
+
+        engines = (args.engines or ("spark-delta,delta-rs" if has_jvm_delta(spark) else "delta-rs")).split(",")
+        # The first engine runs last, so its tables are there for the baselines; --resume
+        # continues the first engine's run only.
+        for engine in engines[1:]:
+            log.info("pipeline on %s (for the side-by-side figures)", engine)
+            by_engine[engine] = run_pipeline(spark, home, run_date, stages, rss, None, None, engine)
+        log.info("pipeline on %s", engines[0])
+        figures = run_pipeline(spark, home, run_date, stages, rss, done, save_partial, engines[0])
+        by_engine = {engines[0]: figures, **by_engine}
     # Stage by stage, so a resumed run adds up the same as one that ran through.
     total = round(sum(f["seconds"] for f in figures), 1)
 
@@ -191,6 +221,11 @@ def main(argv: list[str] | None = None) -> int:
         },
         "pipeline_seconds": total,
         "stages": figures,
+        "engine": next(iter(by_engine), None),
+        "engines": {
+            e: {"pipeline_seconds": round(sum(f["seconds"] for f in figs), 1), "stages": figs}
+            for e, figs in by_engine.items()
+        },
         "baselines": baselines,
     }
     from bench.report import targets, write_results
