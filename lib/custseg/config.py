@@ -39,6 +39,8 @@ OPEN_SECTIONS = frozenset(
     }
 )
 
+# What sources.<name> may set (each overrides the ingest key of the same name).
+SOURCE_SETTINGS = ("on_unknown_fields", "require_success_marker", "csv_require_final_newline")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -350,6 +352,23 @@ def _check_core(conf: Config) -> None:
     salt_env = conf.get_path("pii.salt_env", "CUSTSEG_PII_SALT")
     if not isinstance(salt_env, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", salt_env):
         raise conf.error("pii.salt_env", f"must name an environment variable; got {salt_env!r}")
+    policies = ("quarantine", "fail", "accept")
+    if conf.get_path("ingest.on_unknown_fields", "quarantine") not in policies:
+        raise conf.error("ingest.on_unknown_fields", f"must be one of {', '.join(policies)}")
+    for name, settings in (conf.get_path("sources", {}) or {}).items():
+        if not isinstance(settings, Mapping):
+            raise conf.error(f"sources.{name}", f"must be a mapping of source settings; got {settings!r}")
+        unknown = sorted(set(settings) - set(SOURCE_SETTINGS))
+        if unknown:
+            raise conf.error(f"sources.{name}", f"has unknown settings {unknown} ({', '.join(SOURCE_SETTINGS)})")
+        policy = settings.get("on_unknown_fields", "quarantine")
+        if policy not in policies:
+            raise conf.error(
+                f"sources.{name}.on_unknown_fields", f"must be one of {', '.join(policies)}; got {policy!r}"
+            )
+        for switch in ("require_success_marker", "csv_require_final_newline"):
+            if not isinstance(settings.get(switch, False), bool):
+                raise conf.error(f"sources.{name}.{switch}", "must be true or false")
     method = conf.get_path("rfm.binning", "quantile")
     if method not in ("quantile", "fixed"):
         raise conf.error("rfm.binning", f"must be 'quantile' or 'fixed'; got {method!r}")

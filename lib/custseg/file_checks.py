@@ -12,8 +12,13 @@ Reason codes, in the order they are tried:
   splits on another common one (``;``, tab, ``|``).
 - ``missing_column:<header name>`` (CSV): a declared column is not in the header.
 - ``truncated_last_line`` (uncompressed files): no newline at the end and the last line is
-  not a complete record (JSON Lines: not a JSON object; CSV: fewer fields than the header),
-  i.e. the file was cut short in transfer.
+  not a complete record (JSON Lines: not a JSON object; CSV: fewer fields than the header, an
+  open quote, or, with ``csv_require_final_newline``, any CSV without a final newline: a
+  value cut inside its last field looks complete), i.e. the file was cut short in transfer.
+- ``corrupt_gzip`` (compressed files, checked by reading the whole stream in Spark): the
+  stream ends early or fails its CRC, which would otherwise abort the whole ingest.
+- ``duplicate_file``: the file's content (SHA-256) was already delivered, in this batch or
+  an earlier one (``meta.landed_files``), so a re-delivered file cannot count twice.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import zlib
 from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from custseg.landing import read_bytes
 from custseg.sources.base import WHITESPACE, SourceSpec
@@ -36,7 +42,7 @@ HEAD_BYTES = 64 * 1024
 TAIL_BYTES = 64 * 1024
 OTHER_DELIMITERS = (";", "\t", "|")
 # Reasons after which the file has no lines worth reading: it becomes one quarantine row.
-SINGLE_ROW_REASONS = ("empty_file", "unreadable_file")
+SINGLE_ROW_REASONS = ("empty_file", "unreadable_file", "corrupt_gzip")
 
 
 @dataclass(frozen=True)
@@ -65,7 +71,9 @@ def _split_csv(line: str, delimiter: str) -> list[str]:
     return next(csv.reader([line], delimiter=delimiter), [])
 
 
-def inspect(spec: SourceSpec, path: str, size: int, head: bytes, tail: bytes) -> FileCheck:
+def inspect(
+    spec: SourceSpec, path: str, size: int, head: bytes, tail: bytes, csv_require_final_newline: bool = False
+) -> FileCheck:
     """The file-level verdict on one file from its first and last bytes (pure; no I/O)."""
     compressed = path.endswith((".gz", ".gzip"))
     whole = size <= len(head)
@@ -86,7 +94,7 @@ def inspect(spec: SourceSpec, path: str, size: int, head: bytes, tail: bytes) ->
     except UnicodeDecodeError:
         return FileCheck(path, size, "invalid_utf8", header_line=header_line)
     if spec.fmt != "csv":
-        return _check_tail(spec, FileCheck(path, size), tail, compressed, whole)
+        return _check_tail(spec, FileCheck(path, size), tail, compressed, whole, csv_require_final_newline)
 
     fields = tuple(f.strip() for f in _split_csv(header_line, spec.delimiter))
     required = spec.required_headers
@@ -98,10 +106,12 @@ def inspect(spec: SourceSpec, path: str, size: int, head: bytes, tail: bytes) ->
         return FileCheck(path, size, f"missing_column:{missing[0]}", fields, header_line)
     extra = tuple(f for f in fields if f not in required)
     checked = FileCheck(path, size, None, fields, header_line, extra)
-    return _check_tail(spec, checked, tail, compressed, whole)
+    return _check_tail(spec, checked, tail, compressed, whole, csv_require_final_newline)
 
 
-def _check_tail(spec: SourceSpec, check: FileCheck, tail: bytes, compressed: bool, whole: bool) -> FileCheck:
+def _check_tail(
+    spec: SourceSpec, check: FileCheck, tail: bytes, compressed: bool, whole: bool, final_newline: bool = False
+) -> FileCheck:
     if compressed:
         return check  # the end of a compressed file is not seen without reading all of it
     data = tail
@@ -113,7 +123,7 @@ def _check_tail(spec: SourceSpec, check: FileCheck, tail: bytes, compressed: boo
     last = data[cut + 1 :].decode("utf-8", errors="replace").strip().lstrip("\ufeff")
     if not last or (spec.fmt == "csv" and cut < 0):
         return check  # a CSV that is only a header, without a newline
-    if _incomplete(spec, check, last):
+    if _incomplete(spec, check, last) or (spec.fmt == "csv" and final_newline):
         return FileCheck(check.path, check.size, "truncated_last_line", check.header, check.header_line)
     return check
 
@@ -124,20 +134,58 @@ def _incomplete(spec: SourceSpec, check: FileCheck, last: str) -> bool:
             return not isinstance(json.loads(last), dict)
         except ValueError:
             return True
-    return len(_split_csv(last, spec.delimiter)) < len(check.header)
+    # An odd number of quotes: the line ends inside a quoted field (a multi-line field is
+    # not read as one record here either: CSV sources are read line by line).
+    return len(_split_csv(last, spec.delimiter)) < len(check.header) or last.count('"') % 2 == 1
 
 
-def check_files(spark: SparkSession, spec: SourceSpec, files: list[tuple[str, int]]) -> list[FileCheck]:
+def _gzip_readable(spark: SparkSession, path: str) -> bool:
+    """Whether Spark decompresses the whole file (a cut or corrupt gzip fails the read)."""
+    try:
+        spark.read.text(path).agg(F.count("*")).collect()
+    except Exception as exc:  # a Py4J, Connect or Spark error: the stream is unreadable
+        log.warning("%s: cannot be decompressed to the end: %s", path, str(exc).splitlines()[0][:300])
+        return False
+    return True
+
+
+def file_checksums(spark: SparkSession, paths: list[str]) -> dict[str, str]:
+    """SHA-256 (hex) of each file's bytes, computed by the executors (one row per file comes back)."""
+    if not paths:
+        return {}
+    rows = (
+        spark.read.format("binaryFile")
+        .option("pathGlobFilter", "*")
+        .load(paths)
+        .select(F.col("path"), F.sha2(F.col("content"), 256).alias("sha256"))
+        .collect()
+    )
+    by_path = {_local_form(r["path"]): r["sha256"] for r in rows}
+    return {p: by_path.get(_local_form(p)) for p in paths}
+
+
+def _local_form(path: str) -> str:
+    """``file:/x``, ``file:///x`` and ``/x`` alike (Spark spells local paths several ways)."""
+    if path.startswith("file:"):
+        return "/" + path[len("file:") :].lstrip("/")
+    return path
+
+
+def check_files(
+    spark: SparkSession, spec: SourceSpec, files: list[tuple[str, int]], csv_require_final_newline: bool = False
+) -> list[FileCheck]:
     """FileCheck of every (path, size) of a batch; logs rejected files and unknown columns."""
     out = []
     for path, size in files:
         head, tail = read_bytes(spark, path, size, HEAD_BYTES, TAIL_BYTES)
-        check = inspect(spec, path, size, head, tail)
+        check = inspect(spec, path, size, head, tail, csv_require_final_newline)
+        if check.ok and path.endswith((".gz", ".gzip")) and not _gzip_readable(spark, path):
+            check = FileCheck(path, size, "corrupt_gzip", check.header, check.header_line)
         if check.reason:
             log.warning("%s: file %s quarantined as a whole: %s", spec.name, path, check.reason)
         elif check.extra_columns:
             log.warning(
-                "%s: file %s has columns the source does not declare, kept in raw_record only: %s",
+                "%s: file %s has columns the source does not declare (on_unknown_fields decides): %s",
                 spec.name,
                 path,
                 ", ".join(check.extra_columns),

@@ -5,6 +5,9 @@ Reading keeps the raw text of each record: JSON Lines are read as text and parse
 CSV is read with an explicit schema in PERMISSIVE mode with a corrupt-record column.
 Files that fail a whole-file check (custseg.file_checks) are quarantined line by line
 with the file's reason. Each batch reconciles: records read = accepted + quarantined.
+Fields a record carries that its source does not declare (JSON keys, CSV columns: an
+upstream rename or addition) are listed in ``_unknown_fields``; the source's conf says
+whether they quarantine the record, fail the batch, or are kept in raw_record only.
 docs/ingest.md lists every reason code.
 """
 
@@ -29,6 +32,8 @@ from custseg.sources.base import WHITESPACE, SourceSpec, parse_ts
 log = logging.getLogger(__name__)
 
 CORRUPT = "_corrupt_record"
+UNKNOWN = "_unknown_fields"
+DRIFT_POLICIES = ("quarantine", "fail", "accept")
 QUARANTINE_COLUMNS = [
     "source",
     "reasons",
@@ -103,11 +108,14 @@ def _read_jsonl(spark: SparkSession, spec: SourceSpec, paths: list[str]) -> Data
     # from_json is lenient with truncated objects in PERMISSIVE mode; a value that
     # is not a complete JSON object is malformed whatever from_json made of it.
     malformed = F.try_parse_json(F.col("value")).isNull() | ~F.trim("value").startswith("{")
+    declared = F.array(*[F.lit(c) for c in spec.columns])
+    keys = F.when(~malformed, F.json_object_keys("value"))
     return text.select(
         *[parsed[c].alias(c) for c in spec.columns],
         F.when(malformed, F.lit("malformed_json")).alias("_parse_error"),
         F.col("value").alias("raw_record"),
         "_source_file",
+        _as_names(F.array_except(F.coalesce(keys, F.array().cast("array<string>")), declared)).alias(UNKNOWN),
     )
 
 
@@ -134,7 +142,18 @@ def _read_whitespace(spark: SparkSession, spec: SourceSpec, paths: list[str], he
         F.when(~well_formed, F.lit("malformed_csv_row")).alias("_parse_error"),
         F.when(well_formed, F.to_json(as_landed)).otherwise(F.col("line")).alias("raw_record"),
         "_source_file",
+        _as_names(F.array(*[F.lit(h) for h in _undeclared(spec, header)])).alias(UNKNOWN),
     )
+
+
+def _undeclared(spec: SourceSpec, header: tuple[str, ...]) -> list[str]:
+    """Header fields the source does not declare, in header order."""
+    declared = set(spec.required_headers)
+    return [h for h in dict.fromkeys(header) if h and h not in declared]
+
+
+def _as_names(col: Column) -> Column:
+    return F.coalesce(col, F.array()).cast("array<string>")
 
 
 def _read_csv(spark: SparkSession, spec: SourceSpec, paths: list[str], header: tuple[str, ...]) -> DataFrame:
@@ -167,11 +186,13 @@ def _read_csv(spark: SparkSession, spec: SourceSpec, paths: list[str], header: t
         return (F.col(slot) if slot else F.lit(None).cast("string")).alias(c)
 
     as_landed = F.struct(*[F.col(slot).alias(name) for slot, name in zip(slots, header, strict=True)])
+    extra = _undeclared(spec, header)
     return df.select(
         *[column(c) for c in spec.columns],
         F.when(F.col(CORRUPT).isNotNull(), F.lit("malformed_csv_row")).alias("_parse_error"),
         F.coalesce(F.col(CORRUPT), F.to_json(as_landed)).alias("raw_record"),
         "_source_file",
+        _as_names(F.array(*[F.lit(h) for h in extra])).alias(UNKNOWN),
     )
 
 
@@ -194,7 +215,13 @@ def _read_rejected_file(spark: SparkSession, spec: SourceSpec, check: FileCheck)
                 fields = F.split(F.regexp_replace("raw_record", r"^\s+|\s+$", ""), r"\s+")
                 lines = lines.where(F.array_join(fields, " ") != F.lit(" ".join(check.header)))
         row = lines
-    return row.select(*nulls, F.lit(check.reason).alias("_parse_error"), "raw_record", "_source_file")
+    return row.select(
+        *nulls,
+        F.lit(check.reason).alias("_parse_error"),
+        "raw_record",
+        "_source_file",
+        _as_names(F.array()).alias(UNKNOWN),
+    )
 
 
 def file_uri(path: str) -> str:
@@ -206,12 +233,23 @@ def file_uri(path: str) -> str:
     )
 
 
-def with_reasons(spec: SourceSpec, batch_date: str, future_tolerance_hours: int) -> callable:
-    """Adds ``reasons`` (array of reason codes, empty when the record is usable)."""
+def with_reasons(
+    spec: SourceSpec, batch_date: str, future_tolerance_hours: int, on_unknown_fields: str = "accept"
+) -> callable:
+    """Adds ``reasons`` (array of reason codes, empty when the record is usable).
+
+    ``on_unknown_fields`` quarantine: a record with a field the source does not declare gets
+    ``unknown_field:<first such field>`` (a renamed ``customer_id`` must not make guest orders).
+    """
+    if on_unknown_fields not in DRIFT_POLICIES:
+        raise ValueError(f"on_unknown_fields must be one of {', '.join(DRIFT_POLICIES)}; got {on_unknown_fields!r}")
     limit = datetime.fromisoformat(batch_date) + timedelta(days=1, hours=future_tolerance_hours)
 
     def transform(df: DataFrame) -> DataFrame:
         checks: list[Column] = [F.col("_parse_error")]
+        if on_unknown_fields == "quarantine":
+            drifted = F.col("_parse_error").isNull() & (F.size(UNKNOWN) > 0)
+            checks.append(F.when(drifted, F.concat(F.lit("unknown_field:"), F.element_at(UNKNOWN, 1))))
         for code, rule in spec.rules:
             checks.append(F.when(F.col("_parse_error").isNull() & F.coalesce(rule(), F.lit(False)), F.lit(code)))
         for ts in spec.ts_cols:

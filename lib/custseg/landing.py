@@ -17,10 +17,20 @@ def batch_path(landing: str, source: str, batch_date: str) -> str:
     return f"{landing.rstrip('/')}/{source}/{batch_date}"
 
 
+SUCCESS_MARKER = "_SUCCESS"
+
+
+def _hidden(relative: str) -> bool:
+    """A file or any folder on its way under the batch folder starts with ``_`` or ``.``:
+    markers (``_SUCCESS``), checksums (``.crc``) and in-flight uploads (``_temporary/``,
+    ``.staging/``), which Spark's readers skip too."""
+    return any(part.startswith((".", "_")) for part in relative.replace("\\", "/").split("/") if part)
+
+
 def list_files(spark: SparkSession, path: str) -> list[tuple[str, int]]:
     """(path, size) of the data files in a batch folder; [] when it does not exist.
 
-    Hidden and marker files (``_SUCCESS``, ``.crc``) are left out, as Spark's readers do.
+    Files in, or under, a folder starting with ``_`` or ``.`` are left out (``_hidden``).
     """
     scheme = urlparse(path).scheme
     if scheme in ("", "file"):
@@ -28,7 +38,9 @@ def list_files(spark: SparkSession, path: str) -> list[tuple[str, int]]:
         if not local.is_dir():
             return []
         return sorted(
-            (str(p), p.stat().st_size) for p in local.rglob("*") if p.is_file() and not p.name.startswith((".", "_"))
+            (str(p), p.stat().st_size)
+            for p in local.rglob("*")
+            if p.is_file() and not _hidden(str(p.relative_to(local)))
         )
     jvm = spark.sparkContext._jvm  # noqa: SLF001
     hpath = jvm.org.apache.hadoop.fs.Path(path)
@@ -36,13 +48,24 @@ def list_files(spark: SparkSession, path: str) -> list[tuple[str, int]]:
     if not fs.exists(hpath):
         return []
     out = []
+    root = fs.makeQualified(hpath).toString().rstrip("/") + "/"
     it = fs.listFiles(hpath, True)
     while it.hasNext():
         st = it.next()
-        name = st.getPath().getName()
-        if not name.startswith((".", "_")):
-            out.append((st.getPath().toString(), st.getLen()))
+        full = st.getPath().toString()
+        if not _hidden(full.removeprefix(root)):
+            out.append((full, st.getLen()))
     return sorted(out)
+
+
+def has_success_marker(spark: SparkSession, path: str) -> bool:
+    """Whether the batch folder holds ``_SUCCESS`` (the sender's mark of a complete delivery)."""
+    marker = f"{path.rstrip('/')}/{SUCCESS_MARKER}"
+    if urlparse(path).scheme in ("", "file"):
+        return Path(marker.removeprefix("file:")).is_file()
+    jvm = spark.sparkContext._jvm  # noqa: SLF001
+    hpath = jvm.org.apache.hadoop.fs.Path(marker)
+    return bool(hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).exists(hpath))  # noqa: SLF001
 
 
 def read_bytes(spark: SparkSession, path: str, size: int, head: int, tail: int) -> tuple[bytes, bytes]:

@@ -133,3 +133,18 @@ def test_repo_configs_all_load():
         conf = load_config(name, env=env)
         assert conf.rfm.bins == 5, name
     assert load_config("databricks.yaml", env=env).storage.engine == "spark-delta"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"ingest.on_unknown_fields": "drop"}, "ingest.on_unknown_fields"),
+        ({"sources": {"orders": {"on_unknown_fields": "ignore"}}}, "sources.orders.on_unknown_fields"),
+        ({"sources": {"orders": {"require_success_marker": "yes"}}}, "sources.orders.require_success_marker"),
+        ({"sources": {"orders": {"on_unknown_field": "fail"}}}, "sources.orders"),
+    ],
+)
+def test_source_settings_are_checked_naming_the_key(overrides, key):
+    conf = load_config("local.yaml", env={})
+    with pytest.raises(ConfigError, match=rf"key '{re.escape(key)}'"):
+        conf.with_overrides(overrides)
