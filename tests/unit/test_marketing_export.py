@@ -6,6 +6,7 @@ import hashlib
 import re
 from datetime import date
 
+import pytest
 from pyspark.sql.types import (
     BooleanType,
     DateType,
@@ -189,3 +190,89 @@ def test_exports_for_and_manifest():
     assert doc["snapshot_date"] == "2026-06-30"
     assert [(f["campaign_id"], f["format"]) for f in doc["files"]] == [("a", "csv"), ("a", "parquet"), ("b", "csv")]
     assert doc["rows_by_campaign"] == {"a": {"email": 2}, "b": {"crm": 3}}
+
+
+# --- files: formula escaping, and a failed export leaves the last good one --------------------
+
+
+def test_formula_like_string_cells_are_escaped(spark):
+    from custseg.marketing.export import escape_formulas
+
+    df = spark.createDataFrame(
+        [
+            ('=HYPERLINK("http://x")', 1.0),
+            ("+44 7700", -3.0),
+            ("-2+3", 0.0),
+            ("@SUM(A1)", 0.0),
+            ("\tcmd", 0.0),
+            ("Leeds", 0.0),
+            ("a=b", 0.0),
+            (None, None),
+        ],
+        "city string, score double",
+    )
+    got = [tuple(r) for r in df.transform(escape_formulas).collect()]
+    assert got == [
+        ('\'=HYPERLINK("http://x")', 1.0),
+        ("'+44 7700", -3.0),  # numbers are not strings: untouched
+        ("'-2+3", 0.0),
+        ("'@SUM(A1)", 0.0),
+        ("'\tcmd", 0.0),
+        ("Leeds", 0.0),
+        ("a=b", 0.0),
+        (None, None),
+    ]
+
+
+def test_csv_export_file_holds_escaped_cells(spark, tmp_path):
+    from custseg.stages.marketing import _write_single_file
+
+    df = spark.createDataFrame([("c1", "=1+1", -2)], "customer_key string, city string, n int")
+    target = str(tmp_path / "crm.csv")
+    _write_single_file(spark, df, "csv", target)
+    assert (tmp_path / "crm.csv").read_text().splitlines() == ["customer_key,city,n", "c1,'=1+1,-2"]
+    _write_single_file(spark, df, "parquet", str(tmp_path / "crm.parquet"))  # typed files keep values
+    assert spark.read.parquet(str(tmp_path / "crm.parquet")).first()["city"] == "=1+1"
+
+
+def _export_args(spark, tmp_path, monkeypatch):
+    from custseg.config import load_config
+    from custseg.stages.context import StageContext
+
+    monkeypatch.setenv("CUSTSEG_HOME", str(tmp_path))
+    ctx = StageContext(spark, load_config("local.yaml"), "2026-06-30", None, None)
+    cols = "customer_key string, opt_in_email boolean, opt_in_sms boolean, opt_in_ads boolean, email_key string, "
+    cols += "phone_key string, email_sha256 string, phone_sha256 string, city string, region string, "
+    cols += "age_band string, member_tier string, consent_basis string"
+    base = spark.createDataFrame([], cols)
+    audience = spark.createDataFrame([], "customer_key string, campaign_id string")
+    return ctx, [], audience, base
+
+
+def test_a_failed_export_leaves_the_last_good_one_and_no_staging(spark, tmp_path, monkeypatch):
+    import json
+
+    import custseg.stages.marketing as stage
+
+    old = tmp_path / "exports" / "2026-06-30"
+    (old / "camp").mkdir(parents=True)
+    (old / "camp" / "crm.csv").write_text("last good export\n")
+    (old / "manifest.json").write_text('{"old": true}')
+    args = _export_args(spark, tmp_path, monkeypatch)
+
+    def broken(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(stage, "manifest", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        stage.write_exports(*args)
+    assert (old / "camp" / "crm.csv").read_text() == "last good export\n"
+    assert json.loads((old / "manifest.json").read_text()) == {"old": True}
+    assert not list((tmp_path / "exports" / "_staging").glob("*"))
+
+    monkeypatch.undo()
+    monkeypatch.setenv("CUSTSEG_HOME", str(tmp_path))
+    assert stage.write_exports(*args) == []
+    assert not (old / "camp").exists(), "the date's folder is replaced as a whole"
+    assert json.loads((old / "manifest.json").read_text())["snapshot_date"] == "2026-06-30"
+    assert not list((tmp_path / "exports" / "_staging").glob("*"))

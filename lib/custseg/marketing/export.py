@@ -56,6 +56,25 @@ EXPORT_COLUMNS: dict[str, list[str]] = {
 HEX64 = r"^[0-9a-f]{64}$"
 
 
+# A spreadsheet runs a cell starting with one of these as a formula (CSV injection, OWASP).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def escape_formulas(df: DataFrame) -> DataFrame:
+    """String cells that a spreadsheet would run as a formula get a leading ``'`` (OWASP's
+    CSV-injection defence); other columns and cells are unchanged. For CSV exports only:
+    a CRM field such as a city of ``=HYPERLINK(...)`` would otherwise run on the marketer's machine."""
+    risky = r"^[=+\-@\t\r]"  # FORMULA_STARTS
+
+    def cell(name: str, dtype: str) -> Column:
+        col = F.col(name)
+        if dtype != "string":
+            return col
+        return F.when(col.rlike(risky), F.concat(F.lit("'"), col)).otherwise(col).alias(name)
+
+    return df.select(*[cell(name, dtype) for name, dtype in df.dtypes])
+
+
 def _hash_or_null(col: str) -> Column:
     """Only a well-formed SHA-256 hex string passes; anything else becomes null."""
     return F.when(F.col(col).rlike(HEX64), F.col(col))

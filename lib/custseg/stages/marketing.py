@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from dataclasses import replace
 from datetime import date, timedelta
 
@@ -38,7 +39,7 @@ from custseg.marketing.behaviour import fit_behaviour
 from custseg.marketing.campaigns import Campaign, load_campaigns
 from custseg.marketing.consent import ConsentPolicy, with_consent
 from custseg.marketing.evaluate import EvaluationParams, campaign_results, known_by
-from custseg.marketing.export import EXPORTS, exports_for, manifest, seed_export
+from custseg.marketing.export import EXPORTS, escape_formulas, exports_for, manifest, seed_export
 from custseg.marketing.plan import campaign_plan, campaigns_frame
 from custseg.marketing.propensity import (
     QUALITY_SCHEMA,
@@ -308,12 +309,59 @@ def write_exports(
     consent: ConsentPolicy | None = None,
 ) -> list[dict]:
     """Every campaign's export files and the date's manifest (with the consent policy and,
-    when consent is assumed, its warning); the date's folder is replaced."""
+    when consent is assumed, its warning).
+
+    Everything is written to ``<exports>/_staging/<date>-<id>/`` first and swapped in for the
+    date's folder only once the manifest is written, so a failure leaves the last good export
+    as it was (downstream tools never see half an export), and readers that skip ``_`` folders
+    never see the staging one.
+    """
     spark = ctx.spark
-    root = f"{absolute(ctx.conf.paths.exports).rstrip('/')}/{ctx.run_date}"
-    fs, jroot = _fs(spark, root)
-    if fs.exists(jroot):
-        fs.delete(jroot, True)
+    exports = absolute(ctx.conf.paths.exports).rstrip("/")
+    final_root = f"{exports}/{ctx.run_date}"
+    root = f"{exports}/_staging/{ctx.run_date}-{uuid.uuid4().hex[:12]}"
+    try:
+        written = _write_export_files(ctx, root, campaigns, audience, base, consent)
+        _publish(spark, root, final_root)
+    finally:
+        fs, jstaging = _fs(spark, root)
+        if fs.exists(jstaging):
+            fs.delete(jstaging, True)
+    for w in written:
+        w["path"] = f"{final_root}/{w['file']}"
+    log.info("marketing: %d export files under %s", len(written), final_root)
+    return written
+
+
+def _publish(spark: SparkSession, staging: str, target: str) -> None:
+    """Swaps a complete export folder in for ``target``: the old one is moved aside, the new one
+    renamed into place, then the old one deleted (on object stores a rename is a copy: the
+    window without a folder is as short as the copy)."""
+    fs, jstaging = _fs(spark, staging)
+    jvm = spark._jvm
+    jtarget = jvm.org.apache.hadoop.fs.Path(target)
+    jold = jvm.org.apache.hadoop.fs.Path(f"{staging}.replaced")
+    fs.mkdirs(jtarget.getParent())
+    had_old = fs.exists(jtarget)
+    if had_old and not fs.rename(jtarget, jold):
+        raise OSError(f"could not move the previous export {target} aside")
+    if not fs.rename(jstaging, jtarget):
+        if had_old:
+            fs.rename(jold, jtarget)  # put the last good export back
+        raise OSError(f"could not move the new export {staging} to {target}")
+    if had_old:
+        fs.delete(jold, True)
+
+
+def _write_export_files(
+    ctx: StageContext,
+    root: str,
+    campaigns: list[Campaign],
+    audience: DataFrame,
+    base: DataFrame,
+    consent: ConsentPolicy | None,
+) -> list[dict]:
+    spark = ctx.spark
     formats = list(ctx.conf.marketing.export.formats)
     ident = base.select(
         "customer_key",
@@ -369,7 +417,6 @@ def write_exports(
         consent.summary() if consent is not None else None,
     )
     _write_text(spark, f"{root}/manifest.json", json.dumps(doc, indent=1, sort_keys=True))
-    log.info("marketing: %d export files under %s", len(written), root)
     return written
 
 
@@ -386,7 +433,8 @@ def _write_single_file(spark: SparkSession, df: DataFrame, fmt: str, target: str
     """One file at ``target`` (not a folder): written to a temporary folder, then moved into place."""
     tmp = f"{target}._tmp"
     writer = df.coalesce(1).write.mode("overwrite")
-    if fmt == "csv":
+    if fmt == "csv":  # CSV opens in spreadsheets: formula-like cells are escaped
+        writer = df.transform(escape_formulas).coalesce(1).write.mode("overwrite")
         writer.option("header", True).option("emptyValue", "").csv(tmp)
     else:
         writer.parquet(tmp)
