@@ -352,6 +352,19 @@ def _check_core(conf: Config) -> None:
     salt_env = conf.get_path("pii.salt_env", "CUSTSEG_PII_SALT")
     if not isinstance(salt_env, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", salt_env):
         raise conf.error("pii.salt_env", f"must name an environment variable; got {salt_env!r}")
+    max_price = conf.get_path("ingest.bounds.max_price", 1e6)
+    max_qty = conf.get_path("ingest.bounds.max_qty", 100000)
+    if not isinstance(max_price, (int, float)) or isinstance(max_price, bool) or not 0 < max_price < 1e10:
+        raise conf.error(
+            "ingest.bounds.max_price", f"must be a number above 0 and below 10^10 (decimal(12,2)); got {max_price!r}"
+        )
+    if not isinstance(max_qty, int) or isinstance(max_qty, bool) or not 0 < max_qty < 2**31:
+        raise conf.error("ingest.bounds.max_qty", f"must be a positive integer (int); got {max_qty!r}")
+    if max_price * max_qty >= 1e12:
+        raise conf.error(
+            "ingest.bounds.max_qty",
+            f"x ingest.bounds.max_price must stay below 10^12 (line totals are decimal(14,2)); got {max_qty} x {max_price}",
+        )
     policies = ("quarantine", "fail", "accept")
     if conf.get_path("ingest.on_unknown_fields", "quarantine") not in policies:
         raise conf.error("ingest.on_unknown_fields", f"must be one of {', '.join(policies)}")

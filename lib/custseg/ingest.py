@@ -233,8 +233,38 @@ def file_uri(path: str) -> str:
     )
 
 
+@dataclass(frozen=True)
+class Bounds:
+    """ingest.bounds: the largest money value and quantity a record may carry (absolute values)."""
+
+    max_price: float
+    max_qty: int
+
+    @classmethod
+    def from_config(cls, conf) -> Bounds:
+        return cls(float(conf.get_path("ingest.bounds.max_price")), int(conf.get_path("ingest.bounds.max_qty")))
+
+
+def _out_of_bounds(name: str, limit: float) -> tuple[str, Column]:
+    """(reason code, condition) of one money / quantity column; ``items.x``: any element's ``x``.
+
+    Non-numbers are left to the source's own rules; Infinity and NaN count as out of bounds."""
+    if "." in name:
+        array, fld = name.split(".", 1)
+        value = lambda i: F.abs(i[fld].try_cast("double"))  # noqa: E731
+        code = f"item_{fld}_out_of_bounds"
+        return code, F.coalesce(
+            F.exists(array, lambda i: F.coalesce(value(i) > F.lit(limit), F.lit(False))), F.lit(False)
+        )
+    return f"{name}_out_of_bounds", F.coalesce(F.abs(F.col(name).try_cast("double")) > F.lit(limit), F.lit(False))
+
+
 def with_reasons(
-    spec: SourceSpec, batch_date: str, future_tolerance_hours: int, on_unknown_fields: str = "accept"
+    spec: SourceSpec,
+    batch_date: str,
+    future_tolerance_hours: int,
+    on_unknown_fields: str = "accept",
+    bounds: Bounds | None = None,
 ) -> callable:
     """Adds ``reasons`` (array of reason codes, empty when the record is usable).
 
@@ -247,6 +277,11 @@ def with_reasons(
 
     def transform(df: DataFrame) -> DataFrame:
         checks: list[Column] = [F.col("_parse_error")]
+        if bounds is not None:
+            limits = [(c, bounds.max_price) for c in spec.money_cols] + [(c, bounds.max_qty) for c in spec.qty_cols]
+            for col, largest in limits:
+                code, broken = _out_of_bounds(col, largest)
+                checks.append(F.when(F.col("_parse_error").isNull() & broken, F.lit(code)))
         if on_unknown_fields == "quarantine":
             drifted = F.col("_parse_error").isNull() & (F.size(UNKNOWN) > 0)
             checks.append(F.when(drifted, F.concat(F.lit("unknown_field:"), F.element_at(UNKNOWN, 1))))

@@ -55,7 +55,9 @@ def test_maintain_compacts_and_vacuum_keeps_time_travel_inside_the_retention(spa
     assert_df_equality(tables.read("silver.nums"), many.where("id < 30"), ignore_row_order=True, ignore_nullable=True)
     # The versions of the last 7 days survive VACUUM: time travel still works.
     assert_df_equality(tables.read("silver.nums", version=v0), many, ignore_row_order=True, ignore_nullable=True)
-    assert_df_equality(tables.read("silver.nums", version=v1), many.where("id < 30"), ignore_row_order=True, ignore_nullable=True)
+    assert_df_equality(
+        tables.read("silver.nums", version=v1), many.where("id < 30"), ignore_row_order=True, ignore_nullable=True
+    )
     assert len(_files(path)) == 28 + 2
     runs = tables.read("gold.job_runs").where("job = 'maintain' AND status != 'started'").collect()
     assert [r["status"] for r in runs] == ["succeeded"]

@@ -26,7 +26,7 @@ from custseg.conform.identity import (
     with_customer_key,
 )
 from custseg.pii import PiiKey
-from custseg.sources.base import parse_ts
+from custseg.sources.base import LINE_MONEY, MONEY, ORDER_MONEY, QTY, parse_ts
 
 ORDER_COLUMNS = [
     "order_id",
@@ -100,14 +100,14 @@ def order_items(orders: DataFrame, zero_price_lines: str = "not_purchases") -> D
         F.lower(F.trim("status")).alias("status"),
         F.posexplode("items").alias("pos", "item"),
     )
-    qty = F.col("item.qty").try_cast("int")
-    price = F.col("item.unit_price").try_cast("decimal(12,2)")
+    qty = F.col("item.qty").try_cast(QTY)
+    price = F.col("item.unit_price").try_cast(MONEY)
     status = F.col("status")
     if zero_price_lines == "not_purchases":
         status = F.when((status == "completed") & (price == 0), F.lit(FREE)).otherwise(status)
     discount = F.coalesce(F.col("item.discount").try_cast("double"), F.lit(0.0))
-    gross = (qty * price).cast("decimal(14,2)")
-    net = F.round(qty * price.cast("double") * (F.lit(1.0) - discount), 2).cast("decimal(14,2)")
+    gross = (qty * price).cast(LINE_MONEY)
+    net = F.round(qty * price.cast("double") * (F.lit(1.0) - discount), 2).cast(LINE_MONEY)
     return lines.select(  # catalogue columns (category, list_price) are joined by the stage
         "order_id",
         (F.col("pos") + 1).alias("line_no"),
@@ -132,8 +132,8 @@ def orders_from_items(orders: DataFrame, items: DataFrame) -> DataFrame:
         F.bool_and(F.col("status") == FREE).alias("_all_free"),
         F.count("*").alias("n_lines"),
         F.sum("qty").cast("long").alias("n_units"),
-        F.sum("gross_revenue").cast("decimal(16,2)").alias("gross_revenue"),
-        F.sum("net_revenue").cast("decimal(16,2)").alias("net_revenue"),
+        F.sum("gross_revenue").cast(ORDER_MONEY).alias("gross_revenue"),
+        F.sum("net_revenue").cast(ORDER_MONEY).alias("net_revenue"),
     )
     header = orders.select(
         F.trim("order_id").alias("order_id"),
@@ -149,6 +149,6 @@ def orders_from_items(orders: DataFrame, items: DataFrame) -> DataFrame:
         header.join(totals, on="order_id", how="inner")
         .withColumn("status", F.when(all_free, F.lit(FREE)).otherwise(F.col("status")))
         .withColumn("order_date", F.to_date("order_ts"))
-        .withColumn("discount_amount", (F.col("gross_revenue") - F.col("net_revenue")).cast("decimal(16,2)"))
+        .withColumn("discount_amount", (F.col("gross_revenue") - F.col("net_revenue")).cast(ORDER_MONEY))
         .select(*ORDER_COLUMNS)
     )

@@ -16,6 +16,15 @@ from pyspark.sql.types import StringType, StructField, StructType
 
 Rule = tuple[str, Callable[[], Column]]
 
+# One typing of money and quantity from landing to gold. A unit price or line amount is MONEY,
+# a line total LINE_MONEY, an order total ORDER_MONEY; ingest.bounds keeps max_price x max_qty
+# below 10^12, so a line total always fits LINE_MONEY and nothing overflows in conform (ANSI)
+# or silently becomes null (try_cast): a value out of bounds is quarantined at ingest.
+MONEY = "decimal(12,2)"
+LINE_MONEY = "decimal(14,2)"
+ORDER_MONEY = "decimal(16,2)"
+QTY = "int"
+
 WHITESPACE = "whitespace"  # a CSV "delimiter": fields separated by runs of blanks (aligned text columns)
 TS_FORMATS = ("yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd'T'HH:mm:ss", "yyyy-MM-dd'T'HH:mm:ssXXX", "yyyy-MM-dd")
 
@@ -88,6 +97,10 @@ class SourceSpec:
     # CSV only: schema column -> header name in the files (default: the same name); a column
     # mapped to "" is not expected in the files (null in bronze).
     header_names: dict[str, str] = field(default_factory=dict)
+    # Money and quantity columns checked against ingest.bounds (``items.unit_price``: a field
+    # of every element of the array column ``items``).
+    money_cols: tuple[str, ...] = ()
+    qty_cols: tuple[str, ...] = ()
 
     @property
     def columns(self) -> list[str]:

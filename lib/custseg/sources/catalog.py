@@ -70,6 +70,7 @@ PRODUCTS = SourceSpec(
         ("missing_category", missing("category")),
         ("bad_list_price", bad_number("list_price", low=0)),
     ],
+    money_cols=("list_price",),
 )
 
 ORDERS = SourceSpec(
@@ -123,6 +124,8 @@ ORDERS = SourceSpec(
         ("bad_channel", not_in("channel", ORDER_CHANNELS)),
     ],
     ts_cols=("order_ts",),
+    money_cols=("items.unit_price",),
+    qty_cols=("items.qty",),
 )
 
 EVENTS = SourceSpec(
@@ -207,6 +210,7 @@ CAMPAIGN_RESPONSES = SourceSpec(
         ("bad_revenue", bad_number("revenue", low=0)),
     ],
     ts_cols=("sent_ts",),
+    money_cols=("revenue",),
 )
 
 SOURCES: dict[str, SourceSpec] = {

@@ -100,6 +100,8 @@ def flat_spec(s: FlatSettings) -> SourceSpec:
         ts_formats=(s.ts_format,),
         delimiter=s.delimiter,
         header_names=dict(s.columns),
+        money_cols=tuple(c for c in ("unit_price", "amount") if c in has),
+        qty_cols=("qty",) if "qty" in has else (),
     )
 
 

@@ -31,7 +31,7 @@ from custseg.conform.orders import (
     resolve_customer,
 )
 from custseg.pii import PiiKey, resolve_pii_key
-from custseg.sources.base import parse_ts
+from custseg.sources.base import MONEY, parse_ts
 from custseg.stages.context import StageContext
 from custseg.stages.flat_inputs import bronze_with_flat
 from custseg.stages.key_guard import check_pii_key, record_pii_key
@@ -82,7 +82,7 @@ def run(ctx: StageContext) -> None:
                     F.lower(F.trim("category")).alias("category"),
                     F.lower(F.trim("subcategory")).alias("subcategory"),
                     F.trim("brand").alias("brand"),
-                    F.col("list_price").try_cast("decimal(12,2)").alias("list_price"),
+                    F.col("list_price").try_cast(MONEY).alias("list_price"),
                 )
             )
             t.overwrite(products, "silver.products")
@@ -107,7 +107,7 @@ def run(ctx: StageContext) -> None:
                 "*",
                 *[
                     F.lit(None).cast(tp).alias(c)
-                    for c, tp in (("category", "string"), ("subcategory", "string"), ("list_price", "decimal(12,2)"))
+                    for c, tp in (("category", "string"), ("subcategory", "string"), ("list_price", MONEY))
                 ],
             )
         t.overwrite(items.select(*ITEM_COLUMNS), "silver.order_items", partition_by=None)

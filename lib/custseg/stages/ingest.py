@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 
 from custseg.config import Config
 from custseg.file_checks import SINGLE_ROW_REASONS, FileCheck, check_files, file_checksums
-from custseg.ingest import UNKNOWN, BatchCounts, batch_id_for, read_raw, split_batch, with_reasons
+from custseg.ingest import UNKNOWN, BatchCounts, Bounds, batch_id_for, read_raw, split_batch, with_reasons
 from custseg.landing import SUCCESS_MARKER, batch_path, has_success_marker, list_files
 from custseg.sources import SOURCES, SourceSpec
 from custseg.sources.flat import TABLE as FLAT_TABLE
@@ -138,7 +138,11 @@ def ingest_source(ctx: StageContext, name: str) -> SourceOutcome | None:
     policy = unknown_fields_policy(ctx.conf, name)
     validated = (
         read_raw(ctx.spark, spec, checks)
-        .transform(with_reasons(spec, ctx.run_date, ctx.conf.ingest.future_tolerance_hours, policy))
+        .transform(
+            with_reasons(
+                spec, ctx.run_date, ctx.conf.ingest.future_tolerance_hours, policy, Bounds.from_config(ctx.conf)
+            )
+        )
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
     rejected = [c for c in checks if not c.ok]
