@@ -79,6 +79,7 @@ def run_job(args: argparse.Namespace, demo: bool = False, spark=None) -> int:
     import yaml
 
     from custseg.config import ConfigError, load_config
+    from custseg.pii import MissingSaltError, resolve_pii_key
     from custseg.runs import RunRecorder, record_run, record_start
     from custseg.session import get_session
     from custseg.stages import StageContext, get_stage, pipeline_stages
@@ -101,7 +102,9 @@ def run_job(args: argparse.Namespace, demo: bool = False, spark=None) -> int:
                 )
             names = [n for n in names if n in args.stages]
         stages = [(n, get_stage(n)) for n in names]
-    except (ConfigError, KeyError) as exc:
+        if "conform" in names:  # the stage that makes identity keys: no salt, no run (before ingest writes)
+            resolve_pii_key(conf, demo=demo)
+    except (ConfigError, KeyError, MissingSaltError) as exc:
         log.error("%s", exc)
         return 2
     conf.log_effective(log)

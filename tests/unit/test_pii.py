@@ -200,3 +200,39 @@ def test_identity_key_is_namespaced_hmac(spark):
     df = spark.createDataFrame([("C1",)], "v string")
     got = df.select(identity_key("customer_id", F.col("v"), PLANTED).alias("k")).first()["k"]
     assert got == hmac.new(PLANTED.encode(), b"customer_id:C1", hashlib.sha256).hexdigest()
+
+
+def test_a_pipeline_without_a_salt_stops_before_any_stage(spark, tmp_path, monkeypatch):
+    """The pipeline would otherwise ingest, then fail at conform: it refuses at start-up instead."""
+    from custseg.cli import parse_job_args, run_job
+
+    monkeypatch.setenv("CUSTSEG_HOME", str(tmp_path))
+    monkeypatch.delenv("CUSTSEG_PII_SALT", raising=False)
+    (tmp_path / "landing" / "feedback" / "2026-06-30").mkdir(parents=True)
+    assert run_job(parse_job_args(None, ["pipeline", "--date", "2026-06-30"]), spark=spark) == 2
+    assert run_job(parse_job_args(None, ["conform", "--date", "2026-06-30"]), spark=spark) == 2
+    assert not (tmp_path / "tables").exists(), "nothing written, not even a job_runs row"
+    # the demo run of the demo config falls back to the demo salt instead
+    monkeypatch.setenv("CUSTSEG_PII_SALT", "")
+    assert resolve_pii_key(_conf(), demo=True).source.startswith("demo salt")
+
+
+def test_salt_from_a_databricks_secret_scope(monkeypatch):
+    """pii.salt_secret: databricks:<scope>/<key> is read with dbutils when the variable is unset."""
+    import sys
+    import types
+
+    calls = []
+    secrets = types.SimpleNamespace(get=lambda scope, key: calls.append((scope, key)) or PLANTED)
+    runtime = types.ModuleType("databricks.sdk.runtime")
+    runtime.dbutils = types.SimpleNamespace(secrets=secrets)
+    for name, module in {
+        "databricks": types.ModuleType("databricks"),
+        "databricks.sdk": types.ModuleType("databricks.sdk"),
+        "databricks.sdk.runtime": runtime,
+    }.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    conf = _conf().with_overrides({"pii.salt_secret": "databricks:custseg/pii_salt"})
+    key = resolve_pii_key(conf, env={})
+    assert key == PiiKey(PLANTED) and calls == [("custseg", "pii_salt")]
+    assert key.source == "secret store databricks:custseg/pii_salt" and PLANTED not in repr(key)
