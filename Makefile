@@ -10,7 +10,7 @@ SCALE ?= s
 PYTEST_ARGS ?=
 UV_VERSION := 0.13.9
 
-.PHONY: demo test test-fast lint format bench clean java venv dist
+.PHONY: demo test test-fast lint format bench bench-exits clean java venv dist
 
 # uv installs the same pins as pip in under half the time (downloads in parallel; the
 # pyspark sdist is built while the rest unpacks): 35 s against about 80 s on an empty cache (2 cores).
@@ -58,6 +58,11 @@ format: $(STAMP)
 
 bench: $(STAMP) $(JARS) java
 	$(PY) -m bench.run --scale $(SCALE)
+
+# After `make demo`: its summary (the part that reads tables without Spark) in 10 fresh
+# processes over the same data; fails unless every one exits 0 (issue 29).
+bench-exits: $(STAMP)
+	$(PY) -m bench.exit_codes summary --home $${CUSTSEG_HOME:-data} --runs 10
 
 dist: $(STAMP)
 	./deploy/package.sh
