@@ -5,8 +5,9 @@ abort at exit (SIGABRT, exit 134, "terminate called without an active exception"
 share of runs; ``custseg.storage.arrow_read`` must exit 0 every time. This counts both ways,
 measured the same way: N fresh Python processes, each reads and exits, exit codes counted.
 
-    # a small partitioned table (built once), one reader or several:
-    python -m bench.exit_codes tables --runs 40 --reader custseg --reader deltalake-pandas
+    # a small partitioned table (built once: 4 dates x 20 files), one reader or several
+    # (custseg / deltalake-pandas: one partition, 4 columns; custseg-arrow / deltalake-arrow: all):
+    python -m bench.exit_codes tables --runs 40 --reader custseg-arrow --reader deltalake-arrow
     # the demo's summary (what `make demo` prints after the pipeline) over one demo's data:
     python -m bench.exit_codes summary --home ./data --runs 10
     # the same, with the summary code of another checkout (e.g. before the fix):
@@ -43,6 +44,9 @@ READERS = {
         f"df = read_pandas(sys.argv[1], partitions=[('snapshot_date', '=', '{FILTER_DATE}')], columns={COLUMNS!r})\n"
         "print(len(df), int(df['r_score'].sum()))\n"
     ),
+    "custseg-arrow": (
+        "import sys\nfrom custseg.storage.arrow_read import read_table\nprint(read_table(sys.argv[1]).num_rows)\n"
+    ),
     "deltalake-pandas": (
         "import sys\n"
         "from deltalake import DeltaTable\n"
@@ -58,7 +62,7 @@ READERS = {
 SUMMARY = "import sys\nfrom pathlib import Path\nfrom custseg.demo import print_summary\nprint_summary(Path(sys.argv[1]), sys.argv[2])\n"
 
 
-def build_table(path: str | Path, dates: int = 3, files_per_date: int = 20, rows_per_file: int = 500) -> int:
+def build_table(path: str | Path, dates: int = 4, files_per_date: int = 20, rows_per_file: int = 1000) -> int:
     """A table shaped like gold.customer_features (partitioned by a date, many small files).
 
     Returns the number of rows in the ``FILTER_DATE`` partition. One commit per file, as a
