@@ -18,11 +18,16 @@ log = logging.getLogger("custseg")
 
 
 def setup_logging(level: str = "INFO") -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    """Log through the ``custseg`` logger, not the root logger: an embedding application (a
+    notebook, Airflow, Databricks) keeps its own logging set-up and receives our records through
+    its root handlers; on its own (no root handler) a job logs to stderr with one handler."""
+    logger = logging.getLogger("custseg")
+    logger.setLevel(getattr(logging, level.upper(), logging.INFO))
+    if not logging.getLogger().handlers and not any(getattr(h, "_custseg", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler._custseg = True  # type: ignore[attr-defined] - marks ours, so a second call adds none
+        logger.addHandler(handler)
     for noisy in ("py4j", "deltalake"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -55,6 +60,26 @@ def add_job_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--log-level", default=os.environ.get("CUSTSEG_LOG_LEVEL", "INFO"))
     p.add_argument(
+        "--run-id",
+        dest="external_run_id",
+        default=None,
+        help="the scheduler's run id (Databricks {{job.run_id}}, Airflow run_id), recorded in gold.job_runs",
+    )
+    p.add_argument(
+        "--secret",
+        dest="secrets",
+        action="append",
+        default=[],
+        metavar="ENV=SCOPE/KEY",
+        help="read ENV from a Databricks secret scope at start unless it is set (serverless has no cluster env)",
+    )
+    p.add_argument(
+        "--remote",
+        default=None,
+        metavar="sc://HOST:PORT",
+        help="run over Spark Connect at this URL (default: $SPARK_REMOTE; none: a classic session)",
+    )
+    p.add_argument(
         "--stages",
         default=None,
         type=lambda s: [x.strip() for x in s.split(",") if x.strip()],
@@ -81,13 +106,16 @@ def run_job(args: argparse.Namespace, demo: bool = False, spark=None) -> int:
     from custseg.config import ConfigError, load_config
     from custseg.pii import MissingSaltError, resolve_pii_key
     from custseg.runs import RunRecorder, record_run, record_start
+    from custseg.runtime import connect_gc_guard
+    from custseg.secrets import SecretError, load_secrets
     from custseg.session import get_session
-    from custseg.stages import StageContext, get_stage, pipeline_stages
+    from custseg.stages import StageContext, StageImportError, get_stage, pipeline_stages
     from custseg.stages.context import absolute
     from custseg.storage import StorageSettings, Tables
 
     setup_logging(args.log_level)
     try:
+        load_secrets(getattr(args, "secrets", []) or [])
         conf = load_config(args.conf)
         if args.overrides:
             conf = conf.with_overrides({k: yaml.safe_load(v) for k, v in args.overrides})
@@ -97,27 +125,27 @@ def run_job(args: argparse.Namespace, demo: bool = False, spark=None) -> int:
                 raise KeyError(f"--stages is for the pipeline job, not {args.stage!r}")
             unknown = [n for n in args.stages if n not in names]
             if unknown:
-                raise KeyError(
-                    f"--stages: unknown or unavailable stages {unknown}; pipeline stages: {', '.join(names)}"
-                )
+                raise KeyError(f"--stages: unknown stages {unknown}; pipeline stages: {', '.join(names)}")
             names = [n for n in names if n in args.stages]
         stages = [(n, get_stage(n)) for n in names]
         if "conform" in names:  # the stage that makes identity keys: no salt, no run (before ingest writes)
             resolve_pii_key(conf, demo=demo)
-    except (ConfigError, KeyError, MissingSaltError) as exc:
+    except (ConfigError, KeyError, MissingSaltError, SecretError, StageImportError) as exc:
         log.error("%s", exc)
         return 2
     conf.log_effective(log)
-    spark = spark or get_session(conf, f"custseg-{args.stage}")
+    spark = spark or get_session(conf, f"custseg-{args.stage}", remote=getattr(args, "remote", None))
     settings = StorageSettings.from_config(conf)
     tables = Tables(spark, StorageSettings(**{**settings.__dict__, "root": absolute(settings.root)}))
     log.info("tables: %s (engine %s)", absolute(settings.root), tables.engine_name)
     for name, fn in stages:
-        recorder = RunRecorder(job=name, run_date=args.date)
+        recorder = RunRecorder(job=name, run_date=args.date, spark=spark)
+        if getattr(args, "external_run_id", None):
+            recorder.details["external_run_id"] = args.external_run_id
         ctx = StageContext(spark, conf, args.date, tables, recorder, demo=demo)
         record_start(spark, tables, recorder)  # a run that dies without an end stays visible
         try:
-            with recorder.stage(name):
+            with connect_gc_guard(spark), recorder.stage(name):
                 fn(ctx)
         except Exception as exc:
             log.exception("stage %s failed for %s", name, args.date)

@@ -18,9 +18,10 @@ import json
 import logging
 import time
 import traceback
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
+from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -34,6 +35,8 @@ from pyspark.sql.types import (
     TimestampType,
 )
 from pyspark.sql.window import Window
+
+from custseg.runtime import application_id, job_tag
 
 log = logging.getLogger(__name__)
 
@@ -70,14 +73,18 @@ class RunRecorder:
     quarantined: int = 0
     stage_seconds: dict[str, float] = field(default_factory=dict)
     details: dict = field(default_factory=dict)
+    # With a session, each step tags its Spark jobs ``custseg-<job>-<step>`` (UI, interruptTag).
+    spark: Any = field(default=None, repr=False, compare=False)
 
     @contextmanager
     def stage(self, name: str):
-        """Times a step and logs its start and end (progress on long jobs)."""
+        """Times a step, logs its start and end (progress on long jobs) and tags its Spark jobs."""
         log.info("[%s %s] %s ...", self.job, self.run_date, name)
         t0 = time.perf_counter()
+        tag = job_tag(self.spark, f"custseg-{self.job}-{name}") if self.spark is not None else nullcontext()
         try:
-            yield
+            with tag:
+                yield
         finally:
             secs = round(time.perf_counter() - t0, 3)
             self.stage_seconds[name] = round(self.stage_seconds.get(name, 0.0) + secs, 3)
@@ -116,10 +123,7 @@ def latest_runs(runs: DataFrame) -> DataFrame:
 
 
 def _app_id(spark: SparkSession) -> str | None:
-    try:
-        return spark.sparkContext.applicationId
-    except Exception:  # Spark Connect has no SparkContext
-        return None
+    return application_id(spark)  # from the session's conf: classic and Spark Connect alike
 
 
 def record_start(spark: SparkSession, tables, recorder: RunRecorder) -> None:

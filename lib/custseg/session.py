@@ -15,6 +15,7 @@ from pyspark.sql import SparkSession
 
 from custseg.config import Config
 from custseg.redaction import SPARK_REDACTION_REGEX
+from custseg.runtime import conf_get
 
 log = logging.getLogger(__name__)
 
@@ -38,17 +39,36 @@ def default_shuffle_partitions(cores: int | None = None) -> int:
     return max(4, 2 * cores)
 
 
-def get_session(conf: Config, app_name: str | None = None) -> SparkSession:
-    """The job's session: reuse an active one, else build one for this environment."""
+def remote_url(remote: str | None = None) -> str | None:
+    """The Spark Connect URL to use: ``--remote`` first, else ``$SPARK_REMOTE``; None for a classic session."""
+    return remote or os.environ.get("SPARK_REMOTE") or None
+
+
+def get_session(conf: Config, app_name: str | None = None, remote: str | None = None) -> SparkSession:
+    """The job's session: reuse an active one, else build one for this environment.
+
+    With a Spark Connect URL (``--remote sc://host:port`` or ``$SPARK_REMOTE``) the job runs as
+    a Connect client: the server owns master, memory and partitions, as on Databricks serverless.
+    """
     name = app_name or conf.get_path("app_name", "custseg")
+    url = remote_url(remote)
+    if url:
+        spark = SparkSession.builder.remote(url).appName(name).getOrCreate()
+        log.info("Spark Connect session: %s", _redact_url(url))
+        return spark
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
     if launched_by_cluster():
         spark = SparkSession.builder.appName(name).getOrCreate()
-        log.info("session from the cluster: master=%s", spark.sparkContext.master)
+        log.info("session from the cluster: master=%s", conf_get(spark, "spark.master"))
         return spark
     return local_session(conf, name)
+
+
+def _redact_url(url: str) -> str:
+    """``sc://host:port/;token=...`` -> the host and port only: a token never reaches a log."""
+    return url.split(";", 1)[0]
 
 
 def local_session(conf: Config, app_name: str = "custseg") -> SparkSession:
@@ -72,12 +92,12 @@ def local_session(conf: Config, app_name: str = "custseg") -> SparkSession:
         .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
         # Masks secrets (the PII salt in executor env vars, storage keys) in the UI and event log.
         .config("spark.redaction.regex", SPARK_REDACTION_REGEX)
+        .config("spark.log.level", "WARN")  # as sparkContext.setLogLevel, without the JVM
     )
     extra = {k: str(v) for k, v in sconf.conf.items()}
     for key, value in {**delta_conf(extra, partitions), **extra}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("WARN")
     log.info(
         "local session: master=%s shuffle_partitions=%s delta_jvm=%s", sconf.master, partitions, has_jvm_delta(spark)
     )

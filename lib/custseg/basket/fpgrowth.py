@@ -45,6 +45,7 @@ from pyspark.sql import types as T
 from pyspark.sql.window import Window
 
 from custseg.basket.metrics import with_rule_metrics
+from custseg.runtime import default_parallelism
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +230,7 @@ def mine(
     m = encoded.count()
     cached.unpersist()
 
-    parts = num_partitions or derive_num_partitions(spark.sparkContext.defaultParallelism, n_items, m)
+    parts = num_partitions or derive_num_partitions(default_parallelism(spark), n_items, m)
     if m > 0 and min_count <= m:
         from pyspark.ml.fpm import FPGrowth
 

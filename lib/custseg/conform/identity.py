@@ -39,6 +39,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from custseg.pii import PiiKey, identity_key, normalize_email, normalize_phone
+from custseg.runtime import checkpoint_dir
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +183,7 @@ def _small_star(edges: DataFrame) -> DataFrame:
 
 def _cut(df: DataFrame) -> DataFrame:
     """Materialised and cut from its lineage, so round n's plan does not hold rounds 1..n-1."""
-    if df.sparkSession.sparkContext.getCheckpointDir():
+    if checkpoint_dir(df.sparkSession):
         return df.checkpoint(eager=True)
     return df.localCheckpoint(eager=True, storageLevel=StorageLevel.MEMORY_AND_DISK)
 

@@ -35,8 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     from custseg.datagen.runner import generate
 
     args = parse_args(argv)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from custseg.cli import setup_logging
+
+    setup_logging()
     summary = generate(
         args.out,
         customers=args.customers,

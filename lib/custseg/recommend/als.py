@@ -31,6 +31,7 @@ from pyspark.sql.window import Window
 from custseg.basket.baskets import customer_purchases, with_item
 from custseg.recommend.popularity import RECO_COLUMNS, recommend_popular_by_segment, top_unbought
 from custseg.recommend.settings import AlsParams
+from custseg.runtime import default_parallelism
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +145,7 @@ def fit_als(inter: DataFrame, params: AlsParams) -> AlsFit:
         .join(F.broadcast(items), on="item", how="inner")
         .select("user_id", "item_id", F.log1p("strength").cast("float").alias("rating"))
     )
-    blocks = params.num_blocks or max(1, inter.sparkSession.sparkContext.defaultParallelism)
+    blocks = params.num_blocks or default_parallelism(inter.sparkSession)
     als = ALS(
         rank=params.rank,
         maxIter=params.max_iter,

@@ -26,6 +26,7 @@ from pyspark.ml.functions import array_to_vector, vector_to_array
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from custseg.runtime import default_parallelism, is_connect
 from custseg.segment.features import (
     VECTOR,
     Scaling,
@@ -203,9 +204,10 @@ def _fewer_partitions(df: DataFrame, rows: int, partition_rows: int) -> DataFram
     iteration, and on small data the per-task overhead, not the arithmetic, sets the pace.
     But no fewer than one per core once each would still hold ``MIN_SPLIT_ROWS`` rows, so a
     mid-sized matrix (say 60k rows) is not fitted on one core while the others idle."""
-    cores = df.sparkSession.sparkContext.defaultParallelism
+    cores = default_parallelism(df.sparkSession)
     target = max(1, -(-rows // max(1, partition_rows)), min(cores, rows // MIN_SPLIT_ROWS))
-    return df.coalesce(target) if df.rdd.getNumPartitions() > target else df
+    # coalesce never adds partitions: a frame with fewer than ``target`` keeps its own
+    return df.coalesce(target)
 
 
 def _select_k(
@@ -251,7 +253,10 @@ def _select_k(
             return p
 
         ks = list(range(lo, hi + 1))
-        if parallel <= 1:
+        # Over Spark Connect the fits run one after the other: a Connect client's active
+        # session is per thread (MLlib's remote calls find none in a pool thread), and one
+        # gRPC channel serialises the calls anyway.
+        if parallel <= 1 or is_connect(scaled.sparkSession):
             curve = [point(k) for k in ks]
         else:
             # Each fit is seeded and independent, so running them side by side changes

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from custseg.runtime import default_parallelism
+
 
 def gaussian_blobs(
     spark: SparkSession,
@@ -41,7 +43,7 @@ def gaussian_blobs(
     for v in w:
         total += v
         cum.append(total / sum(w))
-    base = spark.range(first_id, first_id + rows, numPartitions=partitions or spark.sparkContext.defaultParallelism)
+    base = spark.range(first_id, first_id + rows, numPartitions=partitions or default_parallelism(spark))
     # The blob is a hash of (id, seed): a customer keeps it from one snapshot to the next
     # whatever the partitioning; the noise comes from randn(noise_seed).
     u = (F.abs(F.xxhash64(F.col("id"), F.lit(seed))) % F.lit(1_000_003)) / F.lit(1_000_003.0)

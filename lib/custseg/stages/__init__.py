@@ -29,23 +29,36 @@ STAGES = {
 PIPELINE = ["ingest", "conform", "features", "segment", "basket", "marketing", "report"]
 
 
-def available(name: str) -> bool:
-    try:
-        importlib.import_module(f"custseg.stages.{STAGES[name]}")
-        return True
-    except ModuleNotFoundError:
-        return False
+# what to install when a stage's import fails for want of an optional dependency
+EXTRAS = {"matplotlib": "custseg[report]"}
+
+
+class StageImportError(ImportError):
+    """A stage cannot be imported in this installation (a dependency is missing)."""
 
 
 def get_stage(name: str) -> Stage:
+    """The stage's ``run``; a stage that cannot be imported fails loudly, naming what is missing.
+
+    Never skipped: a pipeline that silently dropped, say, the report because matplotlib is
+    absent on the cluster would look green and publish nothing.
+    """
     if name not in STAGES:
         raise KeyError(f"unknown stage {name!r}; known: {', '.join(STAGES)}, pipeline")
-    return importlib.import_module(f"custseg.stages.{STAGES[name]}").run
+    try:
+        module = importlib.import_module(f"custseg.stages.{STAGES[name]}")
+    except ImportError as exc:
+        missing = getattr(exc, "name", None) or str(exc)
+        hint = EXTRAS.get((missing or "").split(".")[0])
+        raise StageImportError(
+            f"stage {name!r} cannot be imported: {exc}" + (f" (install {hint})" if hint else "")
+        ) from exc
+    return module.run
 
 
 def pipeline_stages() -> list[str]:
-    """The pipeline's stages that this installation has."""
-    return [s for s in PIPELINE if available(s)]
+    """The pipeline's stages, in order (all of them: a stage that cannot import fails the run)."""
+    return list(PIPELINE)
 
 
-__all__ = ["PIPELINE", "STAGES", "Stage", "StageContext", "get_stage", "pipeline_stages"]
+__all__ = ["PIPELINE", "STAGES", "Stage", "StageContext", "StageImportError", "get_stage", "pipeline_stages"]

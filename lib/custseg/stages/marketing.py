@@ -23,6 +23,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from custseg import fileio
 from custseg.marketing.audience import (
     arbitrate,
     complaint_history,
@@ -324,9 +325,7 @@ def write_exports(
         written = _write_export_files(ctx, root, campaigns, audience, base, consent)
         _publish(spark, root, final_root)
     finally:
-        fs, jstaging = _fs(spark, root)
-        if fs.exists(jstaging):
-            fs.delete(jstaging, True)
+        fileio.delete_tree(root)
     for w in written:
         w["path"] = f"{final_root}/{w['file']}"
     log.info("marketing: %d export files under %s", len(written), final_root)
@@ -337,20 +336,21 @@ def _publish(spark: SparkSession, staging: str, target: str) -> None:
     """Swaps a complete export folder in for ``target``: the old one is moved aside, the new one
     renamed into place, then the old one deleted (on object stores a rename is a copy: the
     window without a folder is as short as the copy)."""
-    fs, jstaging = _fs(spark, staging)
-    jvm = spark._jvm
-    jtarget = jvm.org.apache.hadoop.fs.Path(target)
-    jold = jvm.org.apache.hadoop.fs.Path(f"{staging}.replaced")
-    fs.mkdirs(jtarget.getParent())
-    had_old = fs.exists(jtarget)
-    if had_old and not fs.rename(jtarget, jold):
-        raise OSError(f"could not move the previous export {target} aside")
-    if not fs.rename(jstaging, jtarget):
-        if had_old:
-            fs.rename(jold, jtarget)  # put the last good export back
-        raise OSError(f"could not move the new export {staging} to {target}")
+    old = f"{staging}.replaced"
+    had_old = fileio.is_dir(target)
     if had_old:
-        fs.delete(jold, True)
+        try:
+            fileio.move(target, old)
+        except OSError as exc:
+            raise OSError(f"could not move the previous export {target} aside: {exc}") from exc
+    try:
+        fileio.move(staging, target)
+    except OSError as exc:
+        if had_old:
+            fileio.move(old, target)  # put the last good export back
+        raise OSError(f"could not move the new export {staging} to {target}: {exc}") from exc
+    if had_old:
+        fileio.delete_tree(old)
 
 
 def _write_export_files(
@@ -416,17 +416,12 @@ def _write_export_files(
         [{k: v for k, v in w.items() if k != "path"} for w in written],
         consent.summary() if consent is not None else None,
     )
-    _write_text(spark, f"{root}/manifest.json", json.dumps(doc, indent=1, sort_keys=True))
+    fileio.write_text(f"{root}/manifest.json", json.dumps(doc, indent=1, sort_keys=True))
     return written
 
 
 def _uri(path: str) -> str:
     return path if "://" in path or path.startswith("file:") else f"file:{path}"
-
-
-def _fs(spark: SparkSession, path: str):
-    jpath = spark._jvm.org.apache.hadoop.fs.Path(path)
-    return jpath.getFileSystem(spark._jsc.hadoopConfiguration()), jpath
 
 
 def _write_single_file(spark: SparkSession, df: DataFrame, fmt: str, target: str) -> None:
@@ -438,21 +433,9 @@ def _write_single_file(spark: SparkSession, df: DataFrame, fmt: str, target: str
         writer.option("header", True).option("emptyValue", "").csv(tmp)
     else:
         writer.parquet(tmp)
-    fs, jtmp = _fs(spark, tmp)
-    jvm = spark._jvm
-    parts = [s.getPath() for s in fs.listStatus(jtmp) if s.getPath().getName().startswith("part-")]
-    jtarget = jvm.org.apache.hadoop.fs.Path(target)
+    parts = [p for p, _ in fileio.list_files(spark, tmp) if p.rsplit("/", 1)[-1].startswith("part-")]
     if parts:
-        fs.rename(parts[0], jtarget)
+        fileio.move(parts[0], target)
     else:  # an empty frame writes no part file: a header-only CSV keeps downstream loaders happy
-        _write_text(spark, target, ",".join(df.columns) + "\n" if fmt == "csv" else "")
-    fs.delete(jtmp, True)
-
-
-def _write_text(spark: SparkSession, path: str, text: str) -> None:
-    fs, jpath = _fs(spark, path)
-    out = fs.create(jpath, True)
-    try:
-        out.write(bytearray(text.encode("utf-8")))
-    finally:
-        out.close()
+        fileio.write_text(target, ",".join(df.columns) + "\n" if fmt == "csv" else "")
+    fileio.delete_tree(tmp)

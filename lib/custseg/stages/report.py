@@ -8,11 +8,10 @@ recorded in the run's details.
 from __future__ import annotations
 
 import logging
-import os
-from urllib.parse import urlparse
 
 from pyspark.sql import SparkSession
 
+from custseg import fileio
 from custseg.report import REPORT_TABLES, ReportInputs, ReportSettings, build_report
 from custseg.stages.context import StageContext, absolute
 
@@ -46,21 +45,5 @@ def run(ctx: StageContext) -> None:
 
 
 def write_text(spark: SparkSession, path: str, text: str) -> None:
-    """Write a text file locally (also Databricks /Volumes and /dbfs mounts) or through Hadoop (s3://, abfss://...)."""
-    data = text.encode("utf-8")
-    if urlparse(path).scheme in ("", "file"):
-        local = path.removeprefix("file:")
-        os.makedirs(os.path.dirname(local), exist_ok=True)
-        tmp = f"{local}.tmp-{os.getpid()}"
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, local)  # readers never see half a report
-        return
-    jvm = spark.sparkContext._jvm  # noqa: SLF001 - Hadoop FileSystem is the portable writer
-    hpath = jvm.org.apache.hadoop.fs.Path(path)
-    fs = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())  # noqa: SLF001
-    out = fs.create(hpath, True)
-    try:
-        out.write(bytearray(data))
-    finally:
-        out.close()
+    """Write the report: locally (also Databricks /Volumes and /dbfs mounts) or to object storage (``custseg.fileio``)."""
+    fileio.write_text(path, text)

@@ -211,7 +211,7 @@ class DeltaRsEngine(Engine):
         data_schema = T.StructType([f for f in req.schema.fields if f.name not in req.partition_by])
         try:
             writer = (
-                req.df.write.mode("errorifexists")
+                req.df.write.mode("error")  # "errorifexists" is refused over Spark Connect
                 # Spark 4 still writes INT96 timestamps by default; Delta wants INT64 micros.
                 .option("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
                 .option("compression", "snappy")
