@@ -75,38 +75,44 @@ def _variables(bundle: dict, target: str) -> dict[str, str]:
     return values
 
 
-def test_bundle_job_has_one_wheel_task_per_stage_in_pipeline_order(bundle):
-    (job,) = bundle["resources"]["jobs"].values()
-    tasks = job["tasks"]
-    assert [t["task_key"] for t in tasks] == PIPELINE
-    for prev, task in zip(tasks, tasks[1:], strict=False):
-        assert task["depends_on"] == [{"task_key": prev["task_key"]}], task["task_key"]
-    for task in tasks:
-        wheel = task["python_wheel_task"]
-        assert wheel["package_name"] == PYPROJECT["project"]["name"]
-        assert wheel["entry_point"] == f"custseg-{task['task_key']}"
-        resolve_entry_point(wheel["entry_point"])
-        assert task["libraries"] == [{"whl": "../../dist/*.whl"}]
-        assert task["job_cluster_key"] in {c["job_cluster_key"] for c in job["job_clusters"]}
+def test_bundle_jobs_have_one_wheel_task_per_stage_in_pipeline_order(bundle):
+    jobs = bundle["resources"]["jobs"]
+    assert set(jobs) == {"custseg_daily", "custseg_daily_serverless"}
+    for name, job in jobs.items():
+        tasks = job["tasks"]
+        assert [t["task_key"] for t in tasks] == PIPELINE
+        for prev, task in zip(tasks, tasks[1:], strict=False):
+            assert task["depends_on"] == [{"task_key": prev["task_key"]}], task["task_key"]
+        for task in tasks:
+            wheel = task["python_wheel_task"]
+            assert wheel["package_name"] == PYPROJECT["project"]["name"]
+            assert wheel["entry_point"] == f"custseg-{task['task_key']}"
+            resolve_entry_point(wheel["entry_point"])
+            if name == "custseg_daily":
+                assert task["libraries"] == [{"whl": "../../dist/*.whl"}]
+                assert task["job_cluster_key"] in {c["job_cluster_key"] for c in job["job_clusters"]}
+            else:  # serverless: the wheel is a dependency of the job's environment
+                assert task["environment_key"] in {e["environment_key"] for e in job["environments"]}
+                assert "libraries" not in task and "job_cluster_key" not in task
 
 
 @pytest.mark.parametrize("target", ["dev", "prod"])
 def test_bundle_tasks_load_an_existing_config_and_take_the_run_date(bundle, target):
     from custseg.config import load_config
 
-    (job,) = bundle["resources"]["jobs"].values()
     variables = _variables(bundle, target)
-    for task in job["tasks"]:
-        params = task["python_wheel_task"]["parameters"]
-        conf = Path(_resolve(params[params.index("--conf") + 1], variables))
-        assert conf.is_file(), f"{task['task_key']}: {conf} does not exist"
-        assert conf.parent == ROOT / "conf"
-        assert params[params.index("--date") + 1] == "{{job.parameters.run_date}}"
-        env = {"CUSTSEG_PII_SALT": "x"}
-        loaded = load_config(conf, env=env)
-        assert loaded.storage.engine == "spark-delta" and loaded.storage.catalog == "main"
-    assert [p["name"] for p in job["parameters"]] == ["run_date"]
-    env_vars = job["job_clusters"][0]["new_cluster"]["spark_env_vars"]
+    for job in bundle["resources"]["jobs"].values():
+        for task in job["tasks"]:
+            params = task["python_wheel_task"]["parameters"]
+            conf = Path(_resolve(params[params.index("--conf") + 1], variables))
+            assert conf.is_file(), f"{task['task_key']}: {conf} does not exist"
+            assert conf.parent == ROOT / "conf"
+            assert params[params.index("--date") + 1] == "{{job.parameters.run_date}}"
+            env = {"CUSTSEG_PII_SALT": "x"}
+            loaded = load_config(conf, env=env)
+            assert loaded.storage.engine == "spark-delta" and loaded.storage.catalog == "main"
+        assert [p["name"] for p in job["parameters"]] == ["run_date"]
+    env_vars = bundle["resources"]["jobs"]["custseg_daily"]["job_clusters"][0]["new_cluster"]["spark_env_vars"]
     # the salt comes from a secret scope
     assert env_vars["CUSTSEG_PII_SALT"].startswith("{{secrets/")
 
@@ -115,7 +121,7 @@ def test_bundle_builds_the_wheel_syncs_conf_and_schedules_daily(bundle):
     (artifact,) = bundle["artifacts"].values()
     assert artifact["type"] == "whl" and (BUNDLE.parent / artifact["path"]).resolve() == ROOT
     assert "../../conf" in bundle["sync"]["paths"]
-    (job,) = bundle["resources"]["jobs"].values()
+    job = bundle["resources"]["jobs"]["custseg_daily"]
     cron = job["schedule"]["quartz_cron_expression"].split()
     assert len(cron) == 6 and cron[3:] == ["*", "*", "?"], "a daily Quartz schedule"
     assert set(bundle["targets"]) == {"dev", "prod"}
@@ -158,6 +164,74 @@ def test_emr_steps_submit_every_stage_with_existing_scripts_and_configs(name):
     assert stages == PIPELINE
 
 
+@pytest.mark.parametrize("name", STEP_FILES)
+def test_emr_step_builds_every_stage_from_the_files_it_ships_alone(name, tmp_path, monkeypatch):
+    """Each step's config loads from only what its --files lists (YARN puts them in the
+    container's working folder), and everything a stage reads from it resolves: the repository's
+    conf/ is not on the cluster, so the fallback to it is taken away here."""
+    import custseg.config
+    import custseg.marketing.campaigns as campaigns_module
+    from custseg.basket.settings import BasketSettings
+    from custseg.config import load_config
+    from custseg.features.settings import FeatureSettings
+    from custseg.marketing.campaigns import load_campaigns
+    from custseg.recommend.settings import RecommendSettings
+    from custseg.report import ReportSettings
+    from custseg.segment.settings import SegmentSettings
+    from custseg.sources.flat import FlatSettings
+    from custseg.stages import get_stage
+
+    nowhere = tmp_path / "no-repository-conf"
+    nowhere.mkdir()
+    monkeypatch.setattr(custseg.config, "DEFAULT_CONF_DIR", nowhere)
+    monkeypatch.setattr(campaigns_module, "DEFAULT_CONF_DIR", nowhere)
+    for step in json.loads((EMR / name).read_text()):
+        args = step["Args"]
+        script = next(a for a in args if a.endswith(".py"))
+        stage = Path(script).stem
+        container = tmp_path / f"{name}-{stage}"
+        container.mkdir()
+        for shipped in args[args.index("--files") + 1].split(","):
+            (container / Path(shipped).name).write_bytes((ROOT / "conf" / Path(shipped).name).read_bytes())
+        monkeypatch.chdir(container)
+        app_args = args[args.index(script) + 1 :]
+        conf = load_config(app_args[app_args.index("--conf") + 1], env={"CUSTSEG_PII_SALT": "x"})
+        assert Path(conf.file).parent == container
+        assert callable(get_stage(stage))
+        for settings in (
+            FeatureSettings,
+            SegmentSettings,
+            BasketSettings,
+            RecommendSettings,
+            ReportSettings,
+            FlatSettings,
+        ):
+            settings.from_config(conf)
+        assert load_campaigns(conf), f"{name} {stage}: no campaign loads from the shipped files"
+
+
+def test_a_stage_that_cannot_import_fails_loudly(monkeypatch):
+    """Never skipped: the pipeline keeps every stage, and a failing import names what is missing."""
+    import builtins
+
+    import custseg.stages as stages
+
+    assert stages.pipeline_stages() == PIPELINE
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name == "matplotlib" or name.startswith("matplotlib."):
+            raise ModuleNotFoundError("No module named 'matplotlib'", name="matplotlib")
+        return real_import(name, *args, **kwargs)
+
+    for mod in [m for m in sys.modules if m.startswith(("custseg.stages.report", "custseg.report", "matplotlib"))]:
+        monkeypatch.delitem(sys.modules, mod)
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    with pytest.raises(stages.StageImportError, match=r"stage 'report' cannot be imported.*custseg\[report\]"):
+        stages.get_stage("report")
+    assert stages.pipeline_stages() == PIPELINE
+
+
 def test_emr_config_loads_with_spark_delta():
     from custseg.config import load_config
 
@@ -168,7 +242,8 @@ def test_emr_config_loads_with_spark_delta():
 def test_emr_bootstrap_pins_match_pyproject():
     text = (EMR / "bootstrap-deps.sh").read_text()
     pinned = set(re.findall(r'"([A-Za-z0-9_.-]+(?:==|>=)[^"]+)"', text))
-    expected = {d for d in PYPROJECT["project"]["dependencies"] if not d.startswith(("pyspark", "delta-spark"))}
+    deps = PYPROJECT["project"]["dependencies"] + PYPROJECT["project"]["optional-dependencies"]["report"]
+    expected = {d for d in deps if not d.startswith(("pyspark", "delta-spark"))}
     assert pinned - {p for p in pinned if p.startswith("delta-spark")} == expected
 
 
