@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 log = logging.getLogger(__name__)
@@ -108,3 +108,13 @@ def connect_gc_guard(spark: SparkSession):
     finally:
         gc.enable()
         gc.collect()
+
+
+def keep(df: DataFrame) -> DataFrame:
+    """``df`` kept for reuse: ``cache()`` in a classic session; over Spark Connect a local
+    checkpoint, which also cuts the plan. A Connect client sends the whole plan with every
+    request, and protobuf refuses a plan nested more than ~100 levels deep (the evaluation's
+    union of four recommenders went past it)."""
+    if is_connect(df.sparkSession):
+        return df.localCheckpoint(eager=True)
+    return df.cache()

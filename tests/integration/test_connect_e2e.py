@@ -13,6 +13,7 @@ time zone, and the Delta jars and extension when the session has them).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -110,7 +111,9 @@ def connect_server(spark, tmp_path_factory):
         deadline = time.time() + STARTUP_SECONDS
         while not _port_open(port):
             if server.poll() is not None:
-                pytest.fail(f"the Connect server exited ({server.returncode}):\n{(work / 'server.log').read_text()[-3000:]}")
+                pytest.fail(
+                    f"the Connect server exited ({server.returncode}):\n{(work / 'server.log').read_text()[-3000:]}"
+                )
             if time.time() > deadline:
                 pytest.fail(f"the Connect server did not listen within {STARTUP_SECONDS} s")
             time.sleep(0.5)
@@ -179,7 +182,10 @@ def test_pipeline_over_spark_connect_equals_a_classic_run(spark, connect_server,
     env.pop("SPARK_REMOTE", None)
     started = time.time()
     proc = subprocess.run(
-        [sys.executable, "-m", "custseg.cli", "run", "pipeline", "--date", RUN_DATE, "--remote", url, *_args(remote)],
+        [
+            *(sys.executable, "-m", "custseg.cli", "run", "pipeline", "--date", RUN_DATE),
+            *("--remote", url, "--run-id", "connect-e2e-1", *_args(remote)),
+        ],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -199,21 +205,22 @@ def test_pipeline_over_spark_connect_equals_a_classic_run(spark, connect_server,
 
     runs = DeltaTable(str(remote / "tables" / "gold" / "job_runs")).to_pandas()
     assert set(runs["job"]) == set(pipeline_stages()) and (runs["status"] == "succeeded").all(), runs
-    # The server's application id, read without a SparkContext.
+    # The server's application id, read without a SparkContext; the scheduler's run id in details.
     assert runs["app_id"].str.startswith("local-").all(), runs["app_id"]
+    assert runs["details"].map(lambda d: json.loads(d).get("external_run_id")).eq("connect-e2e-1").all()
 
     compared = []
     for layer in ("silver", "gold"):
         names = sorted(p.name for p in (classic / "tables" / layer).iterdir() if (p / "_delta_log").is_dir())
-        assert names == sorted(
-            p.name for p in (remote / "tables" / layer).iterdir() if (p / "_delta_log").is_dir()
-        ), f"{layer}: the two runs wrote different tables"
+        assert names == sorted(p.name for p in (remote / "tables" / layer).iterdir() if (p / "_delta_log").is_dir()), (
+            f"{layer}: the two runs wrote different tables"
+        )
         for name in names:
             want_cols, want = _rows(spark, classic / "tables" / layer / name)
             got_cols, got = _rows(spark, remote / "tables" / layer / name)
             assert got_cols == want_cols, f"{layer}.{name}: columns differ"
             assert len(got) == len(want), f"{layer}.{name}: {len(got)} rows over Connect, {len(want)} classic"
-            diff = [(g, w) for g, w in zip(got, want) if g != w]
+            diff = [(g, w) for g, w in zip(got, want, strict=True) if g != w]
             assert not diff, f"{layer}.{name}: {len(diff)} rows differ, first: {diff[0]}"
             compared.append(f"{layer}.{name}")
     assert {"gold.customer_features", "gold.customer_segments", "gold.association_rules"} <= set(compared)

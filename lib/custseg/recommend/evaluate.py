@@ -39,6 +39,7 @@ from custseg.basket.settings import BasketSettings
 from custseg.recommend.als import fit_als, interactions, recommend_als
 from custseg.recommend.popularity import item_popularity, recommend_popular
 from custseg.recommend.settings import RecommendSettings
+from custseg.runtime import keep
 
 log = logging.getLogger(__name__)
 
@@ -231,13 +232,13 @@ def holdout_quality(
         recent=journeys[1] if journeys else None,
         horizon_days=basket.journeys.horizon_days,
     )
-    rules_recs = triggers.transform(offers).cache()
+    rules_recs = keep(triggers.transform(offers))
 
     inter = interactions(
         order_items, events, reco.weights, level, cutoff - timedelta(days=reco.window_days), cutoff, statuses, products
     )
     fit = fit_als(inter, reco.als)
-    als_recs = users.transform(recommend_als(fit, kmax, owned, reco.max_candidates)).cache()
+    als_recs = keep(users.transform(recommend_als(fit, kmax, owned, reco.max_candidates)))
     blended = rules_recs.transform(blend(als_recs, kmax, reco.blend_rules_weight, reco.blend_rrf_k))
     popular = users.transform(
         recommend_popular(owned.transform(item_popularity()), kmax, owned, candidates=reco.max_candidates)
