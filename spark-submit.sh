@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Pack lib/ and submit a job:
 #   ./spark-submit.sh <job> [--conf F] [--date D] [--set k=v] [-- spark-submit args]
+# --conf FILE names the job's config; --conf key=value is passed to spark-submit (as --spark-conf).
 # Spark args may also come before the job args when they start with --master/--deploy-mode/...:
 #   ./spark-submit.sh pipeline --date 2026-06-30 --master spark://host:7077
 # Uses $SPARK_HOME/bin/spark-submit when set, else the one from the project's venv.
@@ -23,7 +24,9 @@ while [ $# -gt 0 ]; do
     --master|--deploy-mode|--driver-memory|--executor-memory|--executor-cores|--num-executors|--total-executor-cores|--name|--queue|--packages|--jars|--repositories|--properties-file)
       spark_args+=("$1" "$2"); shift 2 ;;
     --spark-conf) spark_args+=(--conf "$2"); shift 2 ;;
-    --conf) job_args+=(--conf "$2"); conf_file="$2"; shift 2 ;;
+    # --conf k=v is spark-submit's own setting; --conf FILE (or --job-conf FILE) the job's config file
+    --conf) if [[ "$2" == *=* && ! -f "$2" ]]; then spark_args+=(--conf "$2"); else job_args+=(--conf "$2"); fi; shift 2 ;;
+    --job-conf) job_args+=(--conf "$2"); shift 2 ;;
     *) job_args+=("$1"); shift ;;
   esac
 done

@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -24,6 +25,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--conf", default=None)
     p.add_argument("--regenerate", action="store_true", help="generate the demo data again")
+    p.add_argument("--no-ui", dest="ui", action="store_false", help="run without the local Spark UI")
     return p.parse_args(argv)
 
 
@@ -47,6 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     info = json.loads(manifest.read_text())
     run_date = info.get("end_date") or info["batch_dates"][-1]
     job_argv = ["pipeline", "--date", run_date] + (["--conf", args.conf] if args.conf else [])
+    if args.ui and not os.environ.get("SPARK_REMOTE"):
+        port = ui_port()
+        job_argv += ["--set", "spark.ui=true", "--set", f"spark.conf={{'spark.ui.port': '{port}'}}"]
+        print(
+            f"Spark UI while the pipeline runs: http://localhost:{port} (each step tags its jobs custseg-<stage>-<step>)"
+        )
     rc = run_job(parse_job_args(None, job_argv), demo=True)
     if rc != 0:
         log.error("pipeline failed (exit %d); see the log above and gold.job_runs", rc)
@@ -70,6 +78,19 @@ def _salt_refusal(conf_path: str | None) -> str | None:
     except (ConfigError, MissingSaltError) as exc:
         return str(exc)
     return None
+
+
+def ui_port(preferred: int = 4040) -> int:
+    """``preferred`` when it is free on this machine, else any free port (Spark would pick another
+    one silently, and the printed address would be wrong)."""
+    for port in (preferred, 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise OSError("no free port for the Spark UI")
 
 
 def print_summary(home: Path, run_date: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -239,12 +240,47 @@ def test_emr_config_loads_with_spark_delta():
     assert conf.storage.engine == "spark-delta" and conf.paths.tables.startswith("s3://")
 
 
-def test_emr_bootstrap_pins_match_pyproject():
+def _locked() -> dict[str, str]:
+    """name -> exact version from constraints.txt (the lock make installs)."""
+    out = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        m = re.match(r"([A-Za-z0-9_.-]+)==(\S+)", line)
+        if m:
+            out[m.group(1).lower().replace("_", "-")] = m.group(2)
+    return out
+
+
+def _name(requirement: str) -> str:
+    return re.match(r"[A-Za-z0-9_.-]+", requirement).group(0).lower().replace("_", "-")
+
+
+def test_emr_bootstrap_pins_the_locked_core_and_report_dependencies():
     text = (EMR / "bootstrap-deps.sh").read_text()
-    pinned = set(re.findall(r'"([A-Za-z0-9_.-]+(?:==|>=)[^"]+)"', text))
-    deps = PYPROJECT["project"]["dependencies"] + PYPROJECT["project"]["optional-dependencies"]["report"]
-    expected = {d for d in deps if not d.startswith(("pyspark", "delta-spark"))}
-    assert pinned - {p for p in pinned if p.startswith("delta-spark")} == expected
+    pinned = {p for p in re.findall(r'"([A-Za-z0-9_.-]+==[^"$]+)"', text) if not p.startswith("delta-spark")}
+    locked = _locked()
+    # the core, the report's matplotlib, and deltalake (the cluster brings Spark and Delta's jars)
+    deps = [
+        *PYPROJECT["project"]["dependencies"],
+        *PYPROJECT["project"]["optional-dependencies"]["report"],
+        "deltalake",
+    ]
+    assert pinned == {f"{_name(d)}=={locked[_name(d)]}" for d in deps}
+
+
+def test_core_dependencies_are_ranges_and_the_runtime_packages_an_extra():
+    """The wheel must not replace a runtime's own Spark or Delta: they sit in the `local` extra."""
+    core = [_name(d) for d in PYPROJECT["project"]["dependencies"]]
+    assert not {"pyspark", "delta-spark", "deltalake"} & set(core)
+    assert all("==" not in d for d in PYPROJECT["project"]["dependencies"]), "core dependencies are ranges"
+    assert {_name(d) for d in PYPROJECT["project"]["optional-dependencies"]["local"]} == {
+        "pyspark",
+        "delta-spark",
+        "deltalake",
+    }
+    locked = _locked()
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    for d in PYPROJECT["project"]["dependencies"] + [x for e in ("local", "report", "bench") for x in extras[e]]:
+        assert _name(d) in locked, f"{d} has no exact version in constraints.txt"
 
 
 def test_shell_scripts_parse():
@@ -312,9 +348,35 @@ def test_every_deployment_sets_the_redaction_regex(bundle):
     (defaults,) = [c["Properties"] for c in emr if c["Classification"] == "spark-defaults"]
     assert defaults["spark.redaction.regex"] == SPARK_REDACTION_REGEX
     assert not any("appMasterEnv" in k or "executorEnv" in k for k in defaults), "no salt in a file of the repo"
-    (job,) = bundle["resources"]["jobs"].values()
+    job = bundle["resources"]["jobs"]["custseg_daily"]  # serverless compute redacts on its own
     cluster = job["job_clusters"][0]["new_cluster"]
     assert cluster["spark_conf"]["spark.redaction.regex"] == SPARK_REDACTION_REGEX
     assert f"--conf 'spark.redaction.regex={SPARK_REDACTION_REGEX}'" in (ROOT / "spark-submit.sh").read_text()
     for name in STEP_FILES:  # the salt is never a step argument
         assert "SALT" not in (EMR / name).read_text().upper()
+
+
+def test_spark_submit_sh_keeps_spark_conf_apart_from_the_job_config(tmp_path):
+    """`--conf k=v` is spark-submit's own setting; `--conf FILE` the job's config file."""
+    bin_dir = tmp_path / "spark" / "bin"
+    bin_dir.mkdir(parents=True)
+    fake = bin_dir / "spark-submit"
+    fake.write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
+    fake.chmod(0o755)
+    proc = subprocess.run(
+        [str(ROOT / "spark-submit.sh"), "ingest", "--date", "2026-06-30", "--conf", "conf/cluster.yaml"]
+        + ["--conf", "spark.executor.memory=2g", "--job-conf", "conf/local.yaml"],
+        cwd=ROOT,
+        env={**os.environ, "SPARK_HOME": str(tmp_path / "spark")},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    args = proc.stdout.splitlines()
+    job = args.index(str(ROOT / "jobs" / "ingest.py"))
+    spark_side, job_side = args[:job], args[job + 1 :]
+    assert (
+        "spark.executor.memory=2g" in spark_side
+        and spark_side[spark_side.index("spark.executor.memory=2g") - 1] == "--conf"
+    )
+    assert job_side == ["--date", "2026-06-30", "--conf", "conf/cluster.yaml", "--conf", "conf/local.yaml"]
