@@ -10,20 +10,22 @@ SCALE ?= s
 PYTEST_ARGS ?=
 UV_VERSION := 0.13.9
 
-.PHONY: demo test test-fast lint format bench bench-exits clean java venv dist
+.PHONY: demo test test-fast lint format bench bench-exits clean java venv dist lock
 
 # uv installs the same pins as pip in under half the time (downloads in parallel; the
 # pyspark sdist is built while the rest unpacks): 35 s against about 80 s on an empty cache (2 cores).
 # uv reads UV_INDEX_URL, not pip's settings: behind a private index, set both. Where uv itself
 # cannot be installed, pip does the whole install.
-$(STAMP): pyproject.toml
+# pyproject.toml states ranges (what the wheel accepts inside a runtime); constraints.txt is the
+# lock of exact versions that make installs and CI tests (`make lock` regenerates it).
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@if $(PY) -m pip install --quiet uv==$(UV_VERSION); then \
-	  echo "$(VENV)/bin/uv pip install -e .[dev,bench]"; \
-	  $(VENV)/bin/uv pip install --quiet --python $(PY) -e ".[dev,bench]"; \
+	  echo "$(VENV)/bin/uv pip install -c constraints.txt -e .[dev,bench]"; \
+	  $(VENV)/bin/uv pip install --quiet --python $(PY) -c constraints.txt -e ".[dev,bench]"; \
 	else \
 	  echo "uv unavailable: installing with pip" >&2; \
-	  $(PY) -m pip install --quiet -e ".[dev,bench]"; \
+	  $(PY) -m pip install --quiet -c constraints.txt -e ".[dev,bench]"; \
 	fi
 	@touch $(STAMP)
 
@@ -33,6 +35,12 @@ $(JARS): $(STAMP) deploy/delta-jars.txt deploy/delta-jars.sh | java
 	@./deploy/delta-jars.sh $(VENV) && if ls $(VENV)/delta-jars/*.jar >/dev/null 2>&1; then touch $@; fi
 
 venv: $(STAMP) $(JARS)
+
+# Re-resolve the lock after changing a range in pyproject.toml (keeps the current versions
+# where they still fit; add --upgrade-package NAME to move one).
+lock: $(STAMP)
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra bench --python-version 3.11 \
+	  --custom-compile-command "make lock" -o constraints.txt
 
 java:
 	@command -v java >/dev/null 2>&1 || { echo "Java 17+ is required for Spark: install a JDK (e.g. apt-get install openjdk-17-jdk-headless) and set JAVA_HOME." >&2; exit 1; }

@@ -29,7 +29,7 @@ import os, sys, zipfile
 lib, out = sys.argv[1], sys.argv[2]
 tmp = out + ".tmp"
 files = []
-for folder, dirs, names in os.walk(os.path.join(lib, "custseg")):
+for folder, dirs, names in os.walk(os.path.join(lib, "custseg"), followlinks=True):  # custseg/conf links to conf/
     dirs[:] = sorted(d for d in dirs if d != "__pycache__" and not d.endswith(".egg-info"))
     files += [os.path.join(folder, n) for n in names if n.endswith((".py", ".yaml", ".json"))]
 with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
@@ -57,13 +57,15 @@ if [ "$venv" -eq 1 ]; then
   trap 'rm -rf "$build"' EXIT
   "$py" -m venv "$build/venv"
   "$build/venv/bin/pip" install --quiet --upgrade pip venv-pack==0.2.0
-  # The project's dependencies except pyspark and delta-spark: the cluster ships Spark and Delta.
+  # The project's dependencies and the report's (matplotlib), except pyspark and delta-spark:
+  # the cluster ships Spark and Delta.
   "$py" - "$root/pyproject.toml" > "$build/requirements.txt" <<'PY'
 import sys, tomllib
-deps = tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]
+project = tomllib.load(open(sys.argv[1], "rb"))["project"]
+deps = project["dependencies"] + project["optional-dependencies"]["report"]
 print("\n".join(d for d in deps if not d.replace("_", "-").lower().startswith(("pyspark", "delta-spark"))))
 PY
-  "$build/venv/bin/pip" install --quiet -r "$build/requirements.txt"
+  "$build/venv/bin/pip" install --quiet -c "$root/constraints.txt" -r "$build/requirements.txt"
   # delta-spark's Python API (delta.tables) matching the cluster's Delta, without its pyspark pin.
   "$build/venv/bin/pip" install --quiet --no-deps "delta-spark==${DELTA_SPARK_VERSION:-4.0.0}"
   "$build/venv/bin/pip" install --quiet --no-deps "$root"

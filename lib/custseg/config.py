@@ -16,7 +16,9 @@ import json
 import logging
 import os
 import re
+import tempfile
 from collections.abc import Iterator, Mapping
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,26 @@ import yaml
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_CONF_DIR = REPO_ROOT / "conf"
+
+
+def packaged_conf_dir() -> Path:
+    """The default configs shipped inside the package (``custseg/conf``) as a folder on disk.
+
+    In a checkout ``lib/custseg/conf`` links to the repository's ``conf/``; in an installed
+    wheel they are package files (``pip install`` of the wheel alone can run ``custseg run``);
+    from a zip (``spark-submit --py-files``) they are copied out once to a temporary folder.
+    """
+    res = resources.files("custseg").joinpath("conf")
+    if isinstance(res, Path):
+        return res
+    out = Path(tempfile.mkdtemp(prefix="custseg-conf-"))
+    for item in res.iterdir():
+        if item.name.endswith(".yaml"):
+            (out / item.name).write_bytes(item.read_bytes())
+    return out
+
+
+DEFAULT_CONF_DIR = packaged_conf_dir()
 DEFAULT_CONF = "local.yaml"
 
 # Maps whose keys are chosen by the user (segment names, campaign ids, ...):
