@@ -70,7 +70,7 @@ def test_wheel_keeps_the_runtime_pyspark_and_runs_a_stage(tmp_path):
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("PYSPARK", "SPARK_", "CUSTSEG_", "PYTHON", "VIRTUAL_ENV"))
     }
-    env.update({"CUSTSEG_HOME": str(home), "CUSTSEG_PII_SALT": "wheel-test-salt", "PYSPARK_PYTHON": str(py)})
+    env.update({"CUSTSEG_HOME": str(home), "CUSTSEG_PII_SALT": "wheel-test-salt-of-at-least-32-bytes-0123456789", "PYSPARK_PYTHON": str(py)})
     gen = [str(runtime / "bin" / "custseg"), "generate", "--customers", "60", "--days", "10", "--out", str(home)]
     gen += ["--end-date", "2026-06-30"]
     _run(gen, cwd=tmp_path, env=env, timeout=300)
