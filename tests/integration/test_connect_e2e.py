@@ -103,6 +103,8 @@ def connect_server(spark, tmp_path_factory):
         "SPARK_HOME": str(spark_home),
         "SPARK_LOCAL_IP": "127.0.0.1",
         "PYSPARK_PYTHON": sys.executable,
+        # the server's Python workers (pandas UDFs) import custseg from this checkout, as the client does
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "lib"), os.environ.get("PYTHONPATH", "")]),
         "SPARK_LOG_DIR": str(work),
     }
     log = open(work / "server.log", "w")  # noqa: SIM115 - closed in finally

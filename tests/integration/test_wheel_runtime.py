@@ -32,7 +32,9 @@ def _uv() -> str:
 
 def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     proc = subprocess.run(cmd, capture_output=True, text=True, **kw)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    assert proc.returncode == 0, (
+        f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    )
     return proc
 
 
@@ -53,7 +55,9 @@ def test_wheel_keeps_the_runtime_pyspark_and_runs_a_stage(tmp_path):
 
     _run([uv, "venv", "--python", sys.executable, str(runtime)], timeout=120)
     py = runtime / "bin" / "python"
-    _run([uv, "pip", "install", "--python", str(py), f"pyspark=={RUNTIME_PYSPARK}", *_locked(RUNTIME_LIBS)], timeout=900)
+    _run(
+        [uv, "pip", "install", "--python", str(py), f"pyspark=={RUNTIME_PYSPARK}", *_locked(RUNTIME_LIBS)], timeout=900
+    )
     version = [str(py), "-c", "import pyspark; print(pyspark.__version__)"]
     assert _run(version).stdout.strip() == RUNTIME_PYSPARK
 
@@ -68,9 +72,17 @@ def test_wheel_keeps_the_runtime_pyspark_and_runs_a_stage(tmp_path):
     # One stage from the installed wheel alone: outside the checkout (cwd and config from the
     # package), on landing files this test generates.
     env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("PYSPARK", "SPARK_", "CUSTSEG_", "PYTHON", "VIRTUAL_ENV"))
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PYSPARK", "SPARK_", "CUSTSEG_", "PYTHON", "VIRTUAL_ENV"))
     }
-    env.update({"CUSTSEG_HOME": str(home), "CUSTSEG_PII_SALT": "wheel-test-salt-of-at-least-32-bytes-0123456789", "PYSPARK_PYTHON": str(py)})
+    env.update(
+        {
+            "CUSTSEG_HOME": str(home),
+            "CUSTSEG_PII_SALT": "wheel-test-salt-of-at-least-32-bytes-0123456789",
+            "PYSPARK_PYTHON": str(py),
+        }
+    )
     gen = [str(runtime / "bin" / "custseg"), "generate", "--customers", "60", "--days", "10", "--out", str(home)]
     gen += ["--end-date", "2026-06-30"]
     _run(gen, cwd=tmp_path, env=env, timeout=300)
