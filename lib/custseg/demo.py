@@ -52,9 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.ui and not os.environ.get("SPARK_REMOTE"):
         port = ui_port()
         job_argv += ["--set", "spark.ui=true", "--set", f"spark.conf={{'spark.ui.port': '{port}'}}"]
-        print(
-            f"Spark UI while the pipeline runs: http://localhost:{port} (each step tags its jobs custseg-<stage>-<step>)"
-        )
+        print(f"Spark UI while the pipeline runs: http://localhost:{port}")
     rc = run_job(parse_job_args(None, job_argv), demo=True)
     if rc != 0:
         log.error("pipeline failed (exit %d); see the log above and gold.job_runs", rc)

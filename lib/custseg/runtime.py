@@ -64,11 +64,18 @@ def checkpoint_dir(spark: SparkSession) -> str | None:
 
 @contextmanager
 def job_tag(spark: SparkSession, tag: str):
-    """Tag every Spark job started inside the block with ``tag`` (``spark.addTag``: classic and Connect).
+    """Over Spark Connect, tag every Spark job started inside the block with ``tag`` (``spark.addTag``).
 
-    The Spark UI shows a job's tags on its page, and ``spark.interruptTag`` can cancel a
-    step's jobs. Tags are made of ``[a-zA-Z0-9_-]`` here (Spark refuses commas).
+    The Connect server's UI shows a job's tags, and ``spark.interruptTag`` cancels a step's jobs.
+    Tags are made of ``[a-zA-Z0-9_-]`` here (Spark refuses commas). Classic sessions are not
+    tagged: there ``addTag`` initialises the session's thread-local tag holder, which Java cannot
+    serialise, and from then on every MLlib model that keeps its training summary (logistic
+    regression in the propensity step) fails evaluation with "Task not serializable" (PySpark
+    4.2; reproduced here).
     """
+    if not is_connect(spark):
+        yield None
+        return
     clean = "".join(c if c.isalnum() or c in "-_" else "-" for c in tag)[:120] or "custseg"
     added = False
     try:

@@ -92,12 +92,46 @@ def test_default_parallelism_without_the_setting_counts_range_splits(spark):
     assert runtime.default_parallelism(Session()) == spark.range(0, 4096).rdd.getNumPartitions()
 
 
-def test_job_tag_tags_the_jobs_of_the_block_only(spark):
+class _ConnectLike:
+    """Records addTag / removeTag like a Connect session; no JVM."""
+
+    __module__ = "pyspark.sql.connect.session"
+
+    def __init__(self):
+        self.tags: set[str] = set()
+        self.calls: list[tuple[str, str]] = []
+
+    def addTag(self, tag):  # noqa: N802 - Spark's name
+        self.calls.append(("add", tag))
+        self.tags.add(tag)
+
+    def removeTag(self, tag):  # noqa: N802
+        self.calls.append(("remove", tag))
+        self.tags.discard(tag)
+
+    def getTags(self):  # noqa: N802
+        return set(self.tags)
+
+
+def test_job_tag_tags_the_jobs_of_the_block_only_over_connect():
+    from custseg.runtime import is_connect, job_tag
+
+    session = _ConnectLike()
+    assert is_connect(session)
+    with job_tag(session, "custseg:segment/fit k"):
+        assert session.getTags() == {"custseg-segment-fit-k"}
+    assert session.getTags() == set() and session.calls == [
+        ("add", "custseg-segment-fit-k"),
+        ("remove", "custseg-segment-fit-k"),
+    ]
+
+
+def test_classic_sessions_are_not_tagged(spark):
+    """addTag on a classic session breaks MLlib model serialisation for the rest of the session."""
     from custseg.runtime import job_tag
 
-    with job_tag(spark, "custseg:segment/fit k"):
-        assert "custseg-segment-fit-k" in spark.getTags()
-    assert "custseg-segment-fit-k" not in spark.getTags()
+    with job_tag(spark, "custseg-ingest-read"):
+        assert "custseg-ingest-read" not in spark.getTags()
 
 
 def _tree(tmp_path: Path) -> Path:
@@ -155,13 +189,14 @@ def test_a_scheme_pyarrow_cannot_reach_fails_naming_the_path():
         fileio.write_text("nosuchscheme://b/x", "text")
 
 
-def test_each_recorded_step_tags_its_spark_jobs(spark):
+def test_each_recorded_step_tags_its_spark_jobs():
     from custseg.runs import RunRecorder
 
-    rec = RunRecorder(job="segment", run_date="2026-06-30", spark=spark)
+    session = _ConnectLike()
+    rec = RunRecorder(job="segment", run_date="2026-06-30", spark=session)
     with rec.stage("choose k"):
-        assert "custseg-segment-choose-k" in spark.getTags()
+        assert session.getTags() == {"custseg-segment-choose-k"}
         with rec.stage("fit"):
-            assert {"custseg-segment-choose-k", "custseg-segment-fit"} <= spark.getTags()
-    assert not {t for t in spark.getTags() if t.startswith("custseg-segment")}
+            assert session.getTags() == {"custseg-segment-choose-k", "custseg-segment-fit"}
+    assert session.getTags() == set()
     assert set(rec.stage_seconds) == {"choose k", "fit"}
