@@ -2,6 +2,7 @@
 # Pack lib/ and submit a job:
 #   ./spark-submit.sh <job> [--conf F] [--date D] [--set k=v] [-- spark-submit args]
 # --conf FILE names the job's config; --conf key=value is passed to spark-submit (as --spark-conf).
+# --venv ARCHIVE ships a packed venv (deploy/package.sh --venv) that executors run their Python from.
 # Spark args may also come before the job args when they start with --master/--deploy-mode/...:
 #   ./spark-submit.sh pipeline --date 2026-06-30 --master spark://host:7077
 # Uses $SPARK_HOME/bin/spark-submit when set, else the one from the project's venv.
@@ -27,6 +28,8 @@ while [ $# -gt 0 ]; do
     # --conf k=v is spark-submit's own setting; --conf FILE (or --job-conf FILE) the job's config file
     --conf) if [[ "$2" == *=* && ! -f "$2" ]]; then spark_args+=(--conf "$2"); else job_args+=(--conf "$2"); fi; shift 2 ;;
     --job-conf) job_args+=(--conf "$2"); shift 2 ;;
+    # a packed venv (deploy/package.sh --venv): executors run its Python, not the submit host's path
+    --venv) venv_archive="$2"; shift 2 ;;
     *) job_args+=("$1"); shift ;;
   esac
 done
@@ -55,6 +58,18 @@ submit="${SPARK_HOME:+$SPARK_HOME/bin/spark-submit}"
 # conf/ travels with the job (cluster deploy mode reads it from the working directory).
 files=$(ls "$here"/conf/*.yaml | tr '\n' ',' | sed 's/,$//')
 export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$here/.venv/bin/python}"
+if [ -n "${venv_archive:-}" ]; then
+  [ -f "$venv_archive" ] || [[ "$venv_archive" == *://* ]] || { echo "--venv: no such archive: $venv_archive" >&2; exit 2; }
+  # Spark unpacks the archive as ./environment in every executor's (and a cluster-mode driver's)
+  # working folder; a client-mode driver keeps the local Python.
+  spark_args+=(--archives "$venv_archive#environment" --conf spark.pyspark.python=./environment/bin/python)
+  deploy_mode=client
+  for ((i = 0; i < ${#spark_args[@]}; i++)); do
+    [ "${spark_args[$i]}" = "--deploy-mode" ] && deploy_mode="${spark_args[$((i + 1))]}"
+  done
+  [ "$deploy_mode" = cluster ] || spark_args+=(--conf "spark.pyspark.driver.python=$PYSPARK_PYTHON")
+  unset PYSPARK_PYTHON  # spark.pyspark.python decides; the env var would override it
+fi
 export PYTHONPATH="$here/lib${PYTHONPATH:+:$PYTHONPATH}"
 has_master=0
 for a in "${spark_args[@]+"${spark_args[@]}"}"; do [ "$a" = "--master" ] && has_master=1; done

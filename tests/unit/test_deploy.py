@@ -380,3 +380,36 @@ def test_spark_submit_sh_keeps_spark_conf_apart_from_the_job_config(tmp_path):
         and spark_side[spark_side.index("spark.executor.memory=2g") - 1] == "--conf"
     )
     assert job_side == ["--date", "2026-06-30", "--conf", "conf/cluster.yaml", "--conf", "conf/local.yaml"]
+
+
+def _fake_submit(tmp_path, *extra):
+    bin_dir = tmp_path / "spark" / "bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    fake = bin_dir / "spark-submit"
+    fake.write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
+    fake.chmod(0o755)
+    return subprocess.run(
+        [str(ROOT / "spark-submit.sh"), "ingest", "--date", "2026-06-30", *extra],
+        cwd=ROOT,
+        env={**os.environ, "SPARK_HOME": str(tmp_path / "spark")},
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_spark_submit_sh_venv_ships_the_packed_environment(tmp_path):
+    archive = tmp_path / "custseg-venv.tar.gz"
+    archive.write_bytes(b"not really a tarball; the fake spark-submit only prints its arguments")
+    client = _fake_submit(tmp_path, "--venv", str(archive), "--master", "spark://127.0.0.1:7077")
+    assert client.returncode == 0, client.stderr
+    args = client.stdout.splitlines()
+    assert args[args.index("--archives") + 1] == f"{archive}#environment"
+    assert "spark.pyspark.python=./environment/bin/python" in args
+    assert any(a.startswith("spark.pyspark.driver.python=") and "environment" not in a for a in args)
+    cluster = _fake_submit(tmp_path, "--venv", str(archive), "--deploy-mode", "cluster").stdout.splitlines()
+    assert "spark.pyspark.python=./environment/bin/python" in cluster
+    assert not any(a.startswith("spark.pyspark.driver.python=") for a in cluster), (
+        "cluster mode: the driver unpacks it too"
+    )
+    missing = _fake_submit(tmp_path, "--venv", str(tmp_path / "missing.tar.gz"))
+    assert missing.returncode == 2 and "no such archive" in missing.stderr
