@@ -6,11 +6,15 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # JVM Delta Lake jars pinned in deploy/delta-jars.txt, resolved once through Maven (~/.m2).
 JARS := $(VENV)/delta-jars/.resolved
+# Second environment: the Spark 4.0 line (pyspark / delta-spark from deploy/spark-4.0.txt).
+VENV40 := .venv-spark40
+STAMP40 := $(VENV40)/.installed
+JARS40 := $(VENV40)/delta-jars/.resolved
 SCALE ?= s
 PYTEST_ARGS ?=
 UV_VERSION := 0.13.9
 
-.PHONY: demo test test-fast lint format bench bench-exits clean java venv dist lock
+.PHONY: demo test test-fast test-spark40 lint format bench bench-exits clean java venv venv40 dist lock
 
 # uv installs the same pins as pip in under half the time (downloads in parallel; the
 # pyspark sdist is built while the rest unpacks): 35 s against about 80 s on an empty cache (2 cores).
@@ -42,6 +46,22 @@ lock: $(STAMP)
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra bench --python-version 3.11 \
 	  --custom-compile-command "make lock" -o constraints.txt
 
+# The same project and lock, with pyspark and delta-spark of the Spark 4.0 line: the lock
+# without those two (and py4j, which pyspark pins) as constraints, deploy/spark-4.0.txt as
+# uv overrides. Needs uv (installed into .venv by the main set-up).
+$(STAMP40): pyproject.toml constraints.txt deploy/spark-4.0.txt | $(STAMP)
+	@test -x $(VENV40)/bin/python || $(PYTHON) -m venv $(VENV40)
+	@grep -v -E '^(pyspark|delta-spark|py4j)==' constraints.txt > $(VENV40)/constraints.txt
+	@echo "$(VENV40): uv pip install -e .[dev] with $$(grep -v '^#' deploy/spark-4.0.txt | tr '\n' ' ')"
+	@$(VENV)/bin/uv pip install --quiet --python $(VENV40)/bin/python -c $(VENV40)/constraints.txt \
+	  --override deploy/spark-4.0.txt -e ".[dev]"
+	@touch $(STAMP40)
+
+$(JARS40): $(STAMP40) deploy/delta-jars.txt deploy/delta-jars.sh | java
+	@./deploy/delta-jars.sh $(VENV40) && if ls $(VENV40)/delta-jars/*.jar >/dev/null 2>&1; then touch $@; fi
+
+venv40: $(STAMP40) $(JARS40)
+
 java:
 	@command -v java >/dev/null 2>&1 || { echo "Java 17+ is required for Spark: install a JDK (e.g. apt-get install openjdk-17-jdk-headless) and set JAVA_HOME." >&2; exit 1; }
 	@v=$$(java -version 2>&1 | awk -F'"' '/version/ {print $$2}' | cut -d. -f1); \
@@ -52,6 +72,11 @@ demo: $(STAMP) $(JARS) java
 
 test: $(STAMP) $(JARS) java
 	$(PY) -m pytest $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-spark40
+
+# The Spark 4.0 line: the storage contract suite and a small pipeline, in their own venv.
+test-spark40: $(STAMP40) $(JARS40) java
+	$(VENV40)/bin/python -m pytest -p no:cacheprovider tests/unit/test_storage_contract.py tests/spark40 $(PYTEST_ARGS)
 
 test-fast: $(STAMP) $(JARS) java
 	$(PY) -m pytest -m "not slow and not cluster" $(PYTEST_ARGS)
@@ -76,4 +101,4 @@ dist: $(STAMP)
 	./deploy/package.sh
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info lib/*.egg-info .pytest_cache .ruff_cache data spark-warehouse metastore_db derby.log
+	rm -rf $(VENV) $(VENV40) build dist *.egg-info lib/*.egg-info .pytest_cache .ruff_cache data spark-warehouse metastore_db derby.log

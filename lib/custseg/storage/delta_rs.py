@@ -116,6 +116,12 @@ class DeltaRsEngine(Engine):
                 f"engine delta-rs commits files by POSIX rename and needs a local or mounted path; "
                 f"got root {settings.root!r} (use engine spark-delta for object stores)"
             )
+        # Spark 4 still writes INT96 timestamps by default; Delta wants INT64 micros. The
+        # write option below is enough on Spark 4.2; Spark 4.0 reads it only from the session.
+        key = "spark.sql.parquet.outputTimestampType"
+        if spark.conf.get(key, "INT96") != "TIMESTAMP_MICROS":
+            log.info("delta-rs engine: setting %s=TIMESTAMP_MICROS for this session", key)
+            spark.conf.set(key, "TIMESTAMP_MICROS")
 
     # --- metadata -----------------------------------------------------------------------
 
@@ -212,7 +218,6 @@ class DeltaRsEngine(Engine):
         try:
             writer = (
                 req.df.write.mode("error")  # "errorifexists" is refused over Spark Connect
-                # Spark 4 still writes INT96 timestamps by default; Delta wants INT64 micros.
                 .option("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
                 .option("compression", "snappy")
             )

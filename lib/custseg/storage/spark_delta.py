@@ -102,7 +102,8 @@ class SparkDeltaEngine(Engine):
                 df.schema  # noqa: B018 - resolve now (lazy over Connect): a missing version fails here
             return df
         except Exception as exc:
-            if "DELTA_VERSION_NOT_FOUND" in str(exc) or "DELTA_FILE_NOT_FOUND" in str(exc):
+            # Delta 4.4 names the error class; Delta 4.0 only says it in words.
+            if any(m in str(exc) for m in ("DELTA_VERSION_NOT_FOUND", "DELTA_FILE_NOT_FOUND", "Cannot time travel")):
                 raise StorageError(f"table {ref.name}: cannot load at version {version}: {exc}") from exc
             raise
 
