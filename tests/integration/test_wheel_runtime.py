@@ -84,7 +84,7 @@ def test_wheel_keeps_the_runtime_pyspark_and_runs_a_stage(tmp_path):
         }
     )
     gen = [str(runtime / "bin" / "custseg"), "generate", "--customers", "60", "--days", "10", "--out", str(home)]
-    gen += ["--end-date", "2026-06-30"]
+    gen += ["--end-date", "2026-06-30", "--bad-share", "0"]  # tiny sources: no reject-rate gate
     _run(gen, cwd=tmp_path, env=env, timeout=300)
     stage = [str(runtime / "bin" / "custseg-ingest"), "--date", "2026-06-30", "--conf", "local.yaml"]
     proc = _run(stage, cwd=tmp_path, env=env, timeout=600)

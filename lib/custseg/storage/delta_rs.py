@@ -215,6 +215,7 @@ class DeltaRsEngine(Engine):
                 return done
         staging = os.path.join(ref.path, STAGING_DIR, uuid.uuid4().hex)
         data_schema = T.StructType([f for f in req.schema.fields if f.name not in req.partition_by])
+        _micros_timestamps(self.spark)
         try:
             writer = (
                 req.df.write.mode("error")  # "errorifexists" is refused over Spark Connect
@@ -419,6 +420,18 @@ def _partition_values(rel_path: str, partition_by: list[str]) -> dict[str, str |
             raise StorageError(f"unexpected partition folder {folder!r}, expected column {name}")
         values[name] = None if raw == HIVE_NULL else _unescape(raw)
     return values
+
+
+def _micros_timestamps(spark: SparkSession) -> None:
+    """Parquet timestamps as INT64 micros, which Delta requires. The writer option below is
+    enough on Spark 4.2, but Spark 4.0 (Databricks Runtime 17.3, EMR) ignores it and writes
+    INT96: the session setting works on both (found by the wheel-in-a-4.0-runtime test)."""
+    key = "spark.sql.parquet.outputTimestampType"
+    try:
+        if spark.conf.get(key, None) != "TIMESTAMP_MICROS":
+            spark.conf.set(key, "TIMESTAMP_MICROS")
+    except Exception:  # a platform that refuses the key keeps the writer option
+        log.debug("could not set %s on the session", key, exc_info=True)
 
 
 def _describe_files(staging: str, data_schema: T.StructType, partition_by: list[str]) -> list[DataFile]:
