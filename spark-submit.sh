@@ -37,14 +37,17 @@ done
 dist="$here/dist"; mkdir -p "$dist"
 zip_file="$dist/custseg-lib.zip"
 # Rebuild the zip only when lib/ changed, so repeated submits are quick.
-if [ ! -f "$zip_file" ] || [ -n "$(find "$here/lib/custseg" -newer "$zip_file" -name '*.py' -print -quit)" ]; then
+if [ ! -f "$zip_file" ] || [ -n "$(find -L "$here/lib/custseg" -newer "$zip_file" \( -name '*.py' -o -name '*.yaml' \) -print -quit)" ]; then
   rm -f "$zip_file"
   (cd "$here/lib" && python3 - "$zip_file" <<'PY'
 import os, sys, zipfile
 with zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED) as z:
-    for root, _, files in os.walk("custseg"):
-        for f in files:
-            if f.endswith(".py"):
+    # followlinks: custseg/conf links to conf/ in a checkout; the default configs ship in the zip
+    # (custseg.config.packaged_conf_dir reads them with importlib.resources).
+    for root, dirs, files in os.walk("custseg", followlinks=True):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__" and not d.endswith(".egg-info"))
+        for f in sorted(files):
+            if f.endswith((".py", ".yaml", ".json")):
                 z.write(os.path.join(root, f))
 PY
   )

@@ -39,6 +39,11 @@ def packaged_conf_dir() -> Path:
     res = resources.files("custseg").joinpath("conf")
     if isinstance(res, Path):
         return res
+    if not res.is_dir():
+        raise FileNotFoundError(
+            "custseg/conf (the default configs) is missing from the package: rebuild the zip with "
+            "deploy/package.sh or spark-submit.sh, which copy conf/*.yaml into it"
+        )
     out = Path(tempfile.mkdtemp(prefix="custseg-conf-"))
     for item in res.iterdir():
         if item.name.endswith(".yaml"):
