@@ -222,9 +222,9 @@ def test_pipeline_over_spark_connect_equals_a_classic_run(spark, connect_server,
     rc = run_stages(spark, classic, RUN_DATE, pipeline_stages(), _args(classic))
     assert rc == 0, "classic pipeline failed (see the log above)"
 
-    from deltalake import DeltaTable
+    from custseg.storage.arrow_read import read_pandas
 
-    runs = DeltaTable(str(remote / "tables" / "gold" / "job_runs")).to_pandas()
+    runs = read_pandas(remote / "tables" / "gold" / "job_runs")
     ended = runs[runs["status"] != "started"]  # each run appends a started row, then its outcome
     assert set(ended["job"]) == set(pipeline_stages()) and (ended["status"] == "succeeded").all(), runs
     # The server's application id, read without a SparkContext; the scheduler's run id in details.

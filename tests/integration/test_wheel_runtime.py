@@ -90,7 +90,7 @@ def test_wheel_keeps_the_runtime_pyspark_and_runs_a_stage(tmp_path):
     proc = _run(stage, cwd=tmp_path, env=env, timeout=600)
     assert f"{runtime}/lib" in proc.stderr and "custseg/conf/local.yaml" in proc.stderr, "config from the package"
 
-    from deltalake import DeltaTable
+    from custseg.storage.arrow_read import read_pandas
 
-    customers = DeltaTable(str(home / "tables" / "bronze" / "crm_customers")).to_pandas()
+    customers = read_pandas(home / "tables" / "bronze" / "crm_customers")
     assert len(customers) > 0 and customers["_batch_date"].astype(str).eq("2026-06-30").any()
