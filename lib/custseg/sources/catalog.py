@@ -10,6 +10,7 @@ from custseg.sources.base import SourceSpec, bad_number, bad_ts, missing, not_in
 # Enumerations checked at ingest (what the upstream systems, and lib/custseg/datagen, write).
 ORDER_CHANNELS = ("store", "web", "app")
 ORDER_STATUSES = ("completed", "returned", "cancelled")
+RESPONSE_GROUPS = ("treatment", "control")
 EVENT_TYPES = (
     "page_view",
     "product_view",
@@ -120,7 +121,9 @@ ORDERS = SourceSpec(
                 ),
             ),
         ),
-        ("bad_status", lambda: ~F.lower(F.trim("status")).isin(*ORDER_STATUSES)),
+        # required: an order without a status would pass, then count in no stage (they all
+        # filter on status); a response without a group would vanish from the lift measure.
+        ("bad_status", not_in("status", ORDER_STATUSES, required=True)),
         ("bad_channel", not_in("channel", ORDER_CHANNELS)),
     ],
     ts_cols=("order_ts",),
@@ -204,7 +207,7 @@ CAMPAIGN_RESPONSES = SourceSpec(
     rules=[
         ("missing_campaign_id", missing("campaign_id")),
         ("missing_customer_id", missing("customer_id")),
-        ("bad_group", lambda: ~F.lower(F.trim("group")).isin("treatment", "control")),
+        ("bad_group", not_in("group", RESPONSE_GROUPS, required=True)),
         ("bad_sent_ts", bad_ts("sent_ts")),
         ("bad_converted_ts", bad_ts("converted_ts", required=False)),
         ("bad_revenue", bad_number("revenue", low=0)),
