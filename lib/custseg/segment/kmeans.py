@@ -277,7 +277,7 @@ def fit_segments(
     algorithm: str = "kmeans",
     seed: int = 42,
     *,
-    n_init: int = 3,
+    n_init: int = 5,
     max_iter: int = 50,
     tol: float = 1e-4,
     sample_rows: int = 200_000,

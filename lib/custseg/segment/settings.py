@@ -82,7 +82,7 @@ class SegmentSettings:
     k_max: int = 10
     k_criterion: str = "silhouette"
     algorithm: str = "kmeans"
-    n_init: int = 3
+    n_init: int = 5
     max_iter: int = 50
     tol: float = 1e-4
     seed: int = 42
