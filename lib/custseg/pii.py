@@ -50,6 +50,7 @@ import hmac
 import logging
 import os
 from collections.abc import Mapping
+from functools import cache
 
 import pandas as pd
 from pyspark.sql import Column
@@ -190,7 +191,7 @@ def resolve_pii_key(conf, demo: bool = False, env: Mapping[str, str] | None = No
             f"{var} is not set (config keys 'pii.salt_env' / 'pii.salt_secret' in {conf.source_of('pii')}). "
             "Set it from your secret store; the demo salt is only used by `custseg demo`."
         )
-    if not demo and secret == pii.demo_salt:
+    if not demo and secret in {pii.demo_salt, shipped_demo_salt()}:
         raise MissingSaltError(
             f"{source} holds the public demo salt (pii.demo_salt): a real run needs a secret salt from your secret store"
         )
@@ -204,6 +205,17 @@ def resolve_pii_key(conf, demo: bool = False, env: Mapping[str, str] | None = No
     key = PiiKey(secret, source=source, delivery=delivery, env_var=var)
     log.info("PII key from %s, fingerprint %s, delivered by %s", source, key.fingerprint, delivery)
     return key
+
+
+@cache
+def shipped_demo_salt() -> str:
+    """The public demo salt of the packaged base.yaml: refused outside the demo even where a
+    config names another ``pii.demo_salt`` (it is printed in this repository for all to read)."""
+    import yaml
+
+    from custseg.config import DEFAULT_CONF_DIR
+
+    return str(yaml.safe_load((DEFAULT_CONF_DIR / "base.yaml").read_text())["pii"]["demo_salt"])
 
 
 def read_secret(ref: str) -> str:

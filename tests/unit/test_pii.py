@@ -6,12 +6,14 @@ import hmac
 import io
 import logging
 import pickle
+from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from custseg.config import load_config
+from custseg.entrypoints import STAGES as ENTRY_STAGES
 from custseg.pii import (
     MissingSaltError,
     PiiKey,
@@ -158,6 +160,78 @@ def test_salt_secret_store_reference_is_checked():
         resolve_pii_key(conf, env={})
 
 
+def test_the_public_demo_salt_is_refused_outside_the_demo_whatever_the_conf_calls_its_demo_salt(tmp_path):
+    """A config may name its own ``pii.demo_salt``; the one printed in this repository stays refused."""
+    from custseg.config import DEFAULT_CONF_DIR
+
+    public = _conf("cluster.yaml").pii.demo_salt
+    own = tmp_path / "prod.yaml"
+    own.write_text(
+        f"extends: {DEFAULT_CONF_DIR / 'cluster.yaml'}\npii:\n  demo_salt: our-own-demo-salt-0123456789-abcdefgh\n"
+    )
+    conf = load_config(own, env={})
+    assert conf.pii.demo_salt != public
+    for salt in (public, conf.pii.demo_salt):
+        with pytest.raises(MissingSaltError, match="public demo salt") as err:
+            resolve_pii_key(conf, demo=False, env={"CUSTSEG_PII_SALT": salt})
+        assert salt not in str(err.value)
+
+
+def test_the_demo_salt_from_a_secret_store_is_refused_outside_the_demo(monkeypatch):
+    _stub_dbutils(monkeypatch, lambda scope, key: _conf().pii.demo_salt)
+    conf = _conf("databricks.yaml").with_overrides({"pii.salt_secret": "databricks:custseg/pii_salt"})
+    with pytest.raises(MissingSaltError, match="secret store databricks:custseg/pii_salt holds the public demo salt"):
+        resolve_pii_key(conf, demo=False, env={})
+
+
+class _SessionAsked(Exception):
+    """The job passed its start-up checks and asked for a Spark session."""
+
+
+# (job, extra arguments) for every job the wheel, jobs/*.py and spark-submit.sh run, and --stages subsets
+JOBS = [(stage, ()) for stage in ENTRY_STAGES] + [
+    ("pipeline", ("--stages", "ingest,conform")),
+    ("pipeline", ("--stages", "features,segment,basket,marketing,report")),
+    *[("conform", ("--conf", name)) for name in ("cluster.yaml", "databricks.yaml", "emr.yaml")],
+]
+
+
+@pytest.mark.parametrize(("stage", "args"), JOBS, ids=[" ".join((s, *a)) for s, a in JOBS])
+def test_without_a_salt_every_job_that_makes_keys_stops_at_start_up_naming_the_variable(
+    monkeypatch, tmp_path, caplog, stage, args
+):
+    """No salt in the environment: a job that runs conform (the stage that makes identity keys)
+    exits 2 before it asks for a Spark session or writes a table, and its one error names the
+    variable, the config keys and the config file; a job without conform never reads the salt."""
+    from custseg import session
+    from custseg.cli import job_main
+    from custseg.stages import pipeline_stages
+
+    def no_session(*_a, **_k):
+        raise _SessionAsked
+
+    monkeypatch.setattr(session, "get_session", no_session)
+    monkeypatch.setenv("CUSTSEG_HOME", str(tmp_path))
+    monkeypatch.delenv("CUSTSEG_PII_SALT", raising=False)
+    monkeypatch.delenv("CUSTSEG_CONF", raising=False)
+    with caplog.at_level(logging.ERROR, logger="custseg"):
+        try:
+            rc = job_main(stage, ["--date", "2026-06-30", *args])
+        except _SessionAsked:
+            rc = None
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    chosen = args[1].split(",") if args[:1] == ("--stages",) else pipeline_stages() if stage == "pipeline" else [stage]
+    if "conform" in chosen:
+        assert rc == 2, errors
+        (error,) = errors
+        assert error.startswith("CUSTSEG_PII_SALT is not set (config keys 'pii.salt_env' / 'pii.salt_secret' in /")
+        named = Path(error.split(" in ", 1)[1].split(")", 1)[0])
+        assert named.name.endswith(".yaml") and named.is_file()
+    else:
+        assert rc is None and errors == [], "a job without conform has no use for the salt"
+    assert list(tmp_path.iterdir()) == [], "nothing written"
+
+
 # -- ad-platform hashes and normalization ----------------------------------------------------
 
 
@@ -219,20 +293,24 @@ def test_a_pipeline_without_a_salt_stops_before_any_stage(spark, tmp_path, monke
 
 def test_salt_from_a_databricks_secret_scope(monkeypatch):
     """pii.salt_secret: databricks:<scope>/<key> is read with dbutils when the variable is unset."""
+    calls = []
+    _stub_dbutils(monkeypatch, lambda scope, key: calls.append((scope, key)) or PLANTED)
+    conf = _conf().with_overrides({"pii.salt_secret": "databricks:custseg/pii_salt"})
+    key = resolve_pii_key(conf, env={})
+    assert key == PiiKey(PLANTED) and calls == [("custseg", "pii_salt")]
+    assert key.source == "secret store databricks:custseg/pii_salt" and PLANTED not in repr(key)
+
+
+def _stub_dbutils(monkeypatch, get) -> None:
+    """A Databricks runtime whose ``dbutils.secrets.get(scope=, key=)`` is ``get``."""
     import sys
     import types
 
-    calls = []
-    secrets = types.SimpleNamespace(get=lambda scope, key: calls.append((scope, key)) or PLANTED)
     runtime = types.ModuleType("databricks.sdk.runtime")
-    runtime.dbutils = types.SimpleNamespace(secrets=secrets)
+    runtime.dbutils = types.SimpleNamespace(secrets=types.SimpleNamespace(get=get))
     for name, module in {
         "databricks": types.ModuleType("databricks"),
         "databricks.sdk": types.ModuleType("databricks.sdk"),
         "databricks.sdk.runtime": runtime,
     }.items():
         monkeypatch.setitem(sys.modules, name, module)
-    conf = _conf().with_overrides({"pii.salt_secret": "databricks:custseg/pii_salt"})
-    key = resolve_pii_key(conf, env={})
-    assert key == PiiKey(PLANTED) and calls == [("custseg", "pii_salt")]
-    assert key.source == "secret store databricks:custseg/pii_salt" and PLANTED not in repr(key)
