@@ -25,8 +25,8 @@ RUNTIME_LIBS = ("pyarrow", "pandas", "numpy", "scipy", "pyyaml", "deltalake")
 
 def _uv() -> str:
     uv = Path(sys.executable).parent / "uv"
-    if not uv.exists():
-        pytest.skip("uv is not in this environment (make venv installs it)")
+    # make venv installs uv (UV_VERSION in the Makefile): a missing one is a broken set-up, not a skip
+    assert uv.exists(), f"{uv} is missing: make venv installs it (UV_VERSION in the Makefile)"
     return str(uv)
 
 

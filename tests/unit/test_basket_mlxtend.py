@@ -1,4 +1,4 @@
-"""FP-Growth at scale against mlxtend (dev-only dependency) on random baskets.
+"""FP-Growth at scale against mlxtend (a dev dependency, pinned: a missing one fails, never skips) on random baskets.
 
 Same frequent itemsets with the same supports, the same single-consequent rules with
 the same metrics, to 1e-9. The baskets are random (seeded) with a few planted
@@ -10,12 +10,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
+from mlxtend.frequent_patterns import association_rules, fpgrowth
 
-pd = pytest.importorskip("pandas")
-mlxtend = pytest.importorskip("mlxtend.frequent_patterns")
-
-from custseg.basket.fpgrowth import mine  # noqa: E402
+from custseg.basket.fpgrowth import mine
 
 N_BASKETS = 3000
 N_ITEMS = 25
@@ -60,8 +59,6 @@ def ours(spark, matrix):
 
 @pytest.fixture(scope="module")
 def theirs(matrix):
-    from mlxtend.frequent_patterns import association_rules, fpgrowth
-
     df = pd.DataFrame(matrix, columns=_names(matrix))
     freq = fpgrowth(df, min_support=MIN_SUPPORT, use_colnames=True)
     rules = association_rules(freq, num_itemsets=len(df), metric="confidence", min_threshold=MIN_CONFIDENCE)
