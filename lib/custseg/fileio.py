@@ -149,9 +149,13 @@ def _arrow_fs(path: str):
         ) from exc
 
 
-def write_text(path: str, text: str) -> None:
+def write_text(path: str, text: str, encoding: str = "utf-8") -> None:
     """Write a text file atomically where the filesystem allows (readers never see half a file)."""
-    data = text.encode("utf-8")
+    write_bytes(path, text.encode(encoding))
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    """Write a file atomically where the filesystem allows (readers never see half a file)."""
     if is_local(path):
         local = local_path(path)
         os.makedirs(os.path.dirname(local) or ".", exist_ok=True)
@@ -178,10 +182,13 @@ def move(src: str, dst: str) -> None:
     if fs.get_file_info(src_key).type != pafs.FileType.Directory:
         fs.move(src_key, dst_key)
         return
-    # object stores have no folder rename: move file by file (a copy each), then drop the source
-    for info in fs.get_file_info(pafs.FileSelector(src_key, recursive=True)):
-        if info.type == pafs.FileType.File:
-            fs.move(info.path, dst_key + info.path[len(src_key) :])
+    # object stores have no folder rename: move file by file (a copy each), then drop the source;
+    # a _SUCCESS marker goes last, so a reader never sees it before the files it vouches for
+    files = [
+        i.path for i in fs.get_file_info(pafs.FileSelector(src_key, recursive=True)) if i.type == pafs.FileType.File
+    ]
+    for path in sorted(files, key=lambda p: p.rsplit("/", 1)[-1] == "_SUCCESS"):
+        fs.move(path, dst_key + path[len(src_key) :])
     fs.delete_dir(src_key)
 
 

@@ -28,38 +28,61 @@ def age_band(birth_date, as_of: date):
     return expr
 
 
+def latest_crm_rows(bronze: DataFrame) -> DataFrame:
+    """The latest bronze CRM row per (trimmed) customer_id: by updated_at, then batch, then file."""
+    latest = Window.partitionBy("customer_id").orderBy(
+        parse_ts("updated_at").desc_nulls_last(), F.col("_batch_date").desc(), F.col("_source_file").desc()
+    )
+    return (
+        bronze.withColumn("customer_id", F.trim("customer_id"))
+        .withColumn("_rank", F.row_number().over(latest))
+        .where(F.col("_rank") == 1)
+        .drop("_rank")
+    )
+
+
+def conform_activation_ids(salt: PiiKey | str) -> Callable[[DataFrame], DataFrame]:
+    """bronze.crm_customers -> ``silver.activation_ids``: customer_key -> the source system's own
+    customer id, the one restricted pseudonym table (docs/security.md). Exports join it at export
+    time, for consented treatment customers only; no other silver or gold table holds the id."""
+
+    def transform(bronze: DataFrame) -> DataFrame:
+        return (
+            bronze.transform(latest_crm_rows)
+            .where(F.col("customer_id").isNotNull() & (F.col("customer_id") != ""))
+            .select(
+                identity_key("customer_id", "customer_id", salt).alias("customer_key"),
+                F.lit("crm").alias("source"),
+                F.col("customer_id"),
+            )
+        )
+
+    return transform
+
+
 def conform_customers(salt: PiiKey | str, as_of: date, country_code: str = "44") -> Callable[[DataFrame], DataFrame]:
     """Latest CRM row per customer_id (by updated_at, then batch), keyed and hashed."""
 
     def transform(bronze: DataFrame) -> DataFrame:
-        latest = Window.partitionBy("customer_id").orderBy(
-            parse_ts("updated_at").desc_nulls_last(), F.col("_batch_date").desc(), F.col("_source_file").desc()
-        )
-        cid = F.trim("customer_id")
         email = normalize_email("email")
         phone = normalize_phone("phone", country_code)
-        return (
-            bronze.withColumn("customer_id", cid)
-            .withColumn("_rank", F.row_number().over(latest))
-            .where(F.col("_rank") == 1)
-            .select(
-                identity_key("customer_id", "customer_id", salt).alias("customer_key"),
-                identity_key("email", email, salt).alias("email_key"),
-                identity_key("phone", phone, salt).alias("phone_key"),
-                # Ad platforms match on plain SHA-256 of the normalized value (exports only).
-                sha256_hex(email).alias("email_sha256"),
-                sha256_hex(phone).alias("phone_sha256"),
-                F.upper(F.trim("gender")).alias("gender"),
-                age_band(parse_date("birth_date"), as_of).alias("age_band"),
-                F.initcap(F.trim("city")).alias("city"),
-                F.initcap(F.trim("region")).alias("region"),
-                parse_date("signup_date").alias("signup_date"),
-                F.lower(F.trim("member_tier")).alias("member_tier"),
-                _bool("opt_in_email").alias("opt_in_email"),
-                _bool("opt_in_sms").alias("opt_in_sms"),
-                _bool("opt_in_ads").alias("opt_in_ads"),
-                parse_ts("updated_at").alias("updated_at"),
-            )
+        return bronze.transform(latest_crm_rows).select(
+            identity_key("customer_id", "customer_id", salt).alias("customer_key"),
+            identity_key("email", email, salt).alias("email_key"),
+            identity_key("phone", phone, salt).alias("phone_key"),
+            # Ad platforms match on plain SHA-256 of the normalized value (exports only).
+            sha256_hex(email).alias("email_sha256"),
+            sha256_hex(phone).alias("phone_sha256"),
+            F.upper(F.trim("gender")).alias("gender"),
+            age_band(parse_date("birth_date"), as_of).alias("age_band"),
+            F.initcap(F.trim("city")).alias("city"),
+            F.initcap(F.trim("region")).alias("region"),
+            parse_date("signup_date").alias("signup_date"),
+            F.lower(F.trim("member_tier")).alias("member_tier"),
+            _bool("opt_in_email").alias("opt_in_email"),
+            _bool("opt_in_sms").alias("opt_in_sms"),
+            _bool("opt_in_ads").alias("opt_in_ads"),
+            parse_ts("updated_at").alias("updated_at"),
         )
 
     return transform

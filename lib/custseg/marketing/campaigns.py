@@ -476,6 +476,9 @@ def check_marketing(conf: Config) -> None:
     from custseg.marketing.consent import check_consent  # consent imports this module
 
     check_consent(conf)
+    from custseg.marketing.profiles import check_profiles  # profiles imports this module
+
+    check_profiles(conf)
     for key, low in (
         ("marketing.propensity.behaviour.label_days", 1),
         ("marketing.propensity.behaviour.snapshots", 2),

@@ -16,7 +16,7 @@ export can never hold a customer who did not consent to that channel.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -60,15 +60,16 @@ HEX64 = r"^[0-9a-f]{64}$"
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def escape_formulas(df: DataFrame) -> DataFrame:
+def escape_formulas(df: DataFrame, skip: Collection[str] = ()) -> DataFrame:
     """String cells that a spreadsheet would run as a formula get a leading ``'`` (OWASP's
     CSV-injection defence); other columns and cells are unchanged. For CSV exports only:
-    a CRM field such as a city of ``=HYPERLINK(...)`` would otherwise run on the marketer's machine."""
+    a CRM field such as a city of ``=HYPERLINK(...)`` would otherwise run on the marketer's machine.
+    ``skip``: columns of validated identifiers (hex digests, E.164 phones) a ``'`` would break."""
     risky = r"^[=+\-@\t\r]"  # FORMULA_STARTS
 
     def cell(name: str, dtype: str) -> Column:
-        col = F.col(name)
-        if dtype != "string":
+        col = F.col(f"`{name}`")
+        if dtype != "string" or name in skip:
             return col
         return F.when(col.rlike(risky), F.concat(F.lit("'"), col)).otherwise(col).alias(name)
 
