@@ -183,17 +183,24 @@ def test_exports_hashed_consented_and_checksummed(spark, marketing_run):
     root = home / "exports" / RUN_DATE
     doc = json.loads((root / "manifest.json").read_text())
     assert doc["files"], "no export files"
+    assert (root / "_SUCCESS").is_file()
+    # Profiles whose files carry raw addresses by design (for consented customers): checked below.
+    raw_profiles = {
+        a["profile"] for a in doc.get("activation", []) if {"email", "phone_e164"} & set(a["fields"].values())
+    }
     for f in doc["files"]:
         path = root / f["file"]
         data = path.read_bytes()
         assert hashlib.sha256(data).hexdigest() == f["sha256"] and len(data) == f["bytes"], f["file"]
-        if f["format"] == "csv":
+        if f["format"] == "csv" and f["export"] not in raw_profiles:
             text = data.decode("utf-8")
             assert len(text.strip().splitlines()) - 1 == f["rows"], f["file"]
             assert not EMAIL_RE.search(text), f"raw e-mail in {f['file']}"
             assert not any(_looks_like_phone(line) for line in text.splitlines()), f"raw phone in {f['file']}"
     raw = [line.split(",")[7:9] for line in (home / "truth" / "customers.csv").read_text().splitlines()[1:200]]
-    blob = "\n".join((root / f["file"]).read_text() for f in doc["files"] if f["format"] == "csv")
+    blob = "\n".join(
+        (root / f["file"]).read_text() for f in doc["files"] if f["format"] == "csv" and f["export"] not in raw_profiles
+    )
     assert not any(e in blob or p in blob for e, p in raw)
     customers = tables.read("silver.customers")
     for f in [f for f in doc["files"] if f["format"] == "parquet"]:
@@ -222,3 +229,85 @@ def test_exports_hashed_consented_and_checksummed(spark, marketing_run):
     )
     assert crm.join(treated, ["campaign_id", "customer_key"], "inner").count() == 0  # the holdout is never exported
     assert doc["rows_by_campaign"]["everyone"]["crm"] > 0
+
+
+def _profile_rows(root, doc, profile: str) -> list[dict]:
+    """Every row of a profile's CSV parts, read back with the csv module."""
+    import csv
+    import gzip
+    import io
+
+    rows = []
+    for f in doc["files"]:
+        if f["export"] != profile:
+            continue
+        raw = (root / f["file"]).read_bytes()
+        text = (gzip.decompress(raw) if f["format"].endswith(".gz") else raw).decode("utf-8")
+        part = list(csv.DictReader(io.StringIO(text, newline="")))
+        assert len(part) == f["rows"], f["file"]
+        rows += [{**r, "_campaign": f["campaign_id"]} for r in part]
+    return rows
+
+
+def test_activation_files_consented_treatment_only(spark, marketing_run):
+    """Per-tool files: every row a treatment customer with consent on its channel, no control
+    customer, raw addresses only of customers who opted in to that channel, hashes only of
+    customers who opted in to ads; the manifest's counts match the files."""
+    from pyspark.sql import functions as F
+
+    home, tables, _ = marketing_run
+    root = home / "exports" / RUN_DATE
+    doc = json.loads((root / "manifest.json").read_text())
+    summaries = {(a["campaign_id"], a["profile"]): a for a in doc["activation"]}
+    assert {p for _, p in summaries} >= {"google_customer_match", "meta_custom_audience", "braze_users", "generic_csv"}
+    ids = {r["customer_id"]: r["customer_key"] for r in tables.read("silver.activation_ids").collect()}
+    customers = {r["customer_key"]: r for r in tables.read("silver.customers").collect()}  # 2.5k rows: a test's bound
+    audience = {
+        (r["campaign_id"], r["customer_key"]): (r["group"], r["channel"])
+        for r in tables.read("gold.campaign_audiences").where(F.col("snapshot_date") == RUN_DATE).collect()
+    }
+    consent = {"email": "opt_in_email", "sms": "opt_in_sms", "ads": "opt_in_ads"}
+
+    generic = _profile_rows(root, doc, "generic_csv")
+    assert generic, "no generic_csv rows"
+    raw_emails = 0
+    for r in generic:
+        key = ids[r["customer_id"]]
+        group, channel = audience[(r["_campaign"], key)]
+        assert group == "treatment" and channel == r["channel"], r
+        assert r["consent_field"] == consent[channel] and customers[key][consent[channel]], r
+        if r["email"]:
+            raw_emails += 1
+            assert customers[key]["opt_in_email"], f"raw e-mail of a customer without e-mail consent: {key}"
+            assert hashlib.sha256(r["email"].encode()).hexdigest() == customers[key]["email_sha256"]
+        if r["phone"]:
+            assert customers[key]["opt_in_sms"], f"raw phone of a customer without sms consent: {key}"
+            assert hashlib.sha256(r["phone"].encode()).hexdigest() == customers[key]["phone_sha256"]
+    assert raw_emails > 0
+
+    for r in _profile_rows(root, doc, "braze_users"):
+        key = ids[r["external_id"]]
+        group, channel = audience[(r["_campaign"], key)]
+        assert group == "treatment" and customers[key][consent[channel]], r
+
+    ads_ok = {k for k, c in customers.items() if c["opt_in_ads"]}
+    email_hash = {customers[k]["email_sha256"]: k for k in ads_ok}
+    phone_hash = {customers[k]["phone_sha256"]: k for k in ads_ok}
+    google = _profile_rows(root, doc, "google_customer_match")
+    assert google, "no Customer Match rows"
+    for r in google:
+        key = email_hash.get(r["Email"]) or phone_hash.get(r["Phone"])
+        assert key is not None, f"Customer Match row of a customer without ads consent: {r}"
+        assert audience[(r["_campaign"], key)] == ("treatment", "ads"), r
+    meta = _profile_rows(root, doc, "meta_custom_audience")
+    assert len(meta) == len(google)
+    assert {r["email"] for r in meta} == {r["Email"] for r in google}  # the same e-mail hash rule
+    assert all(HEX64.match(r["phone"]) for r in meta if r["phone"])
+    assert not {r["phone"] for r in meta} & {r["Phone"] for r in google if r["Phone"]}  # no '+' in Meta's form
+
+    for (campaign, profile), a in summaries.items():
+        assert a["rows"] == sum(a["rows_by_consent_field"].values())
+        assert a["rows"] == sum(
+            f["rows"] for f in doc["files"] if f["export"] == profile and f["campaign_id"] == campaign
+        )
+    print("activation:", {f"{c}/{p}": a["rows"] for (c, p), a in sorted(summaries.items())})

@@ -275,4 +275,20 @@ def test_a_failed_export_leaves_the_last_good_one_and_no_staging(spark, tmp_path
     assert stage.write_exports(*args) == []
     assert not (old / "camp").exists(), "the date's folder is replaced as a whole"
     assert json.loads((old / "manifest.json").read_text())["snapshot_date"] == "2026-06-30"
+    assert (old / "_SUCCESS").is_file(), "the marker comes with a complete export"
     assert not list((tmp_path / "exports" / "_staging").glob("*"))
+
+
+def test_manifest_adds_up_parts_and_keeps_activation_summaries():
+    files = [
+        {"campaign_id": "c", "export": "braze_users", "format": "csv", "part": 2, "rows": 3, "file": "c/b-2"},
+        {"campaign_id": "c", "export": "braze_users", "format": "csv", "part": 1, "rows": 5, "file": "c/b-1"},
+        {"campaign_id": "c", "export": "crm", "format": "csv", "rows": 9, "file": "c/crm.csv"},
+        {"campaign_id": "c", "export": "crm", "format": "parquet", "rows": 9, "file": "c/crm.parquet"},
+    ]
+    summary = {"campaign_id": "c", "profile": "braze_users", "rows": 8, "excluded_by_consent_field": {"opt_in_sms": 2}}
+    doc = manifest("2026-06-30", files, None, [summary])
+    assert doc["rows_by_campaign"] == {"c": {"braze_users": 8, "crm": 9}}
+    assert [f["file"] for f in doc["files"]] == ["c/b-1", "c/b-2", "c/crm.csv", "c/crm.parquet"]
+    assert doc["activation"] == [summary]
+    assert "activation" not in manifest("2026-06-30", files)

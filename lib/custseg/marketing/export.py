@@ -151,14 +151,29 @@ def exports_for(channels: Sequence[str]) -> list[str]:
     return ["crm", *[c for c in channels if c in EXPORTS]]
 
 
-def manifest(snapshot_date: str, files: Sequence[Mapping], consent: Mapping | None = None) -> dict:
-    """The manifest document: one entry per file (campaign, kind, format, path, rows, bytes, sha256),
-    and the consent policy the audiences were built under (``consent``, when given)."""
-    entries = sorted((dict(f) for f in files), key=lambda f: (f["campaign_id"], f["export"], f["format"]))
+def manifest(
+    snapshot_date: str,
+    files: Sequence[Mapping],
+    consent: Mapping | None = None,
+    activation: Sequence[Mapping] | None = None,
+) -> dict:
+    """The manifest document: one entry per file (campaign, kind, format, path, rows, bytes, sha256;
+    activation files also part, parts, profile), the consent policy the audiences were built under
+    (``consent``, when given) and, per campaign and tool profile, the activation summary: columns,
+    rows by the consent field that allowed them, contacts excluded per consent field."""
+    entries = sorted(
+        (dict(f) for f in files), key=lambda f: (f["campaign_id"], f["export"], f["format"], f.get("part", 1))
+    )
+    per_format: dict[tuple[str, str, str], int] = {}
+    for f in entries:  # the parts of one format add up; every format of one export holds the same rows
+        k = (f["campaign_id"], f["export"], f["format"])
+        per_format[k] = per_format.get(k, 0) + int(f["rows"])
     totals: dict[str, dict[str, int]] = {}
-    for f in entries:  # every format of one export holds the same rows
-        totals.setdefault(f["campaign_id"], {})[f["export"]] = int(f["rows"])
+    for (campaign, export, _), rows in per_format.items():
+        totals.setdefault(campaign, {})[export] = rows
     doc = {"snapshot_date": snapshot_date, "files": entries, "rows_by_campaign": totals}
     if consent is not None:
         doc["consent"] = dict(consent)
+    if activation:
+        doc["activation"] = sorted((dict(a) for a in activation), key=lambda a: (a["campaign_id"], a["profile"]))
     return doc

@@ -328,9 +328,14 @@ def without_identity(contacts: DataFrame) -> DataFrame:
     return contacts.select("*", *[F.lit(None).cast("string").alias(c) for c in IDENTITY_COLUMNS])
 
 
-def profile_frame(profile: Profile) -> Callable[[DataFrame], DataFrame]:
+CONSENT_FIELD = "_consent_field"
+
+
+def profile_frame(profile: Profile, with_consent_field: bool = False) -> Callable[[DataFrame], DataFrame]:
     """Consented treatment contacts with identity columns -> the tool's file rows: the profile's
-    channels only, headers in the profile's order, rows without any identifier dropped, by rank."""
+    channels only, headers in the profile's order, rows without any identifier dropped, by rank.
+    ``with_consent_field``: adds ``_consent_field`` (the opt-in that allowed the row) at the end,
+    for the manifest's counts; drop it before writing."""
 
     def transform(contacts: DataFrame) -> DataFrame:
         mine = contacts.where(F.col("channel").isin(*profile.channels) & has_consent())
@@ -338,11 +343,12 @@ def profile_frame(profile: Profile) -> Callable[[DataFrame], DataFrame]:
         some_id = F.lit(False)
         for h in profile.identifier_headers:
             some_id = some_id | F.col(f"`{h}`").isNotNull()
+        extra = [consent_field().alias(CONSENT_FIELD)] if with_consent_field else []
         return (
-            mine.select(F.col("rank").alias("_rank"), *cols)
+            mine.select(F.col("rank").alias("_rank"), *cols, *extra)
             .where(some_id)
             .orderBy("_rank")
-            .select(*[F.col(f"`{h}`") for h in profile.headers])
+            .select(*[F.col(f"`{h}`") for h in profile.headers], *[F.col(CONSENT_FIELD)] * bool(extra))
         )
 
     return transform

@@ -14,7 +14,7 @@ from custseg.conform.activity import (
     conform_responses,
     conform_social,
 )
-from custseg.conform.customers import conform_customers
+from custseg.conform.customers import conform_activation_ids, conform_customers
 from custseg.conform.identity import (
     DEFAULT_MAX_ITERATIONS,
     customer_edges,
@@ -42,6 +42,7 @@ ACTIVITY_TABLES = ("events", "feedback", "social", "campaign_responses")
 # Every silver table holding keys made with the PII key (its fingerprint is checked before writing).
 KEYED_TABLES = [
     "silver.customers",
+    "silver.activation_ids",
     "silver.identity_map",
     "silver.order_items",
     "silver.orders",
@@ -64,6 +65,11 @@ def run(ctx: StageContext) -> None:
         customers = bronze_with_flat(ctx, "crm_customers").where(upto).transform(conform_customers(salt, ctx.as_of, cc))
         t.overwrite(customers, "silver.customers")
         customers = t.read("silver.customers")
+
+    with rec.stage("silver.activation_ids"):
+        # The restricted pseudonym table (docs/security.md): customer_key -> source customer id.
+        crm = bronze_with_flat(ctx, "crm_customers").where(upto)
+        t.overwrite(crm.transform(conform_activation_ids(salt)), "silver.activation_ids")
 
     with rec.stage("silver.identity_map"):
         t.overwrite(_identity_map(ctx, customers, upto, salt, cc), "silver.identity_map")

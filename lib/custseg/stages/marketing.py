@@ -42,6 +42,18 @@ from custseg.marketing.consent import ConsentPolicy, with_consent
 from custseg.marketing.evaluate import EvaluationParams, campaign_results, known_by
 from custseg.marketing.export import EXPORTS, escape_formulas, exports_for, manifest, seed_export
 from custseg.marketing.plan import campaign_plan, campaigns_frame
+from custseg.marketing.profiles import (
+    CONSENT_FIELD,
+    Profile,
+    activation_contacts,
+    consent_counts,
+    crm_identities,
+    default_country,
+    identity_columns,
+    load_profiles,
+    profile_frame,
+    without_identity,
+)
 from custseg.marketing.propensity import (
     QUALITY_SCHEMA,
     PropensityModel,
@@ -50,6 +62,8 @@ from custseg.marketing.propensity import (
     point_in_time_features,
 )
 from custseg.stages.context import StageContext, absolute
+from custseg.stages.export_files import write_csv_parts
+from custseg.stages.flat_inputs import bronze_with_flat
 
 log = logging.getLogger(__name__)
 
@@ -379,7 +393,10 @@ def _write_export_files(
         "consent_basis",
     )
     contacts = audience.join(ident, on="customer_key", how="left").persist(StorageLevel.MEMORY_AND_DISK)
+    profiles = [p for p in load_profiles(ctx.conf) if any(ch in p.channels for c in campaigns for ch in c.channels)]
+    activation = _activation_contacts(ctx, contacts, profiles)
     written: list[dict] = []
+    activated: list[dict] = []
     try:
         for c in campaigns:
             mine = contacts.where(F.col("campaign_id") == c.id)
@@ -398,8 +415,15 @@ def _write_export_files(
                     _write_single_file(spark, df, fmt, path)
                     written.append({"campaign_id": c.id, "export": kind, "format": fmt, "path": path, "rows": rows})
                 df.unpersist()
+            for p in profiles:
+                if any(ch in p.channels for ch in c.channels):
+                    files, summary = _write_profile(ctx, root, c.id, p, mine, activation)
+                    written.extend(files)
+                    activated.append(summary)
     finally:
         contacts.unpersist()
+        if activation is not None:
+            activation.unpersist()
     if written:
         sums = {
             r["path"]: (int(r["length"]), r["sha256"])
@@ -415,9 +439,126 @@ def _write_export_files(
         ctx.run_date,
         [{k: v for k, v in w.items() if k != "path"} for w in written],
         consent.summary() if consent is not None else None,
+        activated,
     )
     fileio.write_text(f"{root}/manifest.json", json.dumps(doc, indent=1, sort_keys=True))
+    fileio.write_text(f"{root}/_SUCCESS", "")  # last: a loader that waits for it sees a complete export
     return written
+
+
+def _activation_contacts(ctx: StageContext, contacts: DataFrame, profiles: list[Profile]) -> DataFrame | None:
+    """Consented treatment contacts joined, at export time, to their source identity: the source
+    customer id (``silver.activation_ids``) and the latest bronze CRM row's e-mail, phone and name.
+    Only these contacts reach the bronze join; nothing of it is stored in a table."""
+    if not profiles:
+        return None
+    eligible = contacts.transform(activation_contacts)
+    identities = None
+    if any(p.needs_identity for p in profiles):
+        identities = _identities(ctx)
+    joined = (
+        eligible.join(identities, on="customer_key", how="left")
+        if identities is not None
+        else eligible.transform(without_identity)
+    )
+    return joined.persist(StorageLevel.MEMORY_AND_DISK)
+
+
+def _identities(ctx: StageContext) -> DataFrame | None:
+    t = ctx.tables
+    if not t.exists("silver.activation_ids"):
+        log.warning(
+            "marketing: silver.activation_ids is absent (run conform for %s): activation files carry no source "
+            "ids nor addresses, and profiles that need them get no rows",
+            ctx.run_date,
+        )
+        return None
+    try:
+        bronze = bronze_with_flat(ctx, "crm_customers").where(F.col("_batch_date") <= F.lit(ctx.as_of))
+    except Exception as exc:  # no CRM and no flat file: ids only
+        log.warning("marketing: no CRM rows for activation files (%s): source ids only", exc)
+        bronze = None
+    ids = t.read("silver.activation_ids")
+    cc = ctx.conf.pii.default_country_code
+    country = default_country(ctx.conf)
+    if bronze is None:
+        empty = ids.select("customer_id").where(F.lit(False))
+        crm = empty.select("customer_id", *[F.lit(None).cast("string").alias(c) for c in ("email", "phone", "name")])
+    else:
+        crm = crm_identities(bronze, cc)
+    return identity_columns(crm, ids, country)
+
+
+def _write_profile(
+    ctx: StageContext, root: str, campaign_id: str, p: Profile, mine: DataFrame, activation: DataFrame
+) -> tuple[list[dict], dict]:
+    """One campaign's file(s) for one tool, and the manifest's summary of them: rows by the consent
+    field that allowed them, contacts each consent field excluded, contacts without an identifier."""
+    framed = (
+        activation.where(F.col("campaign_id") == campaign_id)
+        .transform(profile_frame(p, with_consent_field=True))
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    )
+    try:
+        allowed = {
+            r[CONSENT_FIELD]: int(r["n"]) for r in framed.groupBy(CONSENT_FIELD).agg(F.count("*").alias("n")).collect()
+        }
+        rows = sum(allowed.values())
+        files = write_csv_parts(
+            ctx.spark,
+            framed.drop(CONSENT_FIELD),
+            f"{root}/{campaign_id}",
+            p.name,
+            rows,
+            p.max_rows_per_file,
+            compress=p.gzip,
+            encoding=p.encoding,
+            unescaped=p.unescaped_headers,
+        )
+    finally:
+        framed.unpersist()
+    counts = {
+        r["consent_field"]: (int(r["contacts"]), int(r["excluded_no_consent"]))
+        for r in consent_counts(p, mine).collect()
+    }
+    consented = sum(n - x for n, x in counts.values())
+    summary = {
+        "campaign_id": campaign_id,
+        "profile": p.name,
+        "channels": list(p.channels),
+        "columns": p.headers,
+        "fields": dict(p.columns),
+        "encoding": p.encoding,
+        "gzip": p.gzip,
+        "rows": rows,
+        "files": len(files),
+        "rows_by_consent_field": allowed,
+        "excluded_by_consent_field": {k: x for k, (_, x) in counts.items() if k is not None},
+        "excluded_no_identifier": consented - rows,
+    }
+    log.info(
+        "marketing: %s / %s: %d rows in %d file(s); excluded without consent: %s; without identifier: %d",
+        campaign_id,
+        p.name,
+        rows,
+        len(files),
+        summary["excluded_by_consent_field"] or "none",
+        summary["excluded_no_identifier"],
+    )
+    entries = [
+        {
+            "campaign_id": campaign_id,
+            "export": p.name,
+            "format": p.extension,
+            "path": f["path"],
+            "rows": f["rows"],
+            "part": f["part"],
+            "parts": f["parts"],
+            "profile": p.name,
+        }
+        for f in files
+    ]
+    return entries, summary
 
 
 def _uri(path: str) -> str:
