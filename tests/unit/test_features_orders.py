@@ -81,10 +81,11 @@ def test_customer_orders_counts_and_sums(spark, aggregated):
     d = Decimal
     expected = spark.createDataFrame(
         [
-            ("a", date(2025, 6, 30), date(2026, 6, 1), 4, d("95.00"), 7, 1, 2, 1, 2, 4, "web", 2, 2),
-            ("b", date(2025, 7, 1), date(2025, 7, 21), 4, d("125.00"), 5, 0, 0, 0, 0, 0, "store", 0, 0),
-            ("c", date(2026, 6, 30), date(2026, 6, 30), 1, d("9.99"), 4, 0, 1, 0, 0, 1, "app", 1, 0),
-            ("d", None, None, 0, d("0.00"), 0, 1, 0, 0, 0, 0, None, 0, 0),
+            ("a", date(2025, 6, 30), date(2026, 6, 1), 4, d("95.00"), 7, 1, 2, 1, 2, 0, 4, "web", 2, 2),
+            ("b", date(2025, 7, 1), date(2025, 7, 21), 4, d("125.00"), 5, 0, 0, 0, 0, 0, 0, "store", 0, 0),
+            # 23:00 on a Tuesday is past the evening hours [18, 23)
+            ("c", date(2026, 6, 30), date(2026, 6, 30), 1, d("9.99"), 4, 0, 1, 0, 0, 0, 1, "app", 1, 0),
+            ("d", None, None, 0, d("0.00"), 0, 1, 0, 0, 0, 0, 0, None, 0, 0),
             (
                 "e",
                 date(2026, 2, 1),
@@ -96,6 +97,7 @@ def test_customer_orders_counts_and_sums(spark, aggregated):
                 0,
                 5,
                 0,
+                0,
                 4,
                 "web",
                 1,
@@ -104,10 +106,33 @@ def test_customer_orders_counts_and_sums(spark, aggregated):
         ],
         "customer_key string, first_purchase date, last_purchase date, frequency int, monetary decimal(16,2), "
         "units long, returned_orders int, discount_orders int, weekend_orders int, weekday_lunch_orders int, "
-        "online_orders int, preferred_channel string, orders_last_90 int, orders_prev_90 int",
+        "weekday_evening_orders int, online_orders int, preferred_channel string, orders_last_90 int, orders_prev_90 int",
     )
     assert aggregated.columns == ORDER_AGG_COLUMNS
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_weekday_day_parts_are_half_open_hours_on_monday_to_friday(spark):
+    d = Decimal
+    rows = [
+        ("f1", "f", datetime(2026, 6, 2, 18, 0), "store", "completed", 1, d("0"), d("10")),  # Tuesday 18:00: evening
+        ("f2", "f", datetime(2026, 6, 4, 22, 59), "store", "completed", 1, d("0"), d("10")),  # Thursday 22:59: evening
+        ("f3", "f", datetime(2026, 6, 5, 17, 59), "store", "completed", 1, d("0"), d("10")),  # Friday 17:59: neither
+        ("f4", "f", datetime(2026, 6, 6, 19, 0), "store", "completed", 1, d("0"), d("10")),  # Saturday 19:00: weekend
+        ("f5", "f", datetime(2026, 6, 8, 11, 0), "store", "completed", 1, d("0"), d("10")),  # Monday 11:00: lunch
+        ("f6", "f", datetime(2026, 6, 9, 19, 0), "store", "returned", 1, d("0"), d("10")),  # not a purchase
+        ("g1", "g", datetime(2026, 6, 3, 20, 0), "web", "completed", 1, d("0"), d("10")),  # evening in [18, 21)
+        ("g2", "g", datetime(2026, 6, 3, 21, 30), "web", "completed", 1, d("0"), d("10")),  # evening, not in [18, 21)
+    ]
+    orders = spark.createDataFrame(rows, ORDERS)
+    counts = ["weekend_orders", "weekday_lunch_orders", "weekday_evening_orders"]
+    default = orders.transform(customer_orders(AS_OF, 365, 90)).select("customer_key", *counts)
+    narrow = orders.transform(customer_orders(AS_OF, 365, 90, evening_hours=(18, 21))).select("customer_key", *counts)
+    schema = "customer_key string, weekend_orders int, weekday_lunch_orders int, weekday_evening_orders int"
+    expected_default = spark.createDataFrame([("f", 1, 1, 2), ("g", 0, 0, 2)], schema)
+    expected_narrow = spark.createDataFrame([("f", 1, 1, 1), ("g", 0, 0, 1)], schema)  # f2 at 22:59 drops out too
+    assert_df_equality(default, expected_default, ignore_row_order=True, ignore_nullable=True)
+    assert_df_equality(narrow, expected_narrow, ignore_row_order=True, ignore_nullable=True)
 
 
 def test_purchase_days_are_distinct_and_sorted(spark, aggregated):

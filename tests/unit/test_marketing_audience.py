@@ -286,6 +286,7 @@ def test_offer_uses_preferred_category_and_daypart(spark):
             ("b", None, 0.1, 0.2, 0.5, None),
             ("c", "toys", 0.1, 0.1, 0.1, None),  # no day-part reaches the minimum share
             ("d", "books", None, None, None, "sku-9"),
+            ("e", "snacks", 0.05, 0.55, 0.4, None),  # an evening regular
         ],
         "customer_key string, preferred_category string, weekday_lunch_share double, "
         "weekday_evening_share double, weekend_share double, cross_sell_item string",
@@ -318,6 +319,7 @@ def test_offer_uses_preferred_category_and_daypart(spark):
             ("b", "cross_sell", "grocery", None, 0.15, "weekend", start, end),
             ("c", "cross_sell", "toys", None, 0.15, "any", start, end),
             ("d", "cross_sell", "books", "sku-9", 0.15, "any", start, end),
+            ("e", "cross_sell", "snacks", None, 0.15, "weekday_evening", start, end),
         ],
         schema,
     )

@@ -76,6 +76,7 @@ FEATURE_COLUMNS = [
     "top_categories",
     "weekend_share",
     "weekday_lunch_share",
+    "weekday_evening_share",
     "avg_basket_size",
     "avg_basket_value",
     "distinct_categories",
@@ -181,7 +182,9 @@ def raw_features(silver: SilverInputs, s: FeatureSettings, as_of: date) -> DataF
     """Silver tables -> one row per customer with every feature that needs no population statistic."""
     window = s.rfm.window_days
     orders = silver.orders.transform(
-        customer_orders(as_of, window, s.churn_window_days, s.lunch_hours, s.online_channels)
+        customer_orders(
+            as_of, window, s.churn_window_days, s.lunch_hours, s.online_channels, evening_hours=s.evening_hours
+        )
     )
     customers = (
         silver.customers.where(F.col("customer_key").isNotNull())
@@ -216,6 +219,7 @@ def raw_features(silver: SilverInputs, s: FeatureSettings, as_of: date) -> DataF
         "discount_orders",
         "weekend_orders",
         "weekday_lunch_orders",
+        "weekday_evening_orders",
         "online_orders",
         "orders_last_90",
         "orders_prev_90",

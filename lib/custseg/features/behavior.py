@@ -214,6 +214,7 @@ def order_behavior_columns() -> list[Column]:
         .alias("view_to_purchase"),
         share("weekend_orders").alias("weekend_share"),
         share("weekday_lunch_orders").alias("weekday_lunch_share"),
+        share("weekday_evening_orders").alias("weekday_evening_share"),
         F.when(bought, F.col("units") / n).cast("double").alias("avg_basket_size"),
         F.when(bought, F.col("monetary").cast("double") / n).cast("double").alias("avg_basket_value"),
         F.when(resolved > 0, F.col("returned_orders") / resolved).cast("double").alias("return_rate"),

@@ -26,6 +26,7 @@ ORDER_AGG_COLUMNS = [
     "discount_orders",
     "weekend_orders",
     "weekday_lunch_orders",
+    "weekday_evening_orders",
     "online_orders",
     "preferred_channel",
     "orders_last_90",
@@ -46,8 +47,12 @@ def customer_orders(
     churn_window_days: int = 90,
     lunch_hours: tuple[int, int] = (11, 14),
     online_channels: Sequence[str] = ("web", "app"),
+    evening_hours: tuple[int, int] = (18, 23),
 ) -> Callable[[DataFrame], DataFrame]:
     """silver.orders -> one row per customer_key (guest orders, with a null key, are left out).
+
+    Day-parts are [start, end) hours on Monday-Friday: ``lunch_hours`` and ``evening_hours``
+    (the synthetic generator's habits are 11:30-14:00 and 18:00-22:30, custseg.datagen.clock).
 
     ``purchases`` holds every purchase up to the snapshot as (day, net value): the purchase
     days give the median gap between orders and the CLV summary without a second scan.
@@ -65,7 +70,9 @@ def customer_orders(
         returned = (F.col("status") == "returned") & upto & in_window
         dow = F.dayofweek("order_ts")  # 1 = Sunday, 7 = Saturday
         weekend = dow.isin(1, 7)
-        lunch = ~weekend & (F.hour("order_ts") >= lunch_hours[0]) & (F.hour("order_ts") < lunch_hours[1])
+        hour = F.hour("order_ts")
+        lunch = ~weekend & (hour >= lunch_hours[0]) & (hour < lunch_hours[1])
+        evening = ~weekend & (hour >= evening_hours[0]) & (hour < evening_hours[1])
         has_discount = F.coalesce(F.col("discount_amount"), F.lit(0)) > 0
         return (
             orders.where(F.col("customer_key").isNotNull())
@@ -80,6 +87,7 @@ def customer_orders(
                 _count(bought & has_discount).alias("discount_orders"),
                 _count(bought & weekend).alias("weekend_orders"),
                 _count(bought & lunch).alias("weekday_lunch_orders"),
+                _count(bought & evening).alias("weekday_evening_orders"),
                 _count(bought & F.col("channel").isin(*online_channels)).alias("online_orders"),
                 F.mode(F.when(bought, F.col("channel")), deterministic=True).alias("preferred_channel"),
                 _count(purchase & (day > F.lit(last_start))).alias("orders_last_90"),
@@ -99,6 +107,7 @@ def customer_orders(
                 F.col("discount_orders").cast("int").alias("discount_orders"),
                 F.col("weekend_orders").cast("int").alias("weekend_orders"),
                 F.col("weekday_lunch_orders").cast("int").alias("weekday_lunch_orders"),
+                F.col("weekday_evening_orders").cast("int").alias("weekday_evening_orders"),
                 F.col("online_orders").cast("int").alias("online_orders"),
                 "preferred_channel",
                 F.col("orders_last_90").cast("int").alias("orders_last_90"),

@@ -51,6 +51,7 @@ class FeatureSettings:
     winsorize_quantile: float = 0.99
     top_categories: int = 3
     lunch_hours: tuple[int, int] = (11, 14)
+    evening_hours: tuple[int, int] = (18, 23)
     online_channels: tuple[str, ...] = ("web", "app")
     page_view_events: tuple[str, ...] = ("page_view", "product_view")
     product_view_events: tuple[str, ...] = ("product_view",)
@@ -90,6 +91,7 @@ class FeatureSettings:
             winsorize_quantile=float(f.winsorize_quantile),
             top_categories=int(f.top_categories),
             lunch_hours=(int(f.lunch_hours[0]), int(f.lunch_hours[1])),
+            evening_hours=(int(f.evening_hours[0]), int(f.evening_hours[1])),
             online_channels=tuple(f.online_channels),
             page_view_events=tuple(f.page_view_events),
             product_view_events=tuple(f.product_view_events),
@@ -153,16 +155,15 @@ def check_feature_settings(conf: Config) -> None:
         raise conf.error("features.lrfmc_monetary", f"must be one of {', '.join(LRFMC_MEASURES)}; got {measure!r}")
     _number(conf, "features.winsorize_quantile", 0.5, 1.0, low_open=True)
     _positive_int(conf, "features.top_categories", upper=50)
-    hours = conf.get_path("features.lunch_hours", None)
-    if hours is not None and not (
-        isinstance(hours, list)
-        and len(hours) == 2
-        and all(isinstance(h, int) and not isinstance(h, bool) for h in hours)
-        and 0 <= hours[0] < hours[1] <= 24
-    ):
-        raise conf.error(
-            "features.lunch_hours", f"must be [start, end) hours with 0 <= start < end <= 24; got {hours!r}"
-        )
+    for key in ("features.lunch_hours", "features.evening_hours"):
+        hours = conf.get_path(key, None)
+        if hours is not None and not (
+            isinstance(hours, list)
+            and len(hours) == 2
+            and all(isinstance(h, int) and not isinstance(h, bool) for h in hours)
+            and 0 <= hours[0] < hours[1] <= 24
+        ):
+            raise conf.error(key, f"must be [start, end) hours with 0 <= start < end <= 24; got {hours!r}")
     for key in ("online_channels", "page_view_events", "product_view_events", "cart_add_events"):
         _string_list(conf, f"features.{key}")
     weights = conf.get_path("features.social_weights", None)
