@@ -456,6 +456,11 @@ def _settings_problem(conf: Config) -> None:
         ),
         ("marketing.evaluation.margin_rate", lambda v: _is_number(v) and 0 <= v <= 1, "must be a number from 0 to 1"),
         (
+            "marketing.churn_alerts.churn_risk_threshold",
+            lambda v: _is_number(v) and 0 < v <= 1,
+            "must be a number in (0, 1]",
+        ),
+        (
             "marketing.export.formats",
             lambda v: isinstance(v, list) and v and set(v) <= {"csv", "parquet"},
             "must be a non-empty list of csv, parquet",

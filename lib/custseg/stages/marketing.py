@@ -1,6 +1,8 @@
 """Stage ``marketing``: features, segments, cross-sell and campaign history -> campaign tables and exports.
 
 Writes, for the run date (partition ``snapshot_date``, replaced on rerun):
+- ``gold.churn_alerts``: customers flagged as declining, overdue or at high churn risk, with the
+  reasons (custseg.marketing.alerts); campaigns select them with the base column ``churn_alert``;
 - ``gold.propensity_quality``: per goal and model, validation AUC and calibration by decile;
 - ``gold.campaign_audiences``: the selected customers per campaign, treatment and control;
 - ``gold.campaign_plan``: precision vs blanket vs random, with cost, responses, profit, ROI;
@@ -24,6 +26,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from custseg import fileio
+from custseg.marketing.alerts import ALERT_COLUMNS, AlertSettings, churn_alerts, with_alert_flag
 from custseg.marketing.audience import (
     arbitrate,
     complaint_history,
@@ -71,6 +74,7 @@ FEATURES = "gold.customer_features"
 SEGMENTS = "gold.customer_segments"
 CROSS_SELL = "gold.cross_sell"
 QUALITY = "gold.propensity_quality"
+ALERTS = "gold.churn_alerts"
 AUDIENCES = "gold.campaign_audiences"
 PLAN = "gold.campaign_plan"
 RESULTS = "gold.campaign_results"
@@ -198,6 +202,16 @@ def run(ctx: StageContext) -> None:
             s = model.score(snap).withColumnRenamed("p_response", f"p_{goal}")
             scores = s if scores is None else scores.join(s, on="customer_key", how="full")
 
+    with rec.stage("churn_alerts"):
+        labelled = features
+        if segments is not None and "segment_name" in segments.columns:
+            labelled = features.join(segments.select("customer_key", "segment_name"), on="customer_key", how="left")
+        alerts = labelled.transform(churn_alerts(AlertSettings.from_config(conf), as_of)).select(*ALERT_COLUMNS)
+        t.overwrite(alerts, ALERTS, partition_by=["snapshot_date"], where={"snapshot_date": ctx.run_date})
+        alerts = t.read(ALERTS).where(F.col("snapshot_date") == F.lit(as_of))
+        rec.details["churn_alerts"] = alerts.count()
+        log.info("marketing: %d customers on the churn alert list (%s)", rec.details["churn_alerts"], ALERTS)
+
     windows = sorted({c.frequency_cap.days for c in campaigns})
     contacts = responses.transform(contact_history(as_of, windows)) if responses is not None else None
     complaints = feedback.transform(complaint_history(as_of)) if feedback is not None else None
@@ -206,6 +220,7 @@ def run(ctx: StageContext) -> None:
         .transform(with_consent(consent))
         .transform(with_history(contacts, complaints, windows))
         .join(scores, on="customer_key", how="left")
+        .transform(with_alert_flag(alerts))
         .transform(_materialise)
     )
     rec.rows_in += base.count()
