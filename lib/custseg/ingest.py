@@ -296,8 +296,11 @@ def with_reasons(
         reasons = F.array_compact(F.array(*checks))
         out = df.withColumn("reasons", reasons)
         if spec.key:
-            # Keep the first copy of a repeated id in the batch; later copies are duplicates.
-            order = Window.partitionBy(spec.key).orderBy("_source_file", "raw_record")
+            # Keep the first copy of a repeated id (and version) in the batch; later copies are
+            # duplicates. Records rejected for another reason rank last: a defective copy of a
+            # record (a malformed line still parses its id) must not turn the original into a duplicate.
+            same = [spec.key] + ([F.trim(spec.version)] if spec.version else [])
+            order = Window.partitionBy(*same).orderBy(F.size("reasons") > 0, "_source_file", "raw_record")
             is_dup = (F.size("reasons") == 0) & F.col(spec.key).isNotNull() & (F.row_number().over(order) > 1)
             out = out.withColumn("reasons", F.when(is_dup, F.array(F.lit("duplicate_id"))).otherwise(F.col("reasons")))
         return out

@@ -101,6 +101,9 @@ class SourceSpec:
     # of every element of the array column ``items``).
     money_cols: tuple[str, ...] = ()
     qty_cols: tuple[str, ...] = ()
+    # A column telling versions of one record apart (crm_customers: updated_at): rows of one key
+    # with different versions are updates, which conform resolves (latest wins), not duplicates.
+    version: str | None = None
 
     @property
     def columns(self) -> list[str]:

@@ -59,6 +59,7 @@ CRM_CUSTOMERS = SourceSpec(
         ("bad_birth_date", bad_ts("birth_date", required=False)),
     ],
     ts_cols=("updated_at", "signup_date"),
+    version="updated_at",  # a CRM extract holds every update of a customer; conform keeps the latest
 )
 
 PRODUCTS = SourceSpec(
