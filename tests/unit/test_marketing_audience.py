@@ -4,6 +4,7 @@ arbitration across campaigns, and a holdout that is stable and of the configured
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from datetime import date
 
 import pytest
@@ -324,6 +325,38 @@ def test_offer_uses_preferred_category_and_daypart(spark):
         schema,
     )
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_cross_sell_offer_falls_back_to_the_top_recommendation(spark):
+    features = spark.createDataFrame(
+        [("a", date(2026, 6, 30)), ("b", date(2026, 6, 30)), ("c", date(2026, 6, 30))],
+        "customer_key string, snapshot_date date",
+    )
+    customers = spark.createDataFrame([], "customer_key string, opt_in_email boolean")
+    cross_sell = spark.createDataFrame(
+        [("a", 1, "dairy"), ("a", 2, "bakery")], "customer_key string, rank int, item string"
+    )
+    recos = spark.createDataFrame(
+        [("a", 1, "snacks"), ("b", 2, "toys"), ("b", 1, "books")], "customer_key string, rank int, item string"
+    )
+    base = features.transform(customer_base(customers, None, cross_sell, recos))
+    offer = Offer(type="cross_sell", discount=0.1, category="preferred", fallback_category="grocery", daypart="any")
+    got = base.transform(offer_columns(offer, AS_OF)).select("customer_key", "offer_item")
+    expected = spark.createDataFrame(
+        # a: the rule's item wins; b: no rule, the rank-1 recommendation; c: neither
+        [("a", "dairy"), ("b", "books"), ("c", None)],
+        "customer_key string, offer_item string",
+    )
+    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+    coupon = replace(offer, type="coupon")
+    assert base.transform(offer_columns(coupon, AS_OF)).where("offer_item IS NOT NULL").count() == 0
+    # without gold.recommendations the rule items alone
+    alone = features.transform(customer_base(customers, None, cross_sell)).transform(offer_columns(offer, AS_OF))
+    assert sorted((r[0], r[1]) for r in alone.select("customer_key", "offer_item").collect()) == [
+        ("a", "dairy"),
+        ("b", None),
+        ("c", None),
+    ]
 
 
 def test_contact_history_counts_treatment_sends_only(spark):

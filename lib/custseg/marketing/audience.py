@@ -36,6 +36,7 @@ BASE_COLUMNS: dict[str, T.DataType] = {
     "weekday_evening_share": T.DoubleType(),
     "weekend_share": T.DoubleType(),
     "cross_sell_item": T.StringType(),
+    "reco_item": T.StringType(),
     "opt_in_email": T.BooleanType(),
     "opt_in_sms": T.BooleanType(),
     "opt_in_ads": T.BooleanType(),
@@ -103,12 +104,15 @@ def customer_base(
     customers: DataFrame,
     segments: DataFrame | None = None,
     cross_sell: DataFrame | None = None,
+    recommendations: DataFrame | None = None,
 ) -> Callable[[DataFrame], DataFrame]:
     """Features of one snapshot -> one row per customer with segments, offer inputs, consent and hashes.
 
-    ``segments`` is ``gold.customer_segments`` of one snapshot, ``cross_sell`` the
-    customer's top (rank 1) item of ``gold.cross_sell``; either may be None. Every
-    feature column is kept so campaign filters can use any of them.
+    ``segments`` is ``gold.customer_segments`` of one snapshot; ``cross_sell`` and
+    ``recommendations`` (``gold.cross_sell``, ``gold.recommendations``: ALS, else the
+    segment's popular items) give the customer's top (rank 1) item as ``cross_sell_item``
+    and ``reco_item``; any of them may be None. Every feature column is kept so campaign
+    filters can use any of them.
     """
 
     def transform(features: DataFrame) -> DataFrame:
@@ -123,6 +127,11 @@ def customer_base(
         if cross_sell is not None:
             top = cross_sell.where(F.col("rank") == 1).select(
                 "customer_key", F.col("item").cast("string").alias("cross_sell_item")
+            )
+            df = df.join(top.dropDuplicates(["customer_key"]), on="customer_key", how="left")
+        if recommendations is not None:
+            top = recommendations.where(F.col("rank") == 1).select(
+                "customer_key", F.col("item").cast("string").alias("reco_item")
             )
             df = df.join(top.dropDuplicates(["customer_key"]), on="customer_key", how="left")
         cust_cols = [c for c in BASE_COLUMNS if c in customers.columns and c != "customer_key" and c not in df.columns]
@@ -400,7 +409,8 @@ def offer_columns(offer: Offer, as_of: date, daypart_min_share: float = 0.3) -> 
     """Base -> the personal offer: category (preferred or fixed), cross-sell item, day-part, validity.
 
     E.g. a 15% coupon on the customer's preferred category, valid at weekday lunch for two
-    weeks; a cross-sell offer names the customer's top item from ``gold.cross_sell``.
+    weeks; a cross-sell offer names the customer's top item from ``gold.cross_sell``, else their
+    top recommendation from ``gold.recommendations``.
     """
 
     def transform(base: DataFrame) -> DataFrame:
@@ -410,7 +420,13 @@ def offer_columns(offer: Offer, as_of: date, daypart_min_share: float = 0.3) -> 
             if offer.category == "preferred"
             else F.lit(offer.category)
         )
-        item = F.col("cross_sell_item") if offer.type == "cross_sell" else F.lit(None).cast("string")
+        # A rule-based cross-sell item first (it says why: "bought X, often buy Y"); without
+        # one, the customer's top recommendation, so no cross-sell offer goes out empty.
+        item = (
+            F.coalesce(F.col("cross_sell_item"), col_or_null(base, "reco_item", T.StringType()))
+            if offer.type == "cross_sell"
+            else F.lit(None).cast("string")
+        )
         daypart = _preferred_daypart(daypart_min_share) if offer.daypart == "preferred" else F.lit(offer.daypart)
         return base.select(
             "customer_key",

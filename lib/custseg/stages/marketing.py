@@ -9,7 +9,7 @@ Writes, for the run date (partition ``snapshot_date``, replaced on rerun):
 - ``gold.campaign_results``: measured lift of the campaigns in ``silver.campaign_responses``;
 and the export files ``<paths.exports>/<date>/<campaign>/<export>.{csv,parquet}`` with
 ``<paths.exports>/<date>/manifest.json`` (rows, bytes, SHA-256 of every file).
-Optional inputs (segments, cross-sell, responses, feedback) may be absent: each absence
+Optional inputs (segments, cross-sell, recommendations, responses, feedback) may be absent: each absence
 is logged and the stage does without.
 """
 
@@ -73,6 +73,7 @@ log = logging.getLogger(__name__)
 FEATURES = "gold.customer_features"
 SEGMENTS = "gold.customer_segments"
 CROSS_SELL = "gold.cross_sell"
+RECOMMENDATIONS = "gold.recommendations"
 QUALITY = "gold.propensity_quality"
 ALERTS = "gold.churn_alerts"
 AUDIENCES = "gold.campaign_audiences"
@@ -177,6 +178,8 @@ def run(ctx: StageContext) -> None:
     segments = _snapshot(segments_all, as_of, SEGMENTS, exact=False) if segments_all is not None else None
     cross_all = _optional(ctx, CROSS_SELL, "cross-sell offers carry no item")
     cross_sell = _snapshot(cross_all, as_of, CROSS_SELL, exact=False) if cross_all is not None else None
+    recos_all = _optional(ctx, RECOMMENDATIONS, "cross-sell offers without a rule-based item carry no item")
+    recos = _snapshot(recos_all, as_of, RECOMMENDATIONS, exact=False) if recos_all is not None else None
     customers = t.read("silver.customers")
     orders = t.read("silver.orders")
     responses = _optional(
@@ -216,7 +219,7 @@ def run(ctx: StageContext) -> None:
     contacts = responses.transform(contact_history(as_of, windows)) if responses is not None else None
     complaints = feedback.transform(complaint_history(as_of)) if feedback is not None else None
     base = (
-        features.transform(customer_base(customers, segments, cross_sell))
+        features.transform(customer_base(customers, segments, cross_sell, recos))
         .transform(with_consent(consent))
         .transform(with_history(contacts, complaints, windows))
         .join(scores, on="customer_key", how="left")
