@@ -137,6 +137,26 @@ def spark_read_bytes(spark: SparkSession, path: str, size: int, head: int, tail:
     return first, last
 
 
+def read_text(spark: SparkSession, path: str) -> str | None:
+    """A small text file whole (a manifest), or None when it does not exist. Local paths with
+    Python; others through Spark's text source (``wholetext``: one row, the file)."""
+    if is_local(path):
+        local = local_path(path)
+        if not os.path.isfile(local):
+            return None
+        with open(local, encoding="utf-8") as fh:
+            return fh.read()
+    from pyspark.errors import AnalysisException
+
+    try:
+        row = spark.read.option("wholetext", True).text(path).first()
+    except AnalysisException as exc:
+        if "PATH_NOT_FOUND" in str(exc) or "Path does not exist" in str(exc):
+            return None
+        raise
+    return None if row is None else row[0]
+
+
 def _arrow_fs(path: str):
     from pyarrow import fs as pafs
 

@@ -569,7 +569,8 @@ def test_missing_tables_say_not_available_and_the_rest_still_renders(small_table
     )
     for key in ("rfm", "segments", "centres", "migration"):
         assert s[key]["status"] == "ok" and s[key]["images"], key
-    assert sorted(result.unavailable) == ["cross_sell", "k_selection", "lift", "plan", "rules"]
+    assert sorted(result.unavailable) == ["activation", "cross_sell", "k_selection", "lift", "plan", "rules"]
+    assert "not available: no export manifest" in s["activation"]["text"]
 
 
 def render(inputs, *keys: str) -> dict:
@@ -699,3 +700,57 @@ def test_config_rejects_a_bad_report_section(tmp_path):
         load_config(conf)
     ok = load_config(DEFAULT_CONF_DIR / "local.yaml")
     assert ok.report.top_rules == 15
+
+
+def test_activation_section_lists_tools_rows_and_consent_exclusions():
+    from custseg.report import ReportInputs
+
+    summaries = [
+        {
+            "campaign_id": "winback",
+            "profile": "google_customer_match",
+            "channels": ["ads"],
+            "files": 1,
+            "rows": 40,
+            "excluded_by_consent_field": {"opt_in_ads": 7},
+            "excluded_no_identifier": 2,
+        },
+        {
+            "campaign_id": "winback",
+            "profile": "braze_users",
+            "channels": ["email", "sms"],
+            "files": 2,
+            "rows": 90,
+            "excluded_by_consent_field": {"opt_in_email": 3, "opt_in_sms": 1},
+            "excluded_no_identifier": 0,
+        },
+    ]
+    got = render(ReportInputs(D, {}, activation=summaries), "activation")["activation"]
+    assert got.status == "ok", got.message
+    records = got.tables[0].frame.astype(object).where(lambda f: f.notna(), None).to_dict("records")
+    assert records == [
+        {
+            "campaign": "winback",
+            "tool profile": "braze_users",
+            "channels": "email, sms",
+            "files": 2,
+            "rows": 90,
+            "excluded: no opt_in_email": 3,
+            "excluded: no opt_in_sms": 1,
+            "excluded: no opt_in_ads": None,
+            "excluded: no identifier": 0,
+        },
+        {
+            "campaign": "winback",
+            "tool profile": "google_customer_match",
+            "channels": "ads",
+            "files": 1,
+            "rows": 40,
+            "excluded: no opt_in_email": None,
+            "excluded: no opt_in_sms": None,
+            "excluded: no opt_in_ads": 7,
+            "excluded: no identifier": 2,
+        },
+    ]
+    empty = render(ReportInputs(D, {}, activation=[]), "activation")["activation"]
+    assert empty.status == "unavailable" and "lists no activation files" in empty.message

@@ -55,6 +55,8 @@ class ReportInputs:
     snapshot_date: date
     tables: Mapping[str, DataFrame | None]
     settings: ReportSettings = field(default_factory=ReportSettings)
+    # The export manifest's activation summaries (per campaign and tool profile); None: no manifest.
+    activation: Sequence[Mapping] | None = None
 
     def get(self, name: str) -> DataFrame | None:
         return self.tables.get(name)

@@ -7,6 +7,7 @@ recorded in the run's details.
 
 from __future__ import annotations
 
+import json
 import logging
 
 from pyspark.sql import SparkSession
@@ -29,7 +30,7 @@ def run(ctx: StageContext) -> None:
         tables = {name: (ctx.tables.read(name) if ok else None) for name, ok in present.items()}
     rec.rows_in = sum(present.values())  # tables read
     with rec.stage("render"):
-        inputs = ReportInputs(ctx.as_of, tables, ReportSettings.from_config(ctx.conf))
+        inputs = ReportInputs(ctx.as_of, tables, ReportSettings.from_config(ctx.conf), _activation(ctx))
         result = build_report(inputs)
     path = report_path(ctx.conf.paths.reports, ctx.run_date)
     with rec.stage("write"):
@@ -42,6 +43,19 @@ def run(ctx: StageContext) -> None:
         "missing_tables": sorted(n for n, ok in present.items() if not ok),
     }
     log.info("report written: %s (%d of %d sections drawn)", path, rec.rows_out, len(result.sections))
+
+
+def _activation(ctx: StageContext) -> list[dict] | None:
+    """The activation summaries of the date's export manifest (None without a manifest)."""
+    path = f"{absolute(ctx.conf.paths.exports).rstrip('/')}/{ctx.run_date}/manifest.json"
+    text = fileio.read_text(ctx.spark, path)
+    if text is None:
+        return None
+    try:
+        return list(json.loads(text).get("activation", []))
+    except (ValueError, AttributeError) as exc:
+        log.warning("report: %s is not a readable manifest (%s); activation section left out", path, exc)
+        return None
 
 
 def write_text(spark: SparkSession, path: str, text: str) -> None:
