@@ -444,7 +444,11 @@ def small_tables(spark, report_home):
 def full_report(small_tables):
     from custseg.report import ReportInputs, ReportSettings, build_report
 
-    return build_report(ReportInputs(D, read_tables(small_tables), ReportSettings(top_rules=2)))
+    activation = [
+        {"campaign_id": "c1", "profile": "braze_users", "channels": ["email"], "files": 1, "rows": 3,
+         "excluded_by_consent_field": {"opt_in_email": 1}, "excluded_no_identifier": 0}
+    ]  # fmt: skip
+    return build_report(ReportInputs(D, read_tables(small_tables), ReportSettings(top_rules=2), activation))
 
 
 def test_every_section_is_drawn_with_an_image(full_report):
@@ -570,7 +574,7 @@ def test_missing_tables_say_not_available_and_the_rest_still_renders(small_table
     for key in ("rfm", "segments", "centres", "migration"):
         assert s[key]["status"] == "ok" and s[key]["images"], key
     assert sorted(result.unavailable) == ["activation", "cross_sell", "k_selection", "lift", "plan", "rules"]
-    assert "not available: no export manifest" in s["activation"]["text"]
+    assert any(t.startswith("not available: no export manifest") for t in s["activation"]["text"])
 
 
 def render(inputs, *keys: str) -> dict:
@@ -623,6 +627,10 @@ def test_report_stage_writes_the_file_and_records_the_run(spark, report_home, mo
 
     home = report_home
     monkeypatch.setenv("CUSTSEG_HOME", str(home))
+    exports = home / "exports" / D.isoformat()  # the marketing stage's manifest feeds the activation section
+    exports.mkdir(parents=True, exist_ok=True)
+    summary = {"campaign_id": "c1", "profile": "braze_users", "channels": ["email"], "files": 1, "rows": 3}
+    (exports / "manifest.json").write_text(json.dumps({"snapshot_date": D.isoformat(), "activation": [summary]}))
     rc = run_job(parse_job_args("report", ["--date", D.isoformat()]), spark=spark)
     assert rc == 0
     path = home / "reports" / D.isoformat() / "report.html"
@@ -634,6 +642,7 @@ def test_report_stage_writes_the_file_and_records_the_run(spark, report_home, mo
     details = json.loads(row[0]["details"])["report"]
     assert details["path"] == str(path)
     assert details["sections"]["rules"] == "ok" and details["missing_tables"] == []
+    assert details["sections"]["activation"] == "ok" and "braze_users" in parsed.sections["activation"]["cells"]
     assert row[0]["rows_out"] == len(details["sections"])
 
 
