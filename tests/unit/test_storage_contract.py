@@ -466,6 +466,8 @@ def test_catalog_mode_creates_overwrites_and_travels_managed_tables(spark, catal
     retried = WriteId.for_run("ingest", D2, "silver.orders", 1)
     assert tables.append(orders(spark, new_d2), "silver.orders", txn=retried) == 2
     assert tables.append(orders(spark, new_d2), "silver.orders", txn=retried) == 2
+    tables.append(orders(spark, ROWS_1), "gold.orders", partition_by=["snapshot_date"])
+    assert tables.names() == ["gold.orders", "silver.orders"]
 
     # exists() says whether a Delta table is there, and refuses another format under the name.
     spark.sql(f"CREATE TABLE spark_catalog.{prefix}silver.plain (a INT) USING parquet")

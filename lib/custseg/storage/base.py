@@ -375,7 +375,10 @@ class Tables:
                 schema = f"{s.catalog}.{s.schema_prefix}{layer}"
                 if not self.spark.catalog.databaseExists(schema):
                     continue
-                found += [f"{layer}.{t.name}" for t in self.spark.catalog.listTables(schema) if not t.isTemporary]
+                # SHOW TABLES, not catalog.listTables: on Spark 4.2 with Delta's catalog the latter
+                # fails to decode its Table rows (EXPRESSION_DECODING_FAILED) once Delta tables exist.
+                rows = self.spark.sql(f"SHOW TABLES IN {quote_ident(s.catalog)}.{quote_ident(s.schema_prefix + layer)}")
+                found += [f"{layer}.{r['tableName']}" for r in rows.collect() if not r["isTemporary"]]
             return sorted(n for n in found if self.exists(n))
         if not is_local_path(s.root):
             raise StorageError(
