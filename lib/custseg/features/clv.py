@@ -233,6 +233,12 @@ MIN_PARAMETER = 1e-6
 MAX_SCALE = 1e9
 GRADIENT_TOLERANCE = 1e-6  # on the mean log-likelihood per customer, per unit of log-parameter
 RESTARTS = 3
+# A restart whose line search cannot lower the objective at all (L-BFGS-B "ABNORMAL", no
+# step taken) has reached the floating-point floor: the likelihood is flat to rounding in
+# every direction it may move. There a gradient up to this is accepted as converged (and
+# logged). Seen on the shared test run: b at its edge, projected gradient 1.0e-6, just over
+# GRADIENT_TOLERANCE, and every restart stalled in place; the scores were left null.
+STALL_TOLERANCE = 1e-4
 
 
 def _maximise(
@@ -259,6 +265,7 @@ def _maximise(
     opts = {"maxiter": 5000, "ftol": 1e-15, "gtol": 1e-10}
     bounds = list(zip(low, high, strict=True))
     steps = evaluations = 0
+    stalled = False
     # L-BFGS-B can stop on "relative reduction of f" along the flat ridge with the gradient
     # still above tolerance; where it stops depends on rounding (the order of the summed
     # groups, the CPU's vector unit). A restart from there drops the stale curvature pairs
@@ -273,8 +280,12 @@ def _maximise(
         worst = float(np.max(np.abs(free)))
         if value >= 1e300 or not np.all(np.isfinite(res.x)) or worst <= GRADIENT_TOLERANCE:
             break
+        if res.nit == 0 and worst <= STALL_TOLERANCE:
+            stalled = True
+            log.info("%s: no further step lowers the likelihood (gradient %.2g): converged to rounding", what, worst)
+            break
         theta0 = res.x
-    if value >= 1e300 or not np.all(np.isfinite(res.x)) or worst > GRADIENT_TOLERANCE:
+    if value >= 1e300 or not np.all(np.isfinite(res.x)) or (worst > GRADIENT_TOLERANCE and not stalled):
         raise ClvFitError(
             f"{what}: optimiser did not converge ({res.message}; gradient {worst:.2g} after {steps} steps)"
         )
