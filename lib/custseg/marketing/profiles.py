@@ -38,6 +38,7 @@ from pyspark.sql import functions as F
 
 from custseg.conform.customers import latest_crm_rows
 from custseg.marketing.campaigns import CHANNEL_CONSENT
+from custseg.marketing.export import OFFER_FIELDS
 from custseg.pii import normalize_email, normalize_phone, sha256_hex
 
 # Columns the identity frame (``identity_columns``) adds to the contacts at export time.
@@ -97,13 +98,7 @@ ATTRIBUTES: dict[str, Callable[[], Column]] = {
             "age_band",
             "member_tier",
             "consent_basis",
-            "offer_type",
-            "offer_category",
-            "offer_item",
-            "offer_discount",
-            "offer_daypart",
-            "offer_valid_from",
-            "offer_valid_until",
+            *OFFER_FIELDS,
         )
     },
 }
