@@ -30,6 +30,8 @@ OFFER_FIELDS = [
     "offer_valid_from",
     "offer_valid_until",
 ]
+# What the CRM file (and the activation profiles) may carry about a customer besides keys.
+CUSTOMER_ATTRIBUTES = ["segment_name", "rfm_segment", "value_class", "city", "region", "age_band", "member_tier"]
 EXPORT_COLUMNS: dict[str, list[str]] = {
     "crm": [
         "campaign_id",
@@ -38,13 +40,7 @@ EXPORT_COLUMNS: dict[str, list[str]] = {
         "rank",
         "p_response",
         "expected_profit",
-        "segment_name",
-        "rfm_segment",
-        "value_class",
-        "city",
-        "region",
-        "age_band",
-        "member_tier",
+        *CUSTOMER_ATTRIBUTES,
         *OFFER_FIELDS,
         "consent_basis",
     ],

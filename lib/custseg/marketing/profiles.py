@@ -38,7 +38,7 @@ from pyspark.sql import functions as F
 
 from custseg.conform.customers import latest_crm_rows
 from custseg.marketing.campaigns import CHANNEL_CONSENT
-from custseg.marketing.export import OFFER_FIELDS
+from custseg.marketing.export import CUSTOMER_ATTRIBUTES, OFFER_FIELDS
 from custseg.pii import normalize_email, normalize_phone, sha256_hex
 
 # Columns the identity frame (``identity_columns``) adds to the contacts at export time.
@@ -90,13 +90,7 @@ ATTRIBUTES: dict[str, Callable[[], Column]] = {
             "campaign_id",
             "channel",
             "rank",
-            "segment_name",
-            "rfm_segment",
-            "value_class",
-            "city",
-            "region",
-            "age_band",
-            "member_tier",
+            *CUSTOMER_ATTRIBUTES,
             "consent_basis",
             *OFFER_FIELDS,
         )
