@@ -14,7 +14,8 @@ from pyspark.sql import Column
 from pyspark.sql import functions as F
 
 from custseg.config import Config, validator
-from custseg.sources.base import WHITESPACE, SourceSpec, bad_number, bad_ts, missing, strings
+from custseg.sources.base import SourceSpec, bad_number, bad_ts, missing, strings
+from custseg.sources.mapping import check_file_format, check_required_columns, mapped_columns, named_columns
 
 TABLE = "bronze.flat_transactions"
 # canonical column -> required in every file. A file without invoice ids (order_id "") has
@@ -53,12 +54,11 @@ class FlatSettings:
     def from_config(cls, conf: Config) -> FlatSettings:
         g = conf.get_path
         d = cls()
-        cols = g("flat_transactions.columns", None)
         return cls(
             enabled=bool(g("flat_transactions.enabled", d.enabled)),
             source_name=str(g("flat_transactions.source_name", d.source_name)),
             delimiter=str(g("flat_transactions.delimiter", d.delimiter)),
-            columns={c: str((cols or {}).get(c) or "") for c in COLUMNS} if cols is not None else d.columns,
+            columns=mapped_columns(conf, "flat_transactions", COLUMNS, d.columns),
             ts_format=str(g("flat_transactions.ts_format", d.ts_format)),
             id_suffix=str(g("flat_transactions.id_suffix", d.id_suffix) or ""),
             cancel_prefix=str(g("flat_transactions.cancel_prefix", d.cancel_prefix) or ""),
@@ -110,12 +110,8 @@ def check_flat(conf: Config) -> None:
     if "flat_transactions" not in conf:
         return
     g = conf.get_path
-    cols = g("flat_transactions.columns", {}) or {}
-    named = {c for c, v in cols.items() if isinstance(v, str) and v.strip()}
-    for col, required in COLUMNS.items():
-        v = cols.get(col)
-        if required and col not in named:
-            raise conf.error(f"flat_transactions.columns.{col}", f"must name the file's column for {col}; got {v!r}")
+    named = named_columns(conf, "flat_transactions")
+    check_required_columns(conf, "flat_transactions", [c for c, required in COLUMNS.items() if required])
     if "order_id" not in named and "customer_id" not in named:
         raise conf.error(
             "flat_transactions.columns.order_id",
@@ -128,11 +124,6 @@ def check_flat(conf: Config) -> None:
         )
     if "unit_price" in named and "qty" not in named:
         raise conf.error("flat_transactions.columns.qty", "must name the quantity column when unit_price is mapped")
-    delim = g("flat_transactions.delimiter", ",")
-    if not isinstance(delim, str) or not (len(delim) == 1 or delim == WHITESPACE):
-        raise conf.error(
-            "flat_transactions.delimiter", f"must be one character or '{WHITESPACE}' (runs of blanks); got {delim!r}"
-        )
     for key, allowed in (
         ("cancel_status", STATUSES),
         ("negative_qty_status", STATUSES),
@@ -141,12 +132,4 @@ def check_flat(conf: Config) -> None:
         v = g(f"flat_transactions.{key}", allowed[0])
         if v not in allowed:
             raise conf.error(f"flat_transactions.{key}", f"must be one of {', '.join(allowed)}; got {v!r}")
-    name = g("flat_transactions.source_name", "flat_transactions")
-    from custseg.sources.catalog import SOURCES
-
-    if not isinstance(name, str) or not name.isidentifier() or name in SOURCES:
-        raise conf.error(
-            "flat_transactions.source_name", f"must be a plain name other than the built-in sources; got {name!r}"
-        )
-    if not str(g("flat_transactions.ts_format", "") or "").strip():
-        raise conf.error("flat_transactions.ts_format", "must be a Spark datetime pattern, e.g. 'yyyy-MM-dd HH:mm:ss'")
+    check_file_format(conf, "flat_transactions", FlatSettings.source_name)
