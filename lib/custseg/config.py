@@ -62,6 +62,7 @@ OPEN_SECTIONS = frozenset(
         "sources",
         "segment.naming_rules",
         "marketing.campaigns",
+        "marketing.consent.file.channel_values",
         "marketing.export.profiles",
     }
 )

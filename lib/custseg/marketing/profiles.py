@@ -58,7 +58,8 @@ def _google_name(col: Column) -> Column:
 
 
 def _recorded(opt_in: str) -> Column:
-    return F.coalesce(F.col(opt_in), F.lit(False)) & (F.col("consent_basis") == F.lit("recorded"))
+    """Opted in, and the opt-in is on record (CRM or the consent export), not assumed."""
+    return F.coalesce(F.col(opt_in), F.lit(False)) & F.col("consent_basis").isin("recorded", "file")
 
 
 # field -> expression over the contacts joined to the identity frame

@@ -832,6 +832,11 @@ def _targeting(pdf: pd.DataFrame, out: Rendered) -> None:
             "Consent is ASSUMED for customers without recorded consent (marketing.consent.policy: "
             "assume_opted_in): check that it was collected elsewhere before sending."
         )
+    if "consent_basis" in table and table["consent_basis"].astype(str).str.startswith("file").any():
+        out.notes.append(
+            "Consent comes from the retailer's consent export (marketing.consent.policy: from_file): the latest "
+            "record per customer and channel; customers absent from it are not contacted."
+        )
 
 
 def plan_long(pdf: pd.DataFrame) -> pd.DataFrame:

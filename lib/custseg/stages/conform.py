@@ -14,10 +14,12 @@ from custseg.conform.activity import (
     conform_responses,
     conform_social,
 )
+from custseg.conform.consent import consent_records, latest_consent
 from custseg.conform.customers import conform_activation_ids, conform_customers
 from custseg.conform.identity import (
     DEFAULT_MAX_ITERATIONS,
     customer_edges,
+    customer_id_key,
     login_edges,
     order_edges,
     resolve_identities,
@@ -32,6 +34,8 @@ from custseg.conform.orders import (
 )
 from custseg.pii import PiiKey, resolve_pii_key
 from custseg.sources.base import MONEY, parse_ts
+from custseg.sources.consent_file import TABLE as CONSENT_TABLE
+from custseg.sources.consent_file import ConsentFileSettings, from_file
 from custseg.stages.context import StageContext
 from custseg.stages.flat_inputs import bronze_with_flat
 from custseg.stages.key_guard import check_pii_key, record_pii_key
@@ -47,6 +51,7 @@ KEYED_TABLES = [
     "silver.order_items",
     "silver.orders",
     *(f"silver.{name}" for name in ACTIVITY_TABLES),
+    "silver.consent",
 ]
 
 
@@ -133,7 +138,44 @@ def run(ctx: StageContext) -> None:
             continue
         with rec.stage(f"silver.{name}"):
             t.overwrite(t.read(f"bronze.{name}").where(upto).transform(conform(salt, id_map)), f"silver.{name}")
+    if from_file(ctx.conf):
+        with rec.stage("silver.consent"):
+            _silver_consent(ctx, salt, id_map, upto)
     _record_resolution(ctx)
+
+
+def _silver_consent(ctx: StageContext, salt: PiiKey, id_map: DataFrame, upto) -> None:
+    """bronze.consent (every batch up to the run date) -> silver.consent, the latest per customer and channel."""
+    t = ctx.tables
+    if not t.exists(CONSENT_TABLE):
+        log.warning(
+            "marketing.consent.policy is from_file but %s does not exist (no consent file landed yet): "
+            "silver.consent not built, so nobody counts as opted in",
+            CONSENT_TABLE,
+        )
+        return
+    records = t.read(CONSENT_TABLE).where(upto).transform(consent_records(ConsentFileSettings.from_config(ctx.conf)))
+    t.overwrite(records.transform(latest_consent(salt, id_map)), "silver.consent")
+    known = id_map.where(F.col("id_type") == "customer_id").select(F.col("id_key").alias("k"))
+    unknown = (
+        records.select(customer_id_key("customer_id", salt).alias("k"))
+        .distinct()
+        .join(known, on="k", how="left_anti")
+        .count()
+    )
+    row = (
+        t.read("silver.consent")
+        .agg(
+            F.count("*").alias("rows"),
+            F.countDistinct("customer_key").alias("customers"),
+            F.count_if("opted_in").alias("opted_in"),
+        )
+        .first()
+    )
+    stats = {"rows": int(row["rows"]), "customers": int(row["customers"]), "opted_in": int(row["opted_in"] or 0)}
+    stats["ids_not_in_customers"] = unknown
+    ctx.recorder.details["consent"] = stats
+    log.info("silver.consent: %s (records of ids unknown to silver.customers are dropped)", stats)
 
 
 def _identity_map(ctx: StageContext, customers: DataFrame, upto, salt: PiiKey, cc: str) -> DataFrame:

@@ -23,6 +23,8 @@ from custseg.file_checks import SINGLE_ROW_REASONS, FileCheck, check_files, file
 from custseg.ingest import UNKNOWN, BatchCounts, Bounds, batch_id_for, read_raw, split_batch, with_reasons
 from custseg.landing import SUCCESS_MARKER, batch_path, has_success_marker, list_files
 from custseg.sources import SOURCES, SourceSpec
+from custseg.sources.consent_file import TABLE as CONSENT_TABLE
+from custseg.sources.consent_file import ConsentFileSettings, consent_spec, from_file
 from custseg.sources.flat import TABLE as FLAT_TABLE
 from custseg.sources.flat import FlatSettings, flat_spec
 from custseg.stages.context import StageContext
@@ -70,11 +72,15 @@ class SourceOutcome:
 
 
 def sources(conf: Config) -> dict[str, tuple[SourceSpec, str]]:
-    """Source name -> (spec, bronze table): the built-in sources, plus flat_transactions when enabled."""
+    """Source name -> (spec, bronze table): the built-in sources, plus flat_transactions when enabled
+    and the consent export under ``marketing.consent.policy: from_file``."""
     out = {name: (spec, f"bronze.{name}") for name, spec in SOURCES.items()}
     flat = FlatSettings.from_config(conf)
     if flat.enabled:
         out[flat.source_name] = (flat_spec(flat), FLAT_TABLE)
+    if from_file(conf):
+        consent = ConsentFileSettings.from_config(conf)
+        out[consent.source_name] = (consent_spec(consent), CONSENT_TABLE)
     return out
 
 

@@ -194,6 +194,15 @@ def run(ctx: StageContext) -> None:
     consent = ConsentPolicy.from_config(conf)
     if consent.assumes:
         log.warning("marketing: %s", consent.warning())
+    file_consent = None
+    if consent.from_file:
+        file_consent = _optional(
+            ctx, "silver.consent", "consent policy from_file without a landed file: nobody opted in"
+        )
+        log.info(
+            "marketing: consent from the consent file (%s); customers absent from it are not contacted",
+            consent.file_source,
+        )
     rec.details["consent"] = consent.summary()
 
     with rec.stage("score"):
@@ -220,7 +229,7 @@ def run(ctx: StageContext) -> None:
     complaints = feedback.transform(complaint_history(as_of)) if feedback is not None else None
     base = (
         features.transform(customer_base(customers, segments, cross_sell, recos))
-        .transform(with_consent(consent))
+        .transform(with_consent(consent, file_consent))
         .transform(with_history(contacts, complaints, windows))
         .join(scores, on="customer_key", how="left")
         .transform(with_alert_flag(alerts))
@@ -260,7 +269,7 @@ def run(ctx: StageContext) -> None:
         audience = t.read(AUDIENCES).where(F.col("snapshot_date") == F.lit(as_of))
 
     with rec.stage("plan"):
-        basis = f"assumed opted in ({', '.join(consent.channels)}) where none recorded" if consent.assumes else "crm"
+        basis = consent.basis()
         params = campaigns_frame(
             ctx.spark,
             campaigns,
