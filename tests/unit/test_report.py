@@ -763,3 +763,23 @@ def test_activation_section_lists_tools_rows_and_consent_exclusions():
     ]
     empty = render(ReportInputs(D, {}, activation=[]), "activation")["activation"]
     assert empty.status == "unavailable" and "lists no activation files" in empty.message
+
+
+def test_targeting_notes_say_where_consent_came_from():
+    import pandas as pd
+
+    from custseg.report.sections import Rendered, _targeting
+
+    def notes(basis: str) -> list[str]:
+        out = Rendered("plan", "Plan", "")
+        pdf = pd.DataFrame({"campaign_id": ["c1", "c2"], "model": ["gbt", "gbt"], "consent_basis": [basis, basis]})
+        _targeting(pdf, out)
+        assert out.tables[0].frame["consent_basis"].tolist() == [basis, basis]
+        return out.notes
+
+    assert notes("crm") == []
+    assert [n.split(" (")[0] for n in notes("assumed opted in (email) where none recorded")] == [
+        "Consent is ASSUMED for customers without recorded consent"
+    ]
+    (file_note,) = notes("file (consent): customers absent from it not opted in")
+    assert "from_file" in file_note and "absent from it are not contacted" in file_note
