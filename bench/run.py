@@ -59,6 +59,9 @@ def bench_session(cores: str, driver_memory: str, shuffle_partitions: int = 0):
 
     n = os.cpu_count() if cores == "*" else int(cores)
     shuffle = shuffle_partitions or default_shuffle_partitions(n)
+    # Python workers (the PII HMAC is a pandas UDF) must run this interpreter, which has pandas
+    # and pyarrow; PySpark's default `python3` may not (custseg.session.local_session does the same).
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder
     for key, value in delta_conf(snapshot_partitions=shuffle).items():  # JVM Delta, when resolved
         builder = builder.config(key, value)
