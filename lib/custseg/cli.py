@@ -112,6 +112,9 @@ def run_job(args: argparse.Namespace, demo: bool = False, spark=None) -> int:
     from custseg.stages import StageContext, StageImportError, get_stage, pipeline_stages
     from custseg.stages.context import absolute
     from custseg.storage import StorageSettings, Tables
+    from custseg.tracking import TrackingError
+    from custseg.tracking import check as check_tracking
+    from custseg.tracking import start as start_tracking
 
     setup_logging(args.log_level)
     try:
@@ -130,7 +133,8 @@ def run_job(args: argparse.Namespace, demo: bool = False, spark=None) -> int:
         stages = [(n, get_stage(n)) for n in names]
         if "conform" in names:  # the stage that makes identity keys: no salt, no run (before ingest writes)
             resolve_pii_key(conf, demo=demo)
-    except (ConfigError, KeyError, MissingSaltError, SecretError, StageImportError) as exc:
+        check_tracking(conf)  # tracking on without mlflow installed: fail before any stage runs
+    except (ConfigError, KeyError, MissingSaltError, SecretError, StageImportError, TrackingError) as exc:
         log.error("%s", exc)
         return 2
     conf.log_effective(log)
@@ -142,15 +146,29 @@ def run_job(args: argparse.Namespace, demo: bool = False, spark=None) -> int:
         recorder = RunRecorder(job=name, run_date=args.date, spark=spark)
         if getattr(args, "external_run_id", None):
             recorder.details["external_run_id"] = args.external_run_id
-        ctx = StageContext(spark, conf, args.date, tables, recorder, demo=demo)
+        tags = {
+            "custseg.run_id": recorder.run_id,
+            "custseg.job": name,
+            "custseg.run_date": args.date,
+            "custseg.external_run_id": getattr(args, "external_run_id", None),
+            "custseg.storage_engine": tables.engine_name,
+        }
+        tracker = start_tracking(conf, tags, run_name=f"{name} {args.date}")  # a no-op when tracking is off
+        ctx = StageContext(spark, conf, args.date, tables, recorder, demo=demo, tracker=tracker)
         record_start(spark, tables, recorder)  # a run that dies without an end stays visible
         try:
             with connect_gc_guard(spark), recorder.stage(name):
                 fn(ctx)
         except Exception as exc:
             log.exception("stage %s failed for %s", name, args.date)
+            tracker.close(failed=True)
+            if tracker.run_id:
+                recorder.details["mlflow_run_id"] = tracker.run_id
             record_run(spark, tables, recorder, "failed", exc)
             return 1
+        tracker.close()
+        if tracker.run_id:
+            recorder.details["mlflow_run_id"] = tracker.run_id
         record_run(spark, tables, recorder, "succeeded")
         log.info(
             "stage %s %s: rows_in=%d rows_out=%d quarantined=%d in %.1fs",

@@ -25,6 +25,8 @@ _NOT_SECRET = re.compile(
     r"pii\.(salt_env|salt_secret|salt_min_length|key_delivery|allow_demo_salt)|marketing\.holdout_salt"
 )
 MASK = "*********(redacted)"
+# user-info of a URL (``https://user:token@host``): a credential whatever the key is called
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]+@")
 
 
 def is_secret_key(key: str) -> bool:
@@ -40,4 +42,11 @@ def redact_mapping(node: Any, path: str = "") -> Any:
         return [redact_mapping(v, path) for v in node]
     if isinstance(node, str) and node and is_secret_key(path):
         return MASK
+    if isinstance(node, str):
+        return mask_url_credentials(node)
     return node
+
+
+def mask_url_credentials(text: str) -> str:
+    """``scheme://user:token@host`` -> ``scheme://*********(redacted)@host`` wherever it appears."""
+    return _URL_USERINFO.sub(lambda m: m.group(1) + MASK + "@", text)

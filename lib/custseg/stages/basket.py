@@ -87,6 +87,9 @@ def run(ctx: StageContext) -> None:
     if events is not None:
         events = events.where(F.to_date("ts") <= F.lit(as_of))
     segments = latest_segments(t, as_of)
+    tr, versions = ctx.tracker, {}
+    if tr.enabled:
+        tr.log_params({"run_date": ctx.run_date, **_settings_params(bs, rs)})
 
     with rec.stage("fp-growth"):
         window_start = as_of - timedelta(days=bs.window_days)
@@ -110,26 +113,27 @@ def run(ctx: StageContext) -> None:
             itemsets = itemsets.unionByName(seg_sets)
             rules = rules.unionByName(seg_rules)
         rules = rules.persist(StorageLevel.MEMORY_AND_DISK)
-        t.overwrite(
+        versions[ITEMSETS] = t.overwrite(
             itemsets.select(*stamp, "segment_id", *ITEMSET_COLUMNS),
             ITEMSETS,
             partition_by=["snapshot_date"],
             where=snap,
         )
-        t.overwrite(
+        versions[RULES] = t.overwrite(
             rules.select(*stamp, "segment_id", *RULE_COLUMNS), RULES, partition_by=["snapshot_date"], where=snap
         )
         n_rules = rules.count()
         rec.rows_in += mined.n_baskets
         rec.rows_out += n_rules
         rec.details["fp_growth"] = {**mined.summary(), "rules": n_rules, "segments_mined": len(per_segment)}
+        tr.log_metrics({f"fp_growth.{k}": v for k, v in rec.details["fp_growth"].items()})
 
     journeys = None
     if bs.journeys.enabled:
         with rec.stage("journeys"):
             j_rules, recent = journey_inputs(lines, bs, as_of, products)
             j_rules = j_rules.persist(StorageLevel.MEMORY_AND_DISK)
-            t.overwrite(
+            versions[JOURNEY_RULES] = t.overwrite(
                 j_rules.select(*stamp, *JOURNEY_COLUMNS), JOURNEY_RULES, partition_by=["snapshot_date"], where=snap
             )
             rec.details["journeys"] = {"rules": j_rules.count(), "horizon_days": bs.journeys.horizon_days}
@@ -166,7 +170,9 @@ def run(ctx: StageContext) -> None:
                 horizon_days=bs.journeys.horizon_days,
             )
         )
-        t.overwrite(offers.select(*stamp, *CROSS_SELL_COLUMNS), CROSS_SELL, partition_by=["snapshot_date"], where=snap)
+        versions[CROSS_SELL] = t.overwrite(
+            offers.select(*stamp, *CROSS_SELL_COLUMNS), CROSS_SELL, partition_by=["snapshot_date"], where=snap
+        )
 
     with rec.stage("als"):
         inter = interactions(
@@ -181,7 +187,11 @@ def run(ctx: StageContext) -> None:
         )
         cold_segments = segments if rs.cold_start == "segment" else None
         recs = targets.transform(recommend(fit, owned, cold_segments, rs.top_n, rs.max_candidates))
-        t.overwrite(recs.select(*stamp, *RECO_COLUMNS), RECOMMENDATIONS, partition_by=["snapshot_date"], where=snap)
+        versions[RECOMMENDATIONS] = t.overwrite(
+            recs.select(*stamp, *RECO_COLUMNS), RECOMMENDATIONS, partition_by=["snapshot_date"], where=snap
+        )
+        tr.log_metrics({"als.items": fit.n_items})
+        tr.log_model("als", fit.model)
         fit.unpersist()
 
     rules.unpersist()
@@ -195,13 +205,55 @@ def run(ctx: StageContext) -> None:
     if rs.evaluate:
         with rec.stage("reco_quality"):
             quality = holdout_quality(lines, events, as_of, bs, rs, products)
-            t.overwrite(
+            versions[RECO_QUALITY] = t.overwrite(
                 quality.select(F.lit(as_of).alias("snapshot_date"), *QUALITY_COLUMNS),
                 RECO_QUALITY,
                 partition_by=["snapshot_date"],
                 where=snap,
             )
+            rows = quality.collect()  # methods x k: a handful of rows
             rec.details["reco_quality"] = [
                 {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.asDict().items() if k != "train_end"}
-                for r in quality.where(F.col("k") == max(rs.k)).collect()
+                for r in rows
+                if r["k"] == max(rs.k)
             ]
+            tr.log_metrics(reco_metrics(rows))
+    tr.log_params({f"version.{name}": v for name, v in versions.items()})
+
+
+def reco_metrics(rows) -> dict[str, float]:
+    """reco_quality rows as MLflow metrics: ``reco.<method>.<metric>_at_<k>`` (map_at_10, ...)."""
+    out = {}
+    for r in rows:
+        prefix = f"reco.{r['method']}"
+        out[f"{prefix}.users_at_{r['k']}"] = r["users"]
+        for metric in ("precision", "recall", "map", "coverage"):
+            out[f"{prefix}.{metric}_at_{r['k']}"] = r[metric]
+    return out
+
+
+def _settings_params(bs: BasketSettings, rs: RecommendSettings) -> dict:
+    """What decides the rules and the ALS model, as MLflow parameters."""
+    a = rs.als
+    return {
+        "basket.level": bs.level,
+        "basket.window_days": bs.window_days,
+        "basket.min_support": bs.min_support,
+        "basket.min_confidence": bs.min_confidence,
+        "basket.min_lift": bs.min_lift,
+        "basket.max_itemset_size": bs.max_itemset_size,
+        "basket.by_segment": bs.by_segment,
+        "als.rank": a.rank,
+        "als.max_iter": a.max_iter,
+        "als.reg_param": a.reg_param,
+        "als.alpha": a.alpha,
+        "als.seed": a.seed,
+        "als.num_blocks": a.num_blocks,  # 0: the session's default parallelism
+        "als.implicit_prefs": True,
+        "recommend.window_days": rs.window_days,
+        "recommend.weights": rs.weights,
+        "recommend.top_n": rs.top_n,
+        "recommend.cold_start": rs.cold_start,
+        "recommend.holdout_days": rs.holdout_days if rs.evaluate else None,
+        "recommend.k": list(rs.k),
+    }

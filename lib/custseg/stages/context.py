@@ -1,4 +1,4 @@
-"""What every stage gets: session, config, run date, tables and the run recorder."""
+"""What every stage gets: session, config, run date, tables, the run recorder and the model tracker."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pyspark.sql import SparkSession
 
 from custseg.config import Config
 from custseg.runs import RunRecorder
+from custseg.tracking import NO_TRACKING, Tracker
 
 
 def absolute(path: str) -> str:
@@ -28,6 +29,7 @@ class StageContext:
     tables: object  # custseg.storage.Tables
     recorder: RunRecorder
     demo: bool = False  # the demo may fall back to the demo PII salt
+    tracker: Tracker = NO_TRACKING  # MLflow tracking of the models a stage fits (custseg.tracking)
 
     @property
     def as_of(self) -> date:

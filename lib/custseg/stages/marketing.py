@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import date, timedelta
 
 from pyspark import StorageLevel
@@ -154,8 +154,62 @@ def _fit_models(
     }
     rows = [r for m in models.values() for r in m.quality_rows()]
     quality = ctx.spark.createDataFrame(rows, QUALITY_SCHEMA).withColumn("snapshot_date", F.lit(ctx.as_of))
-    ctx.tables.overwrite(quality, QUALITY, partition_by=["snapshot_date"], where={"snapshot_date": ctx.run_date})
+    version = ctx.tables.overwrite(
+        quality, QUALITY, partition_by=["snapshot_date"], where={"snapshot_date": ctx.run_date}
+    )
+    if ctx.tracker.enabled:
+        _track_propensity(ctx, params, models, version)
     return models
+
+
+def _track_propensity(ctx: StageContext, params: PropensityParams, models: dict[str, PropensityModel], version) -> None:
+    """The propensity models in MLflow: settings, per goal the kept model, its validation AUC of every
+    candidate and calibration by decile (the figures of gold.propensity_quality), and the fitted pipelines."""
+    tr = ctx.tracker
+    tr.log_params(
+        {
+            "run_date": ctx.run_date,
+            **{f"propensity.{k}": v for k, v in asdict(params).items()},
+            f"version.{QUALITY}": version,
+        }
+    )
+    logged: dict[int, str] = {}  # goals with one training history share one fitted model: log it once
+    for goal, m in sorted(models.items()):
+        key = f"propensity.{goal}"
+        artifact = None
+        if m.model is not None:
+            artifact = logged.get(id(m.model))
+            if artifact is None:
+                artifact = logged[id(m.model)] = f"propensity_{goal}"
+                tr.log_model(artifact, m.model)
+        tr.log_params(
+            {
+                f"{key}.model": m.chosen,
+                f"{key}.training_source": m.training_source,
+                f"{key}.label": m.label,
+                f"{key}.artifact": f"models/{artifact}" if artifact else None,
+            }
+        )
+        tr.log_metrics(
+            {
+                f"{key}.base_rate": m.base_rate,
+                f"{key}.n_train": m.n_train,
+                f"{key}.n_validation": m.n_validation,
+                f"{key}.positives": m.positives,
+                f"{key}.auc": m.auc_chosen,
+                **{f"{key}.auc.{name}": auc for name, auc in m.auc.items()},
+            }
+        )
+        for name, deciles in m.calibration.items():
+            for d in deciles:
+                tr.log_metrics(
+                    {
+                        f"{key}.{name}.calibration.mean_predicted": d["mean_predicted"],
+                        f"{key}.{name}.calibration.observed_rate": d["observed_rate"],
+                        f"{key}.{name}.calibration.n": d["n"],
+                    },
+                    step=d["decile"],
+                )
 
 
 def run(ctx: StageContext) -> None:

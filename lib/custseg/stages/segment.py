@@ -120,23 +120,8 @@ def _centres_frame(ctx: StageContext, fit: SegmentFit, matches: list[Match]) -> 
     return ctx.spark.createDataFrame(rows, CENTRES_SCHEMA)
 
 
-def _quality_rows(
-    ctx: StageContext, s: SegmentSettings, fit: SegmentFit, matches: list[Match], per_segment: list, extra: dict
-) -> DataFrame:
-    d, algo, fs = ctx.as_of, fit.algorithm, s.feature_set_label
-
-    def row(kind, k, sid, metric, value):
-        return (d, kind, k, sid, metric, None if value is None else float(value), algo, fs)
-
-    rows = []
-    chosen = fit.quality["k_requested"]
-    for p in fit.k_curve:
-        rows += [
-            row("k_selection", p.k, None, "silhouette", p.silhouette),
-            row("k_selection", p.k, None, "wss", p.wss),
-            row("k_selection", p.k, None, "sample_rows", p.rows),
-            row("k_selection", p.k, None, "chosen", 1.0 if p.k == chosen else 0.0),
-        ]
+def _overall(fit: SegmentFit, matches: list[Match], extra: dict) -> dict:
+    """The ``overall`` metrics of segment_quality (the same figures go to MLflow)."""
     overall = {
         key: fit.quality[key]
         for key in (
@@ -156,6 +141,26 @@ def _quality_rows(
     overall.update(extra)
     overall["segments_kept"] = sum(m.previous_id is not None for m in matches)
     overall["segments_new"] = sum(m.previous_id is None for m in matches)
+    return overall
+
+
+def _quality_rows(
+    ctx: StageContext, s: SegmentSettings, fit: SegmentFit, matches: list[Match], per_segment: list, overall: dict
+) -> DataFrame:
+    d, algo, fs = ctx.as_of, fit.algorithm, s.feature_set_label
+
+    def row(kind, k, sid, metric, value):
+        return (d, kind, k, sid, metric, None if value is None else float(value), algo, fs)
+
+    rows = []
+    chosen = fit.quality["k_requested"]
+    for p in fit.k_curve:
+        rows += [
+            row("k_selection", p.k, None, "silhouette", p.silhouette),
+            row("k_selection", p.k, None, "wss", p.wss),
+            row("k_selection", p.k, None, "sample_rows", p.rows),
+            row("k_selection", p.k, None, "chosen", 1.0 if p.k == chosen else 0.0),
+        ]
     rows += [row("overall", fit.k, None, metric, value) for metric, value in overall.items()]
     by_cluster = {c.cluster: c for c in fit.centres}
     for m in matches:
@@ -169,6 +174,53 @@ def _quality_rows(
         for metric in ("contacts", "responders", "response_rate", "control_contacts", "control_rate", "lift"):
             rows.append(row("segment", fit.k, int(r["segment_id"]), metric, r[metric]))
     return ctx.spark.createDataFrame(rows, QUALITY_SCHEMA)
+
+
+def _track(
+    ctx: StageContext, s: SegmentSettings, fit: SegmentFit, overall: dict, versions: dict, prev_date: str | None
+) -> None:
+    """The fit in MLflow: settings, the overall and k-selection figures of segment_quality, the model."""
+    tr = ctx.tracker
+    tr.log_params(
+        {
+            "run_date": ctx.run_date,
+            "algorithm": fit.algorithm,
+            "k": fit.k,
+            "k_setting": s.k,  # 0: chosen from the data over k_min..k_max
+            "k_min": s.k_min,
+            "k_max": s.k_max,
+            "k_criterion": s.k_criterion,
+            "seed": s.seed,
+            "n_init": s.n_init,
+            "max_iter": s.max_iter,
+            "tol": s.tol,
+            "sample_rows": s.sample_rows,
+            "feature_set": s.feature_set_label,
+            "feature_columns": ",".join(fit.feature_cols),
+            "log1p_columns": ",".join(c for c in s.log1p_columns if c in fit.feature_cols),
+            "impute": s.impute,
+            "standardize": s.standardize,
+            "previous_snapshot": prev_date,
+            **{f"version.{FEATURES}": ctx.tables.version(FEATURES)},
+            **{f"version.{name}": v for name, v in versions.items()},
+        }
+    )
+    tr.log_metrics(overall)
+    for p in fit.k_curve:
+        tr.log_metrics({"k_selection.silhouette": p.silhouette, "k_selection.wss": p.wss}, step=p.k)
+    sc = fit.scaling
+    tr.log_dict(
+        {
+            "feature_columns": fit.feature_cols,
+            "log1p_columns": [c for c in s.log1p_columns if c in fit.feature_cols],
+            "fill": fit.fill,
+            "scaling": {"columns": list(sc.columns), "mean": list(sc.mean), "std": list(sc.std)},
+            "standardized": sc.standardized,
+            "note": "the model clusters the scaled vector: fill, log1p, then (x - mean) / std per column",
+        },
+        "segment/features.json",
+    )
+    tr.log_model(fit.algorithm, fit.model)
 
 
 def run(ctx: StageContext) -> None:
@@ -302,15 +354,19 @@ def run(ctx: StageContext) -> None:
             if responses is not None
             else []
         )
-        quality = _quality_rows(ctx, s, fit, matches, per_segment, {k: v for k, v in extra.items() if v is not None})
+        overall = _overall(fit, matches, {k: v for k, v in extra.items() if v is not None})
+        quality = _quality_rows(ctx, s, fit, matches, per_segment, overall)
         migration = (
             migration_matrix(prev_segments, current) if prev_date is not None else migration_matrix(empty, empty)
         ).select(snapshot, F.lit(prev_date).cast("date").alias("previous_snapshot_date"), "*")
     with rec.stage("write"):
-        t.overwrite(segments, SEGMENTS, partition_by=["snapshot_date"], where=where)
-        t.overwrite(profiles, PROFILES, partition_by=["snapshot_date"], where=where)
-        t.overwrite(quality, QUALITY, partition_by=["snapshot_date"], where=where)
-        t.overwrite(migration, MIGRATION, partition_by=["snapshot_date"], where=where)
+        versions = {
+            name: t.overwrite(df, name, partition_by=["snapshot_date"], where=where)
+            for df, name in ((segments, SEGMENTS), (profiles, PROFILES), (quality, QUALITY), (migration, MIGRATION))
+        }
+    if ctx.tracker.enabled:
+        with rec.stage("tracking"):
+            _track(ctx, s, fit, overall, versions, prev_date)
     rec.rows_out = fit.quality["rows"]
     rec.details.update(
         {
