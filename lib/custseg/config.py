@@ -416,3 +416,16 @@ def _check_core(conf: Config) -> None:
     zero_price = conf.get_path("conform.zero_price_lines", "not_purchases")
     if zero_price not in ("not_purchases", "purchases"):
         raise conf.error("conform.zero_price_lines", f"must be 'not_purchases' or 'purchases'; got {zero_price!r}")
+
+
+@validator
+def _check_tracking(conf: Config) -> None:
+    """MLflow tracking settings (custseg.tracking), checked even while tracking is off."""
+    if not str(conf.get_path("tracking.experiment", "custseg")).strip():
+        raise conf.error("tracking.experiment", "must name an MLflow experiment (e.g. custseg, /Shared/custseg)")
+    retries = conf.get_path("tracking.http_max_retries", 2)
+    if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 10:
+        raise conf.error("tracking.http_max_retries", f"must be an integer from 0 to 10; got {retries!r}")
+    timeout = conf.get_path("tracking.http_timeout_seconds", 30)
+    if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0:
+        raise conf.error("tracking.http_timeout_seconds", f"must be a positive integer; got {timeout!r}")

@@ -70,16 +70,26 @@ def pipeline_args(home: Path) -> list[str]:
     ]
 
 
+def tracking_args(home: Path) -> list[str]:
+    """MLflow tracking on, into a file store in the home (tests/integration/test_tracking.py reads it)."""
+    return ["--set", "tracking.enabled=true", "--set", f"tracking.uri={tracking_store(home).as_uri()}"]
+
+
+def tracking_store(home: Path) -> Path:
+    return home / "mlruns"
+
+
 @pytest.fixture(scope="session")
 def demo_run(spark, tmp_path_factory):
-    """(home, run_date, generate summary) after the whole pipeline ran once on generated data."""
+    """(home, run_date, generate summary) after the whole pipeline ran once on generated data
+    (with MLflow tracking on: the segment, basket and marketing runs are in ``tracking_store(home)``)."""
     from custseg.datagen import generate
     from custseg.stages import pipeline_stages
 
     home = tmp_path_factory.mktemp("demo")
     summary = generate(home, customers=CUSTOMERS, days=365, seed=23, end_date=RUN_DATE, bad_share=0.02)
     assert summary.batch_dates[-1] == RUN_DATE
-    rc = run_stages(spark, home, RUN_DATE, pipeline_stages(), pipeline_args(home))
+    rc = run_stages(spark, home, RUN_DATE, pipeline_stages(), pipeline_args(home) + tracking_args(home))
     assert rc == 0, "pipeline failed on generated data (see the log above)"
     return home, RUN_DATE, summary
 

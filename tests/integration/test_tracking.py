@@ -1,12 +1,13 @@
 """MLflow tracking (``tracking.*``, custseg.tracking) against a local file store.
 
-The segment stage runs on small planted-persona features with tracking on, then MLflow's own
-client reads the run back: its tags tie it to gold.job_runs, its parameters and metrics equal
-what the stage wrote to gold.segment_quality at the table version the run names, and the model
-artifact loads as a KMeans model with the chosen k. The basket and marketing stages run again
-on the shared pipeline run's tables (idempotent per date) and are checked the same way against
-gold.reco_quality and gold.propensity_quality. An unreachable server is one warning and a
-succeeded stage; tracking off imports no mlflow and writes nothing.
+The shared pipeline run (tests/integration/conftest.py) runs with tracking on into a file store
+in its home; MLflow's own client reads it back. The segment, basket and marketing runs (and
+only those: the other stages fit nothing) carry tags that tie them to gold.job_runs, parameters
+and metrics equal to what each stage wrote to its gold quality table at the table version the
+run names, and model artifacts that load back (KMeans with the chosen k, ALS with the configured
+rank, the propensity pipelines). On small planted-persona features, the segment stage with an
+unreachable server logs one warning and succeeds, and with tracking off imports no mlflow and
+writes nothing.
 """
 
 from __future__ import annotations
@@ -15,16 +16,16 @@ import json
 import os
 import socket
 import sys
+from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F
 
-from tests.integration.conftest import pipeline_args, run_stages
+from tests.integration.conftest import RUN_DATE, run_stages, tracking_store
 from tests.integration.test_segment_e2e import persona_features
 
 pytestmark = pytest.mark.slow
 
-RUN_DATE = "2026-06-30"
 FAST = [
     "--set",
     "segment.k_min=2",
@@ -41,10 +42,13 @@ def tracking_on(uri: str) -> list[str]:
     return ["--set", "tracking.enabled=true", "--set", f"tracking.uri={uri}"]
 
 
-def latest_run_row(tables, job: str):
+def latest_run_row(tables, job: str, run_id: str | None = None):
+    """The closing row of the latest run of ``job`` (or of the run ``run_id``) in gold.job_runs."""
     from custseg.runs import latest_runs
 
     runs = tables.read("gold.job_runs").where(F.col("job") == job).transform(latest_runs)
+    if run_id is not None:
+        runs = runs.where(F.col("run_id") == run_id)
     return runs.orderBy(F.col("started_at").desc()).first()
 
 
@@ -77,27 +81,29 @@ def segment_home(spark, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def tracked_segment(spark, segment_home, tmp_path_factory):
-    home, tables = segment_home
-    store = tmp_path_factory.mktemp("mlruns")
-    assert run_stages(spark, home, RUN_DATE, ["segment"], FAST + tracking_on(store.as_uri())) == 0
-    return home, tables, store
+def demo_store(demo_run, demo_tables):
+    """(client, {job: MLflow run}, tables, store) of the shared, tracked pipeline run."""
+    home, _, _ = demo_run
+    store = tracking_store(home)
+    client, runs = only_run(store.as_uri())
+    by_job = {r.data.tags["custseg.job"]: r for r in runs}
+    # One run per stage run that fits a model; ingest, conform, features and report log nothing.
+    assert sorted(r.data.tags["custseg.job"] for r in runs) == ["basket", "marketing", "segment"]
+    return client, by_job, demo_tables, store
 
 
-def test_segment_run_holds_what_the_stage_wrote(spark, tracked_segment, tmp_path):
+def test_segment_run_holds_what_the_stage_wrote(spark, demo_store, tmp_path):
     from pyspark.ml.clustering import KMeansModel
 
-    _, tables, store = tracked_segment
-    client, runs = only_run(store.as_uri())
-    assert len(runs) == 1
-    run = runs[0]
+    client, by_job, tables, store = demo_store
+    run = by_job["segment"]
     params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
     assert run.info.status == "FINISHED"
 
     # One MLflow run per stage run, both ways linked.
-    job = latest_run_row(tables, "segment")
+    job = latest_run_row(tables, "segment", tags["custseg.run_id"])
     assert job["status"] == "succeeded"
-    assert (tags["custseg.run_id"], tags["custseg.job"], tags["custseg.run_date"]) == (job["run_id"], "segment", RUN_DATE)
+    assert (tags["custseg.job"], tags["custseg.run_date"]) == ("segment", RUN_DATE)
     assert json.loads(job["details"])["mlflow_run_id"] == run.info.run_id
 
     # The figures of gold.segment_quality at the version the run names.
@@ -108,22 +114,23 @@ def test_segment_run_holds_what_the_stage_wrote(spark, tracked_segment, tmp_path
     assert {m: metrics.get(m) for m in overall} == pytest.approx(overall)
     chosen = quality.where("kind = 'k_selection' AND metric = 'chosen' AND value = 1").first()["k"]
     assert params["k"] == str(chosen)
-    assert (params["algorithm"], params["k_min"], params["k_max"], params["n_init"]) == ("kmeans", "2", "4", "1")
+    assert (params["algorithm"], params["k_min"], params["k_max"]) == ("kmeans", "2", "8")  # pipeline_args: k_max=8
     curve = {r["k"]: r["value"] for r in quality.where("kind = 'k_selection' AND metric = 'silhouette'").collect()}
     history = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "k_selection.silhouette")}
-    assert sorted(curve) == [2, 3, 4]
+    assert sorted(curve) == list(range(2, 9))
     assert history == pytest.approx(curve)
     profiles = tables.read("gold.segment_profiles", version=int(params["version.gold.segment_profiles"]))
-    assert profiles.where(F.col("snapshot_date") == RUN_DATE).count() == chosen
+    profiles = profiles.where(F.col("snapshot_date") == RUN_DATE)
+    assert profiles.count() == chosen
 
     # The model: a KMeans model with the chosen k, and the scaling it needs.
     model = KMeansModel.load(client.download_artifacts(run.info.run_id, "models/kmeans", str(tmp_path)))
     assert len(model.clusterCenters()) == chosen
     features = json.loads(
-        open(client.download_artifacts(run.info.run_id, "segment/features.json", str(tmp_path))).read()
+        Path(client.download_artifacts(run.info.run_id, "segment/features.json", str(tmp_path))).read_text()
     )
-    centre_keys = set(profiles.where(F.col("snapshot_date") == RUN_DATE).first()["centre_z"])
-    assert set(features["feature_columns"]) == centre_keys == set(params["feature_columns"].split(","))
+    assert set(features["feature_columns"]) == set(profiles.first()["centre_z"])
+    assert features["feature_columns"] == params["feature_columns"].split(",")
     assert len(features["scaling"]["mean"]) == len(features["feature_columns"]) == model.clusterCenters()[0].size
     assert_no_salt(store)
 
@@ -169,26 +176,13 @@ def test_tracking_off_imports_no_mlflow_and_writes_nothing(spark, segment_home, 
     assert tables.version("gold.customer_segments") == version
 
 
-@pytest.fixture(scope="module")
-def tracked_demo(spark, demo_run, demo_tables, tmp_path_factory):
-    """basket and marketing once more over the shared run's tables (same date: same tables), tracked."""
-    home, run_date, _ = demo_run
-    store = tmp_path_factory.mktemp("mlruns-demo")
-    extra = pipeline_args(home) + tracking_on(store.as_uri())
-    assert run_stages(spark, home, run_date, ["basket", "marketing"], extra) == 0
-    client, runs = only_run(store.as_uri())
-    by_job = {r.data.tags["custseg.job"]: r for r in runs}
-    assert len(runs) == 2 and set(by_job) == {"basket", "marketing"}
-    return client, by_job, demo_tables, store
-
-
-def test_basket_run_holds_als_and_reco_quality(spark, tracked_demo, tmp_path):
+def test_basket_run_holds_als_and_reco_quality(spark, demo_store, tmp_path):
     from pyspark.ml.recommendation import ALSModel
 
     from custseg.config import load_config
     from custseg.recommend.settings import RecommendSettings
 
-    client, by_job, tables, _ = tracked_demo
+    client, by_job, tables, _ = demo_store
     run = by_job["basket"]
     params, metrics = run.data.params, run.data.metrics
     als = RecommendSettings.from_config(load_config(None)).als
@@ -212,10 +206,10 @@ def test_basket_run_holds_als_and_reco_quality(spark, tracked_demo, tmp_path):
     assert model.itemFactors.count() == metrics["als.items"]
 
 
-def test_marketing_run_holds_propensity_quality_and_models(spark, tracked_demo, tmp_path):
+def test_marketing_run_holds_propensity_quality_and_models(spark, demo_store, tmp_path):
     from pyspark.ml import PipelineModel
 
-    client, by_job, tables, store = tracked_demo
+    client, by_job, tables, store = demo_store
     run = by_job["marketing"]
     params, metrics = run.data.params, run.data.metrics
     version = int(params["version.gold.propensity_quality"])

@@ -76,6 +76,9 @@ def _variables(bundle: dict, target: str) -> dict[str, str]:
     return values
 
 
+(TRACKING_EXTRA,) = PYPROJECT["project"]["optional-dependencies"]["tracking"]
+
+
 def test_bundle_jobs_have_one_wheel_task_per_stage_in_pipeline_order(bundle):
     jobs = bundle["resources"]["jobs"]
     assert set(jobs) == {"custseg_daily", "custseg_daily_serverless"}
@@ -90,10 +93,13 @@ def test_bundle_jobs_have_one_wheel_task_per_stage_in_pipeline_order(bundle):
             assert wheel["entry_point"] == f"custseg-{task['task_key']}"
             resolve_entry_point(wheel["entry_point"])
             if name == "custseg_daily":
-                assert task["libraries"] == [{"whl": "../../dist/*.whl"}]
+                # the wheel and its `tracking` extra (conf/databricks.yaml turns MLflow tracking on)
+                assert task["libraries"] == [{"whl": "../../dist/*.whl"}, {"pypi": {"package": TRACKING_EXTRA}}]
                 assert task["job_cluster_key"] in {c["job_cluster_key"] for c in job["job_clusters"]}
             else:  # serverless: the wheel is a dependency of the job's environment
                 assert task["environment_key"] in {e["environment_key"] for e in job["environments"]}
+                (env,) = job["environments"]
+                assert env["spec"]["dependencies"] == ["../../dist/*.whl", TRACKING_EXTRA]
                 assert "libraries" not in task and "job_cluster_key" not in task
 
 

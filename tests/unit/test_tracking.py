@@ -84,3 +84,18 @@ def test_tracking_off_never_imports_mlflow():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_bad_tracking_settings_fail_naming_the_key():
+    import pytest
+
+    from custseg.config import ConfigError
+
+    conf = load_config(None)
+    for key, value in (
+        ("tracking.experiment", " "),
+        ("tracking.http_max_retries", 50),
+        ("tracking.http_timeout_seconds", 0),
+    ):
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            conf.with_overrides({key: value})
