@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pyspark.sql import functions as F
 
@@ -85,6 +86,88 @@ def test_planted_sku_rules_found_with_their_lift(spark, demo_run, demo_tables):
     _check(found, _planted(home, "sku"))
 
 
+def _pandas_baskets(demo_run, bs) -> tuple[list[str], np.ndarray]:
+    """The stage's basket definition re-done in pandas over silver.order_items: completed-status
+    lines with a positive (or missing) quantity in (as_of - window_days, as_of], one basket per
+    order of its distinct categories; empty baskets and those over max_basket_items left out.
+    Returns (items, a baskets x items boolean matrix)."""
+
+    from custseg.storage.arrow_read import read_pandas
+
+    home, run_date, _ = demo_run
+    as_of = date.fromisoformat(run_date)
+    lines = read_pandas(home / "tables" / "silver" / "order_items")
+    lines = lines[["order_id", "order_date", "status", "qty", bs.level]].rename(columns={bs.level: "item"})
+    day = lines["order_date"].map(lambda d: date.fromisoformat(str(d)))
+    keep = (
+        lines["status"].isin(bs.statuses)
+        & (lines["qty"].fillna(1) > 0)
+        & (day > as_of - timedelta(days=bs.window_days))
+        & (day <= as_of)
+        & lines["item"].notna()
+    )
+    pairs = lines.loc[keep, ["order_id", "item"]].drop_duplicates()
+    sizes = pairs.groupby("order_id")["item"].transform("size")
+    pairs = pairs[sizes <= bs.max_basket_items]
+    items = sorted(pairs["item"].unique())
+    matrix = pairs.assign(v=True).pivot_table(index="order_id", columns="item", values="v", fill_value=False)
+    return items, matrix[items].to_numpy(dtype=bool)
+
+
+def test_rules_recounted_independently_in_pandas(demo_run, demo_tables):
+    """Every rule's counts, support, confidence, lift, leverage and conviction recounted from the
+    order lines (agreement to 1e-9), and no rule missing: every itemset up to max_itemset_size
+    whose support, confidence and lift pass the thresholds is in gold.association_rules."""
+    from itertools import combinations
+
+    from custseg.basket.settings import BasketSettings
+    from custseg.config import load_config
+
+    _, run_date, _ = demo_run
+    bs = BasketSettings.from_config(load_config(ROOT / "conf" / "local.yaml"))
+    items, m = _pandas_baskets(demo_run, bs)
+    n = m.shape[0]
+    col = {item: i for i, item in enumerate(items)}
+
+    def count(itemset) -> int:
+        return int(m[:, [col[i] for i in itemset]].all(axis=1).sum())
+
+    rules = demo_tables.read("gold.association_rules").where(
+        (F.col("snapshot_date") == F.lit(run_date)) & F.col("segment_id").isNull() & (F.col("level") == bs.level)
+    )
+    found = {(tuple(sorted(r["antecedent"])), r["consequent"]): r for r in rules.collect()}  # bounded: the rules
+    assert len(found) > 20
+    for (ante, cons), r in found.items():
+        a, c, u = count(ante), count((cons,)), count((*ante, cons))
+        assert (r["antecedent_count"], r["consequent_count"], r["union_count"]) == (a, c, u), (ante, cons)
+        conf = u / a
+        expected = {
+            "support": u / n,
+            "confidence": conf,
+            "lift": conf / (c / n),
+            "leverage": u / n - (a / n) * (c / n),
+        }
+        if conf < 1:
+            expected["conviction"] = (1 - c / n) / (1 - conf)
+        for name, value in expected.items():
+            assert abs(r[name] - value) <= 1e-9, (ante, cons, name, r[name], value)
+
+    # Completeness: every frequent itemset's single-consequent rules that pass the thresholds.
+    wanted = set()
+    for size in range(2, bs.max_itemset_size + 1):
+        for itemset in combinations(items, size):
+            u = count(itemset)
+            if u / n < bs.min_support:
+                continue
+            for cons in itemset:
+                ante = tuple(i for i in itemset if i != cons)
+                conf = u / count(ante)
+                if conf >= bs.min_confidence and conf / (count((cons,)) / n) >= bs.min_lift:
+                    wanted.add((ante, cons))
+    assert set(found) == wanted, (sorted(set(found) - wanted)[:5], sorted(wanted - set(found))[:5])
+    print(f"{len(found)} rules recounted over {n} baskets of {len(items)} items")
+
+
 def _map_at_10(demo_run, demo_tables) -> dict:
     _, run_date, _ = demo_run
     q = demo_tables.read("gold.reco_quality").where((F.col("snapshot_date") == F.lit(run_date)) & (F.col("k") == 10))
@@ -104,6 +187,8 @@ def test_planted_journeys_found_and_fire_first(demo_run, demo_tables):
     rules = demo_tables.read("gold.journey_rules").where(F.col("snapshot_date") == run_date).collect()
     found = {(r["antecedent"][0], r["consequent"]): r for r in rules}
     print({k: (round(r["confidence"], 3), round(r["lift"], 2), r["eligible"]) for k, r in found.items()})
+    # Exactly the planted journeys: no unplanted pair passes the stage's thresholds.
+    assert set(found) == {(p["trigger"], p["follow_up"]) for p in planted}, sorted(found)
     for p in planted:
         r = found.get((p["trigger"], p["follow_up"]))
         assert r is not None, f"planted journey {p['trigger']} -> {p['follow_up']} not found"

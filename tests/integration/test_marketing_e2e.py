@@ -18,6 +18,7 @@ from datetime import date
 import pytest
 
 from tests.integration.conftest import RUN_DATE, pipeline_args, run_stages
+from tests.integration.landing_truth import landing_consent
 
 pytestmark = pytest.mark.slow
 
@@ -360,7 +361,6 @@ def test_holdout_identical_on_rerun_and_share_within_a_point(spark, marketing_ru
 
 
 def test_exports_hashed_consented_and_checksummed(spark, marketing_run):
-    from pyspark.sql import functions as F
 
     home, tables, _ = marketing_run
     root = home / "exports" / RUN_DATE
@@ -385,27 +385,28 @@ def test_exports_hashed_consented_and_checksummed(spark, marketing_run):
         (root / f["file"]).read_text() for f in doc["files"] if f["format"] == "csv" and f["export"] not in raw_profiles
     )
     assert not any(e in blob or p in blob for e, p in raw)
-    customers = tables.read("silver.customers")
+    # Consent rebuilt from the landing CRM files (tests/integration/landing_truth.py), not silver.customers.
+    consent = landing_consent(home, os.environ["CUSTSEG_PII_SALT"])
+    ads_hashes = {h for c in consent.values() if c.opt_in_ads for h in (c.email_sha256, c.phone_sha256) if h}
+    checked = 0
     for f in [f for f in doc["files"] if f["format"] == "parquet"]:
-        df = spark.read.parquet(str(root / f["file"]))
-        assert df.count() == f["rows"]
+        rows = spark.read.parquet(str(root / f["file"])).collect()  # an export of a 2.5k-customer run
+        assert len(rows) == f["rows"]
         kind = f["export"]
         if kind in ("email", "sms"):
-            consent = {"email": "opt_in_email", "sms": "opt_in_sms"}[kind]
-            bad = df.join(customers, "customer_key", "left").where(~F.coalesce(F.col(consent), F.lit(False))).count()
-            assert bad == 0, f"{f['file']}: customers without {consent}"
+            bad = [
+                r["customer_key"]
+                for r in rows
+                if not (r["customer_key"] in consent and consent[r["customer_key"]].allows(kind))
+            ]
+            assert bad == [], f"{f['file']}: {len(bad)} customers without {kind} consent"
+            checked += len(rows)
         if kind in ("ads", "ads_seed"):
-            ok = customers.where("opt_in_ads")
-            hashes = ok.select(F.col("email_sha256").alias("h")).union(ok.select(F.col("phone_sha256").alias("h")))
-            values = (
-                df.select(F.col("email_sha256").alias("h"))
-                .union(df.select(F.col("phone_sha256").alias("h")))
-                .where("h IS NOT NULL")
-            )
-            assert values.where(~F.col("h").rlike(HEX64.pattern)).count() == 0
-            assert values.join(hashes, "h", "left_anti").count() == 0, (
-                f"{f['file']}: hash of a customer without ads consent"
-            )
+            values = [h for r in rows for h in (r["email_sha256"], r["phone_sha256"]) if h is not None]
+            assert all(HEX64.match(h) for h in values)
+            assert set(values) <= ads_hashes, f"{f['file']}: hash of a customer without ads consent"
+            checked += len(rows)
+    assert checked > 500
     treated = tables.read("gold.campaign_audiences").where(f"snapshot_date = '{RUN_DATE}' AND group = 'control'")
     crm = spark.read.parquet(
         *[str(root / f["file"]) for f in doc["files"] if f["export"] == "crm" and f["format"] == "parquet"]
@@ -443,8 +444,9 @@ def test_activation_files_consented_treatment_only(spark, marketing_run):
     doc = json.loads((root / "manifest.json").read_text())
     summaries = {(a["campaign_id"], a["profile"]): a for a in doc["activation"]}
     assert {p for _, p in summaries} >= {"google_customer_match", "meta_custom_audience", "braze_users", "generic_csv"}
-    ids = {r["customer_id"]: r["customer_key"] for r in tables.read("silver.activation_ids").collect()}
-    customers = {r["customer_key"]: r for r in tables.read("silver.customers").collect()}  # 2.5k rows: a test's bound
+    # Consent and keys rebuilt from the landing CRM files (landing_truth), not the tables under test.
+    customers = landing_consent(home, os.environ["CUSTSEG_PII_SALT"])
+    ids = {c.customer_id: k for k, c in customers.items()}
     audience = {
         (r["campaign_id"], r["customer_key"]): (r["group"], r["channel"])
         for r in tables.read("gold.campaign_audiences").where(F.col("snapshot_date") == RUN_DATE).collect()
@@ -458,24 +460,24 @@ def test_activation_files_consented_treatment_only(spark, marketing_run):
         key = ids[r["customer_id"]]
         group, channel = audience[(r["_campaign"], key)]
         assert group == "treatment" and channel == r["channel"], r
-        assert r["consent_field"] == consent[channel] and customers[key][consent[channel]], r
+        assert r["consent_field"] == consent[channel] and customers[key].allows(channel), r
         if r["email"]:
             raw_emails += 1
-            assert customers[key]["opt_in_email"], f"raw e-mail of a customer without e-mail consent: {key}"
-            assert hashlib.sha256(r["email"].encode()).hexdigest() == customers[key]["email_sha256"]
+            assert customers[key].opt_in_email, f"raw e-mail of a customer without e-mail consent: {key}"
+            assert hashlib.sha256(r["email"].encode()).hexdigest() == customers[key].email_sha256
         if r["phone"]:
-            assert customers[key]["opt_in_sms"], f"raw phone of a customer without sms consent: {key}"
-            assert hashlib.sha256(r["phone"].encode()).hexdigest() == customers[key]["phone_sha256"]
+            assert customers[key].opt_in_sms, f"raw phone of a customer without sms consent: {key}"
+            assert hashlib.sha256(r["phone"].encode()).hexdigest() == customers[key].phone_sha256
     assert raw_emails > 0
 
     for r in _profile_rows(root, doc, "braze_users"):
         key = ids[r["external_id"]]
         group, channel = audience[(r["_campaign"], key)]
-        assert group == "treatment" and customers[key][consent[channel]], r
+        assert group == "treatment" and customers[key].allows(channel), r
 
-    ads_ok = {k for k, c in customers.items() if c["opt_in_ads"]}
-    email_hash = {customers[k]["email_sha256"]: k for k in ads_ok}
-    phone_hash = {customers[k]["phone_sha256"]: k for k in ads_ok}
+    ads_ok = {k for k, c in customers.items() if c.opt_in_ads}
+    email_hash = {customers[k].email_sha256: k for k in ads_ok}
+    phone_hash = {customers[k].phone_sha256: k for k in ads_ok}
     google = _profile_rows(root, doc, "google_customer_match")
     assert google, "no Customer Match rows"
     for r in google:
