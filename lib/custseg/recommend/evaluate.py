@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from pyspark.sql import DataFrame
@@ -154,20 +155,33 @@ def blend(
     return transform
 
 
-def holdout_quality(
+@dataclass
+class HoldoutSplit:
+    """The time split of an evaluation: what each method may learn from, and what it is scored on.
+
+    ``owned``: (customer_key, item) bought in the training window, up to ``cutoff``;
+    ``relevant``: (customer_key, item) first bought after ``cutoff`` (up to the snapshot) by a
+    customer who bought something before it: the held-out truth, never shown to a method.
+    """
+
+    cutoff: date
+    owned: DataFrame
+    relevant: DataFrame
+    users: DataFrame
+
+    def unpersist(self) -> None:
+        for df in (self.owned, self.relevant):
+            df.unpersist()
+
+
+def holdout_split(
     order_items: DataFrame,
-    events: DataFrame | None,
     as_of: date,
     basket: BasketSettings,
     reco: RecommendSettings,
     products: DataFrame | None = None,
-) -> DataFrame:
-    """reco_quality rows (``QUALITY_COLUMNS``) for rules, als, blend and popularity.
-
-    Trains every method on data up to ``as_of - holdout_days`` and scores it on the
-    held-out days. The result is a handful of rows; it is checkpointed so the models'
-    cached data can be released before it is written.
-    """
+) -> HoldoutSplit:
+    """The last ``reco.holdout_days`` before ``as_of`` held out (``owned`` and ``relevant`` cached)."""
     cutoff = as_of - timedelta(days=reco.holdout_days)
     level, statuses = basket.level, basket.statuses
     history = max(reco.window_days, basket.cross_sell.window_days)
@@ -180,16 +194,36 @@ def holdout_quality(
         .join(owned.select("customer_key").distinct(), on="customer_key", how="left_semi")
         .cache()
     )
-    users = relevant.select("customer_key").distinct()
-    kmax = max(reco.k)
-    n_users = users.count()
-    log.info(
-        "evaluation: train up to %s, %d users with new purchases in the last %d days",
-        cutoff,
-        n_users,
-        reco.holdout_days,
-    )
+    return HoldoutSplit(cutoff, owned, relevant, relevant.select("customer_key").distinct())
 
+
+@dataclass
+class HoldoutRecommendations:
+    """Each method's top-K lists for the evaluation users, trained on data up to the cut-off only."""
+
+    methods: dict[str, DataFrame]
+    _release: list = field(default_factory=list, repr=False)
+
+    def unpersist(self) -> None:
+        for x in self._release:
+            x.unpersist()
+
+
+def holdout_recommendations(
+    order_items: DataFrame,
+    events: DataFrame | None,
+    split: HoldoutSplit,
+    basket: BasketSettings,
+    reco: RecommendSettings,
+    products: DataFrame | None = None,
+) -> HoldoutRecommendations:
+    """rules, als, blend and popularity lists (customer_key, rank, item) for ``split.users``.
+
+    Every input is cut at ``split.cutoff``: no method sees a purchase or event after it.
+    """
+    cutoff, owned, users = split.cutoff, split.owned, split.users
+    level, statuses = basket.level, basket.statuses
+    kmax = max(reco.k)
     train_baskets = order_items.transform(
         baskets(level, statuses, cutoff - timedelta(days=basket.window_days), cutoff, products)
     )
@@ -243,20 +277,44 @@ def holdout_quality(
     popular = users.transform(
         recommend_popular(owned.transform(item_popularity()), kmax, owned, candidates=reco.max_candidates)
     )
-
     methods = {"rules": rules_recs, "als": als_recs, "blend": blended, "popularity": popular}
+    return HoldoutRecommendations(methods, [rules_recs, als_recs, *(journeys[:1] if journeys else ()), fit, mined])
+
+
+def holdout_quality(
+    order_items: DataFrame,
+    events: DataFrame | None,
+    as_of: date,
+    basket: BasketSettings,
+    reco: RecommendSettings,
+    products: DataFrame | None = None,
+) -> DataFrame:
+    """reco_quality rows (``QUALITY_COLUMNS``) for rules, als, blend and popularity.
+
+    Trains every method on data up to ``as_of - holdout_days`` and scores it on the
+    held-out days. The result is a handful of rows; it is checkpointed so the models'
+    cached data can be released before it is written.
+    """
+    split = holdout_split(order_items, as_of, basket, reco, products)
+    log.info(
+        "evaluation: train up to %s, %d users with new purchases in the last %d days",
+        split.cutoff,
+        split.users.count(),
+        reco.holdout_days,
+    )
+    recs = holdout_recommendations(order_items, events, split, basket, reco, products)
     result = None
-    for name, recs in methods.items():
-        m = recs.transform(ranking_metrics(relevant, reco.k)).select(F.lit(name).alias("method"), *METRIC_COLUMNS)
+    for name, method_recs in recs.methods.items():
+        m = method_recs.transform(ranking_metrics(split.relevant, reco.k)).select(
+            F.lit(name).alias("method"), *METRIC_COLUMNS
+        )
         result = m if result is None else result.unionByName(m)
     result = result.select(
         *["method", *METRIC_COLUMNS],
-        F.lit(level).alias("level"),
-        F.lit(cutoff).alias("train_end"),
+        F.lit(basket.level).alias("level"),
+        F.lit(split.cutoff).alias("train_end"),
         F.lit(reco.holdout_days).cast("int").alias("holdout_days"),
     ).localCheckpoint(eager=True)
-    for df in (owned, relevant, rules_recs, als_recs, *(journeys[:1] if journeys else ())):
-        df.unpersist()
-    fit.unpersist()
-    mined.unpersist()
+    recs.unpersist()
+    split.unpersist()
     return result.select(*QUALITY_COLUMNS)
