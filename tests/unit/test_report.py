@@ -239,8 +239,9 @@ def write_small_snapshot(spark, tables_root: Path, skip: tuple[str, ...] = ()) -
                 474.0,
                 0.0237,
                 142200.0,
-                42200.0,
-                0.422,
+                118500.0,  # margin: 250 a response
+                18500.0,  # profit = margin - cost, as the plan defines it
+                0.185,
             ),
             (
                 D,
@@ -252,8 +253,9 @@ def write_small_snapshot(spark, tables_root: Path, skip: tuple[str, ...] = ()) -
                 222.0,
                 0.111,
                 66600.0,
-                41600.0,
-                1.664,
+                55500.0,
+                30500.0,
+                1.22,
             ),
             (
                 D,
@@ -265,12 +267,13 @@ def write_small_snapshot(spark, tables_root: Path, skip: tuple[str, ...] = ()) -
                 47.4,
                 0.0237,
                 14220.0,
-                4220.0,
-                0.422,
+                11850.0,
+                1850.0,
+                0.185,
             ),
         ],
         "snapshot_date date, campaign_id string, campaign_name string, strategy string, contacts long, cost double, "
-        "expected_responses double, response_rate double, revenue double, profit double, roi double",
+        "expected_responses double, response_rate double, revenue double, margin double, profit double, roi double",
     )
     write(
         "gold.campaign_results",
@@ -508,6 +511,9 @@ def test_report_numbers_are_the_hand_computed_ones(full_report):
     plan = s["plan"]["cells"]
     assert plan[:6] == ["win_back", "precision", "2,000", "25,000.00", "222", "11.1%"]
     assert plan[9:15] == ["win_back", "blanket", "20,000", "100,000.00", "474", "2.4%"]
+    print("plan cells:", plan)
+    # profit is the plan's margin - cost (not revenue - cost): 55,500 - 25,000 and 118,500 - 100,000
+    assert "30,500.00" in plan[:9] and "18,500.00" in plan[9:18], plan
     # lift: campaign-level rows only (the per-segment row is left out)
     lift_cells = s["lift"]["cells"]
     assert "Dormant" not in lift_cells and lift_cells.count("win_back") == 1 and "cross_sell" in lift_cells
