@@ -21,7 +21,10 @@ from pyspark.sql import functions as F
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-LIFT_TOLERANCE = 0.10  # found lift within 10 % of the planted one
+LIFT_TOLERANCE = 0.10  # found lift within 10 % of the planted one ...
+# ... and within a quarter of its excess over 1: the planted category lifts are 1.06-1.15, so
+# 10 % of the lift alone would accept a lift of 1.0, no association at all.
+EXCESS_TOLERANCE = 0.25
 
 
 def _planted(home, level: str) -> list[dict]:
@@ -41,11 +44,11 @@ def _check(found: dict, planted: list[dict]) -> None:
         report.append(f"{'|'.join(key[0])} -> {key[1]}: planted lift {p['lift']:.3f}, found {lift}")
         if lift is None:
             missing.append(key)
-        elif abs(lift - p["lift"]) > LIFT_TOLERANCE * p["lift"]:
+        elif abs(lift - p["lift"]) > min(LIFT_TOLERANCE * p["lift"], EXCESS_TOLERANCE * (p["lift"] - 1)):
             off.append((key, p["lift"], lift))
     print("\n".join(report))
     assert not missing, f"planted rules not found: {missing}"
-    assert not off, f"lift more than 10% off the planted value: {off}"
+    assert not off, f"lift further off the planted value than the tolerance: {off}"
 
 
 def test_planted_category_rules_found_with_their_lift(demo_run, demo_tables):
