@@ -86,3 +86,35 @@ def test_champions_are_dominated_by_planted_high_value(labelled):
     assert len(champions) >= 50
     assert shares.idxmax() == HIGH_VALUE
     assert shares[HIGH_VALUE] >= 0.5
+
+
+def test_planted_favourite_categories_become_preferred_category(spark, demo_run, demo_tables):
+    """The generator draws each line from the customer's planted favourite categories with
+    probability 0.6-0.8 (custseg.datagen.personas.P_FAV). For customers with 3+ orders,
+    preferred_category is one of their favourites for at least 95% (measured 98.5% on seed 23),
+    far above naming everyone the most common preferred category."""
+    from tests.integration.landing_truth import customer_key
+
+    home, run_date, _ = demo_run
+    salt = os.environ["CUSTSEG_PII_SALT"]
+    truth = pd.read_csv(home / "truth" / "customers.csv", usecols=["customer_id", "favourite_categories"])
+    truth = truth.dropna(subset=["favourite_categories"])
+    favourites = {
+        customer_key(c, salt): set(f.split("|"))
+        for c, f in zip(truth.customer_id, truth.favourite_categories, strict=True)
+    }
+    feats = (
+        demo_tables.read("gold.customer_features")
+        .where((F.col("snapshot_date") == F.lit(run_date).cast("date")) & (F.col("frequency") >= 3))
+        .select("customer_key", "preferred_category")
+        .collect()  # ~1.5k rows
+    )
+    rows = [(favourites[r["customer_key"]], r["preferred_category"]) for r in feats if r["customer_key"] in favourites]
+    assert len(rows) >= 1000
+    accuracy = sum(p in fav for fav, p in rows) / len(rows)
+    mode = pd.Series([p for _, p in rows]).mode()[0]
+    baseline = sum(mode in fav for fav, _ in rows) / len(rows)
+    print(
+        f"preferred_category in the planted favourites: {accuracy:.3f} of {len(rows)} (mode '{mode}': {baseline:.3f})"
+    )
+    assert accuracy >= 0.95 and accuracy >= baseline + 0.3, (accuracy, baseline)
