@@ -588,3 +588,62 @@ def test_settings_come_from_the_config(spark, tmp_path):
     assert settings == StorageSettings(root=str(tmp_path / "tables"), schema_evolution=True)
     assert tables.engine_name == ("spark-delta" if has_jvm_delta(spark) else "delta-rs")
     assert tables.path("silver.orders") == str(tmp_path / "tables" / "silver" / "orders")
+
+
+# --- deleting rows (erasure) -------------------------------------------------------------
+
+
+def _lookup(spark: SparkSession, values: list[str]) -> DataFrame:
+    return spark.createDataFrame([(v,) for v in values], "k string")
+
+
+def test_delete_rows_rewrites_only_touched_partitions_and_keeps_the_rest(spark, tables):
+    tables.append(orders(spark, ROWS_1 + ROWS_2), "silver.orders", partition_by=["snapshot_date"])
+    gone = _lookup(spark, ["c1", "c5"])
+
+    def keep(df: DataFrame) -> DataFrame:
+        return df.join(F.broadcast(gone), df["customer_id"] == gone["k"], "left_anti")
+
+    result = tables.delete_rows("silver.orders", keep)
+
+    assert result == {"rows": 2, "version": 1}  # one commit rewrites D1 and D3
+    left = [r for r in ROWS_1 + ROWS_2 if r[1] not in ("c1", "c5")]
+    assert_df_equality(tables.read("silver.orders"), orders(spark, left), ignore_row_order=True)
+    # The D2 partition was not rewritten: its files are those of version 0.
+    d2 = {f for f in logged_files(tables.path("silver.orders")) if "2026-06-30" in f}
+    assert d2 and all(os.path.exists(f) for f in d2)
+    history = tables.history("silver.orders")
+    assert all("c1" not in str(h["parameters"]) and "c5" not in str(h["parameters"]) for h in history)
+    # Nothing left to delete: no new commit.
+    assert tables.delete_rows("silver.orders", keep) == {"rows": 0, "version": None}
+    assert tables.version("silver.orders") == 1
+
+
+def test_delete_rows_in_an_unpartitioned_table_then_vacuum_drops_the_old_files(spark, tables):
+    tables.append(orders(spark, ROWS_1), "silver.customers")
+    old_files = logged_files(tables.path("silver.customers"))
+
+    result = tables.delete_rows("silver.customers", lambda df: df.where(F.col("customer_id") != "c2"))
+
+    # Null customer_id compares null: the filter drops it too (the caller states what it keeps).
+    assert result == {"rows": 2, "version": 1}
+    assert_df_equality(tables.read("silver.customers"), orders(spark, ROWS_1[:1]), ignore_row_order=True)
+    assert all(os.path.exists(f) for f in old_files)  # time travel still has them
+    tables.vacuum("silver.customers", retention_hours=0)
+    assert not any(os.path.exists(f) for f in old_files)
+    assert_df_equality(tables.read("silver.customers"), orders(spark, ROWS_1[:1]), ignore_row_order=True)
+
+
+def test_delete_rows_with_two_partition_columns(spark, tables):
+    df = spark.createDataFrame(
+        [("a", "x", "2026-06-30"), ("b", "x", "2026-06-30"), ("a", "y", "2026-07-01"), ("c", "y", "2026-06-30")],
+        "who string, source string, _batch_date string",
+    )
+    tables.append(df, "bronze.quarantine", partition_by=["_batch_date", "source"])
+
+    result = tables.delete_rows("bronze.quarantine", lambda d: d.where(F.col("who") != "a"))
+
+    assert result["rows"] == 2
+    assert_df_equality(
+        tables.read("bronze.quarantine"), df.where(F.col("who") != "a"), ignore_row_order=True, ignore_nullable=True
+    )

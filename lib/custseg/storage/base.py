@@ -15,7 +15,7 @@ import decimal
 import logging
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -364,6 +364,64 @@ class Tables:
         result = self._engine.optimize(self._require(name))
         log.info("optimize %s: %s", name, result)
         return result
+
+    def delete_rows(self, name: str, keep: Callable[[DataFrame], DataFrame]) -> dict[str, Any]:
+        """Delete the rows of ``name`` that ``keep`` drops; the same on both engines.
+
+        ``keep(df)`` returns the rows of ``df`` to keep (a filter or an anti-join, same
+        columns): a join against a small lookup frame keeps the values to delete out of the
+        plan's literals. Copy-on-write, like Delta's DELETE: only the partitions that hold a
+        deleted row are rewritten, by an overwrite ``where`` those partitions (the whole table
+        when it is not partitioned), so the commit's predicate names partition values only,
+        never the deleted values. Nothing matches: nothing is committed.
+
+        Returns ``{"rows": deleted, "version": the new version or None}``. The removed rows
+        stay in the files of older versions until ``vacuum`` passes their retention.
+        """
+        ref = self._require(name)
+        current = self._engine.read(ref, self._engine.version(ref))
+        parts = self._engine.partition_columns(ref)
+        kept = keep(current)
+        if list(kept.columns) != list(current.columns):
+            raise StorageError(f"table {name}: delete_rows' keep must return the table's columns")
+        if not parts:
+            deleted = current.count() - kept.count()
+            if deleted <= 0:
+                return {"rows": 0, "version": None}
+            return {"rows": deleted, "version": self.overwrite(kept, name)}
+        # Rows per partition before and after: bounded by the number of partitions, not rows.
+        keys = [col(p) for p in parts]
+        before = current.groupBy(*keys).agg(F.count(F.lit(1)).alias("_before"))
+        after = kept.groupBy(*keys).agg(F.count(F.lit(1)).alias("_after"))
+        touched = (
+            before.join(after, on=parts, how="left")
+            .where(F.col("_before") > F.coalesce(F.col("_after"), F.lit(0)))
+            .select(*keys, (F.col("_before") - F.coalesce(F.col("_after"), F.lit(0))).alias("_deleted"))
+            .collect()
+        )
+        if not touched:
+            return {"rows": 0, "version": None}
+        deleted = sum(int(r["_deleted"]) for r in touched)
+        # One overwrite per distinct value of the first partition column, each replacing exactly
+        # the touched partitions under it (a `where` with lists is a cross product of values).
+        version = None
+        groups: dict[Any, list[Any]] = {}
+        for r in touched:
+            groups.setdefault(r[parts[0]], []).append(r)
+        if len(parts) == 1:
+            where = {parts[0]: [r[parts[0]] for r in touched]}
+            version = self._overwrite_kept(kept, name, where)
+        else:
+            for rows in groups.values():
+                where = {p: sorted({r[p] for r in rows}, key=lambda v: (v is None, str(v))) for p in parts}
+                version = self._overwrite_kept(kept, name, where)
+        log.info("deleted %d rows from %s (%d partitions rewritten)", deleted, name, len(touched))
+        return {"rows": deleted, "version": version}
+
+    def _overwrite_kept(self, kept: DataFrame, name: str, where: dict[str, list[Any]]) -> int:
+        normalized = _normalize_where(name, where, list(where))
+        predicate = where_predicate(normalized, self.schema(name))
+        return self.overwrite(kept.where(F.expr(predicate)), name, where=where)
 
     def names(self) -> list[str]:
         """The ``layer.table`` names of the Delta tables that exist (path mode on a local
