@@ -1,4 +1,4 @@
-"""Command line: ``custseg generate | run <stage> | demo``; also the entry of every jobs/*.py.
+"""Command line: ``custseg generate | run <stage> | forget | demo``; also the entry of every jobs/*.py.
 
 ``run`` is what spark-submit, Databricks wheel tasks and EMR steps call: it parses
 arguments, loads the config (failing fast on a bad one), gets the session, runs one
@@ -131,7 +131,7 @@ def run_job(args: argparse.Namespace, demo: bool = False, spark=None) -> int:
                 raise KeyError(f"--stages: unknown stages {unknown}; pipeline stages: {', '.join(names)}")
             names = [n for n in names if n in args.stages]
         stages = [(n, get_stage(n)) for n in names]
-        if "conform" in names:  # the stage that makes identity keys: no salt, no run (before ingest writes)
+        if "conform" in names or "forget" in names:  # stages that make identity keys: no salt, no run
             resolve_pii_key(conf, demo=demo)
         check_tracking(conf)  # tracking on without mlflow installed: fail before any stage runs
     except (ConfigError, KeyError, MissingSaltError, SecretError, StageImportError, TrackingError) as exc:
@@ -182,6 +182,21 @@ def run_job(args: argparse.Namespace, demo: bool = False, spark=None) -> int:
     return 0
 
 
+def parse_forget_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """``custseg forget --requests FILE|TABLE --date D``: the ``forget`` stage with its request source."""
+    p = argparse.ArgumentParser(prog="custseg forget", description="erase people on request (docs/security.md)")
+    p.add_argument(
+        "--requests",
+        required=True,
+        help="CSV file with a header (or a layer.table) with customer_id and optionally requested_at",
+    )
+    add_job_args(p)
+    args = p.parse_args(argv)
+    args.stage = "forget"
+    args.overrides = [*args.overrides, ("erasure.requests", args.requests)]
+    return args
+
+
 def job_main(stage: str, argv: list[str] | None = None) -> int:
     """Entry point of jobs/<stage>.py and of the wheel's ``custseg-<stage>`` scripts."""
     return run_job(parse_job_args(stage, argv))
@@ -203,7 +218,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__.strip().splitlines()[0])
-        print("usage: custseg generate [...] | custseg run <stage> --date D [--conf F] | custseg demo [...]")
+        print(
+            "usage: custseg generate [...] | custseg run <stage> --date D [--conf F] | "
+            "custseg forget --requests FILE|TABLE --date D [--conf F] | custseg demo [...]"
+        )
         return 0 if argv else 2
     cmd, rest = argv[0], argv[1:]
     if cmd == "generate":
@@ -213,11 +231,13 @@ def main(argv: list[str] | None = None) -> int:
         return generate_main(rest) or 0
     if cmd == "run":
         return run_job(parse_job_args(None, rest))
+    if cmd == "forget":
+        return run_job(parse_forget_args(rest))
     if cmd == "demo":
         from custseg.demo import main as demo_main
 
         return demo_main(rest)
-    print(f"unknown command {cmd!r}; try: generate, run, demo", file=sys.stderr)
+    print(f"unknown command {cmd!r}; try: generate, run, forget, demo", file=sys.stderr)
     return 2
 
 

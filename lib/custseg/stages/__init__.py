@@ -24,6 +24,7 @@ STAGES = {
     "marketing": "marketing",
     "report": "report",
     "maintain": "maintain",  # OPTIMIZE + VACUUM; scheduled on its own, not in PIPELINE
+    "forget": "forget",  # erasure requests (`custseg forget`); on demand, not in PIPELINE
 }
 
 PIPELINE = ["ingest", "conform", "features", "segment", "basket", "marketing", "report"]
