@@ -267,20 +267,23 @@ def test_forget_erases_two_people_everywhere_and_a_rerun_deletes_nothing(spark, 
     assert _found(_cells(read_table(t.path("meta.erasure_requests")).drop(["request_key"]))) == set()
 
     # Inside the retention (7 days) the old versions still hold them (time travel works).
-    assert any(_found(_cells(pq.read_table(f))) for f in _parquet_files(Path(t.path("bronze.crm_customers"))))
+    assert any(_found(_cells(pq.ParquetFile(f).read())) for f in _parquet_files(Path(t.path("bronze.crm_customers"))))
 
     # Rerun, with a retention of 0 (tests only): nothing more deleted, no table rewritten, the
     # rerun logged as such; and the vacuum leaves no data file of any table holding them.
     versions = {n: t.version(n) for n in names}
     assert _forget(spark, home, requests, "erasure.retention_hours=0") == 0
-    assert {n: t.version(n) for n in names} == versions
+    rewritten = {n: [h["operation"] for h in t.history(n) if h["version"] > versions[n]] for n in names}
+    assert {n: [op for op in ops if "VACUUM" not in op.upper()] for n, ops in rewritten.items()} == {
+        n: [] for n in names
+    }
     log = read_table(t.path("meta.erasure_requests")).to_pylist()
     rerun = [r for r in log if r["already_erased"]]
     assert len(log) == 4 and len(rerun) == 2
     assert all(sum(dict(r["run_rows_deleted"]).values()) == 0 and r["run_export_rows_deleted"] == 0 for r in rerun)
     for n in names:
         for f in _parquet_files(Path(t.path(n))):
-            assert _found(_cells(pq.read_table(f))) == set(), f
+            assert _found(_cells(pq.ParquetFile(f).read())) == set(), f
 
 
 def test_a_table_neither_covered_nor_declared_stops_the_erasure(spark, planted):
