@@ -92,3 +92,27 @@ def test_maintain_without_a_listable_root_needs_the_table_names(spark, jvm_delta
     tables = Tables(spark, StorageSettings(root="s3://bucket/tables", engine="spark-delta"))
     with pytest.raises(StorageError, match="maintenance.tables"):
         tables.names()
+
+
+def test_bronze_retention_deletes_old_batches_only_in_bronze(spark, jvm_delta, tmp_path):
+    import datetime as dt
+
+    tables = Tables(spark, StorageSettings(root=str(tmp_path / "tables")))
+    old, recent = dt.date(2026, 5, 1), dt.date(2026, 6, 29)  # 60 and 1 days before the run date
+    raw = spark.createDataFrame(
+        [("C1", "a@example.com", old), ("C2", "b@example.com", recent), ("C3", None, None)],
+        "customer_id string, email string, _batch_date date",
+    )
+    tables.append(raw, "bronze.crm_customers", partition_by=["_batch_date"])
+    quarantine = spark.createDataFrame(
+        [("x", "crm", old), ("y", "crm", recent)], "raw_record string, source string, _batch_date date"
+    )
+    tables.append(quarantine, "bronze.quarantine", partition_by=["_batch_date", "source"])
+    silver = spark.createDataFrame([("k1", old)], "customer_key string, _batch_date date")
+    tables.append(silver, "silver.orders")
+
+    assert _maintain(spark, tmp_path, tables.engine_name, "maintenance.bronze_retention_days=30") == 0
+
+    assert sorted(r["customer_id"] for r in tables.read("bronze.crm_customers").collect()) == ["C2", "C3"]
+    assert [r["raw_record"] for r in tables.read("bronze.quarantine").collect()] == ["y"]
+    assert tables.read("silver.orders").count() == 1  # only bronze expires

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
+
+from pyspark.sql import functions as F
 
 from custseg.config import Config
 from custseg.stages.context import StageContext
@@ -27,6 +30,7 @@ class MaintenanceSettings:
     min_retention_hours: int = 168
     force: bool = False
     tables: tuple[str, ...] = ()
+    bronze_retention_days: int = 0
 
     @classmethod
     def from_config(cls, conf: Config) -> MaintenanceSettings:
@@ -37,7 +41,12 @@ class MaintenanceSettings:
             min_retention_hours=int(conf.get_path(m + "min_retention_hours", 168)),
             force=bool(conf.get_path(m + "force", False)),
             tables=tuple(conf.get_path(m + "tables", []) or []),
+            bronze_retention_days=int(conf.get_path(m + "bronze_retention_days", 0) or 0),
         )
+        if settings.bronze_retention_days < 0:
+            raise conf.error(
+                m + "bronze_retention_days", f"must be >= 0 (0 keeps all), got {settings.bronze_retention_days}"
+            )
         if settings.vacuum_retention_hours < 0:
             raise conf.error(m + "vacuum_retention_hours", f"must be >= 0, got {settings.vacuum_retention_hours}")
         if settings.vacuum_retention_hours < settings.min_retention_hours and not settings.force:
@@ -50,11 +59,31 @@ class MaintenanceSettings:
         return settings
 
 
+def expire_bronze(ctx: StageContext, names: list[str], days: int) -> dict[str, int]:
+    """Deletes bronze batches older than ``days`` before the run date (``maintenance.bronze_retention_days``);
+    the vacuum that follows removes their files once past the vacuum retention."""
+    cutoff = ctx.as_of - timedelta(days=days)
+    expired = {}
+    for name in names:
+        if not name.startswith("bronze.") or "_batch_date" not in ctx.tables.schema(name).fieldNames():
+            continue
+        with ctx.recorder.stage(f"expire {name}"):
+            result = ctx.tables.delete_rows(
+                name, lambda df: df.where(~F.coalesce(F.col("_batch_date") < F.lit(cutoff), F.lit(False)))
+            )
+        expired[name] = result["rows"]
+        if result["rows"]:
+            log.info("expired %d rows of %s (batches before %s)", result["rows"], name, cutoff)
+    return expired
+
+
 def run(ctx: StageContext) -> None:
     rec = ctx.recorder
     settings = MaintenanceSettings.from_config(ctx.conf)
     names = list(settings.tables) or ctx.tables.names()
     rec.rows_in = len(names)
+    if settings.bronze_retention_days:
+        rec.details["bronze_expired"] = expire_bronze(ctx, names, settings.bronze_retention_days)
     done = {}
     for name in names:
         entry = {}
