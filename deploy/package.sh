@@ -50,13 +50,26 @@ if [ "$wheel" -eq 1 ]; then
   ls "$dist"/custseg-*.whl
 fi
 
-# 3. packed venv for clusters that need our Python dependencies (EMR: spark.archives=...#environment).
-#    Build it on the cluster's OS, CPU architecture and Python version (e.g. in an amazonlinux:2023 container).
+# 3. packed venv for clusters that need our Python dependencies (spark-submit.sh --venv; EMR:
+#    spark.archives=...#environment). Build it on the cluster's OS, CPU architecture and Python
+#    version (e.g. in an amazonlinux:2023 container); VENV_PYTHON_PREFIX is where that Python
+#    lives on the nodes (default /usr: bin/python links to /usr/bin/python3.X there).
+#    No pyspark: the cluster's Spark brings it (its workers put $SPARK_HOME/python/lib/pyspark.zip
+#    on the Python path), and a second copy would shadow the runtime's. With uv (make venv
+#    installs it into .venv) the packages come from uv's cache: seconds instead of downloads.
 if [ "$venv" -eq 1 ]; then
   build="$(mktemp -d)"
   trap 'rm -rf "$build"' EXIT
-  "$py" -m venv "$build/venv"
-  "$build/venv/bin/pip" install --quiet --upgrade pip venv-pack==0.2.0
+  "$py" -m venv --without-pip "$build/venv"
+  uv="${UV:-$(dirname "$py")/uv}"
+  [ -x "$uv" ] || uv="$(command -v uv || true)"
+  install() {
+    if [ -n "$uv" ]; then
+      "$uv" pip install --quiet --python "$build/venv/bin/python" "$@"
+    else
+      "$py" -m pip --python "$build/venv/bin/python" install --quiet "$@"
+    fi
+  }
   # The project's dependencies and the report's (matplotlib), except pyspark and delta-spark:
   # the cluster ships Spark and Delta.
   "$py" - "$root/pyproject.toml" > "$build/requirements.txt" <<'PY'
@@ -65,10 +78,10 @@ project = tomllib.load(open(sys.argv[1], "rb"))["project"]
 deps = project["dependencies"] + project["optional-dependencies"]["report"]
 print("\n".join(d for d in deps if not d.replace("_", "-").lower().startswith(("pyspark", "delta-spark"))))
 PY
-  "$build/venv/bin/pip" install --quiet -c "$root/constraints.txt" -r "$build/requirements.txt"
+  install -c "$root/constraints.txt" -r "$build/requirements.txt" venv-pack==0.2.0
   # delta-spark's Python API (delta.tables) matching the cluster's Delta, without its pyspark pin.
-  "$build/venv/bin/pip" install --quiet --no-deps "delta-spark==${DELTA_SPARK_VERSION:-4.0.0}"
-  "$build/venv/bin/pip" install --quiet --no-deps "$root"
-  "$build/venv/bin/venv-pack" --python-prefix "${VENV_PYTHON_PREFIX:-/usr}" -p "$build/venv" -o "$dist/custseg-venv.tar.gz" -f
+  install --no-deps "delta-spark==${DELTA_SPARK_VERSION:-4.0.0}" "$root"
+  "$build/venv/bin/venv-pack" --quiet --python-prefix "${VENV_PYTHON_PREFIX:-/usr}" -p "$build/venv" \
+    -o "$dist/custseg-venv.tar.gz" -f
   ls -l "$dist/custseg-venv.tar.gz"
 fi

@@ -290,7 +290,7 @@ def test_core_dependencies_are_ranges_and_the_runtime_packages_an_extra():
 
 
 def test_shell_scripts_parse():
-    for script in [ROOT / "deploy" / "package.sh", *sorted(EMR.glob("*.sh"))]:
+    for script in [ROOT / "spark-submit.sh", ROOT / "deploy" / "package.sh", *sorted(EMR.glob("*.sh"))]:
         subprocess.run(["bash", "-n", str(script)], check=True)
 
 
@@ -388,19 +388,147 @@ def test_spark_submit_sh_keeps_spark_conf_apart_from_the_job_config(tmp_path):
     assert job_side == ["--date", "2026-06-30", "--conf", "conf/cluster.yaml", "--conf", "conf/local.yaml"]
 
 
-def _fake_submit(tmp_path, *extra):
+def _fake_submit(tmp_path, *extra, spark_version: str | None = None, env: dict[str, str] | None = None):
+    """spark-submit.sh against a SPARK_HOME whose spark-submit prints its arguments, one a line;
+    ``spark_version`` puts a spark-core jar of that version there (how the script tells the line)."""
     bin_dir = tmp_path / "spark" / "bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
     fake = bin_dir / "spark-submit"
     fake.write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
     fake.chmod(0o755)
+    if spark_version:
+        (tmp_path / "spark" / "jars").mkdir(exist_ok=True)
+        (tmp_path / "spark" / "jars" / f"spark-core_2.13-{spark_version}.jar").write_bytes(b"")
     return subprocess.run(
         [str(ROOT / "spark-submit.sh"), "ingest", "--date", "2026-06-30", *extra],
         cwd=ROOT,
-        env={**os.environ, "SPARK_HOME": str(tmp_path / "spark")},
+        env={**os.environ, "SPARK_HOME": str(tmp_path / "spark"), **(env or {})},
         capture_output=True,
         text=True,
     )
+
+
+def _split(proc) -> tuple[list[str], list[str]]:
+    """spark-submit's arguments and the job's, either side of jobs/<job>.py."""
+    assert proc.returncode == 0, proc.stderr
+    args = proc.stdout.splitlines()
+    job = args.index(str(ROOT / "jobs" / "ingest.py"))
+    return args[:job], args[job + 1 :]
+
+
+def _option(args: list[str], name: str) -> list[str]:
+    """Every value given to a spark-submit option (spark-submit keeps only the last of --jars & co.)."""
+    return [args[i + 1] for i, a in enumerate(args) if a == name]
+
+
+def _delta_pins(line: str) -> list[str]:
+    text = (ROOT / "deploy" / "delta-jars.txt").read_text()
+    return [f.split()[1] for f in text.splitlines() if f.split()[:1] == [line]]
+
+
+def test_spark_submit_sh_conf_forms_never_shadow_each_other(tmp_path):
+    """Every spelling of spark-submit's --conf k=v reaches spark-submit, and a config file
+    (relative path, packaged name, --conf=FILE) reaches the job, never the other way round."""
+    spark, job = _split(
+        _fake_submit(
+            tmp_path,
+            "--conf=spark.executor.memory=2g",
+            "--conf",
+            "spark.hadoop.fs.s3a.endpoint=http://minio:9000",
+            "--conf=conf/cluster.yaml",
+            "--conf",
+            "databricks.yaml",
+            "--",
+            "--conf",
+            "spark.executor.cores=2",
+            "--verbose",
+        )
+    )
+    assert {"spark.executor.memory=2g", "spark.hadoop.fs.s3a.endpoint=http://minio:9000"} <= set(
+        _option(spark, "--conf")
+    )
+    assert "spark.executor.cores=2" in _option(spark, "--conf") and "--verbose" in spark
+    assert job == ["--date", "2026-06-30", "--conf", "conf/cluster.yaml", "--conf", "databricks.yaml"]
+    missing = _fake_submit(tmp_path, "--venv")
+    assert missing.returncode == 2 and "--venv needs a value" in missing.stderr
+
+
+def test_spark_submit_sh_merges_the_users_jars_and_files_with_its_own(tmp_path):
+    """spark-submit keeps only the last --jars / --py-files / --files / --archives: the user's
+    are merged into the script's single one, so neither the Delta jars nor lib/ nor conf/ drop."""
+    archive = tmp_path / "env.tar.gz"
+    archive.write_bytes(b"x")
+    proc = _fake_submit(
+        tmp_path,
+        "--jars",
+        "/opt/extra/postgres.jar",
+        "--py-files",
+        "/opt/extra/helpers.zip",
+        "--files",
+        "/etc/custseg/secret-free.yaml",
+        "--archives",
+        "/opt/extra/models.zip#models",
+        "--venv",
+        str(archive),
+        "--delta",
+        "--conf",
+        "conf/cluster.yaml",
+        spark_version="4.0.1",
+    )
+    spark, job = _split(proc)
+    for name in ("--jars", "--py-files", "--files", "--archives"):
+        assert len(_option(spark, name)) <= 1, f"{name} given twice: spark-submit would keep only the last"
+    assert _option(spark, "--jars") == ["/opt/extra/postgres.jar"]
+    (py_files,) = _option(spark, "--py-files")
+    assert py_files.split(",") == ["/opt/extra/helpers.zip", str(ROOT / "dist" / "custseg-lib.zip")]
+    (files,) = _option(spark, "--files")
+    assert files.split(",")[0] == "/etc/custseg/secret-free.yaml" and str(ROOT / "conf" / "cluster.yaml") in files
+    (archives,) = _option(spark, "--archives")
+    assert archives.split(",") == ["/opt/extra/models.zip#models", f"{archive}#environment"]
+    assert job[-2:] == ["--conf", "conf/cluster.yaml"]
+
+
+def test_spark_submit_sh_delta_fetches_the_jars_pinned_for_the_submitting_spark(tmp_path):
+    """--delta on a Spark line the project's resolved jars are not for (here 4.0 against .venv's
+    4.2): the coordinates pinned for that line go as --packages, with Delta's settings, and the
+    job must use JVM Delta (storage.engine=spark-delta) instead of falling back to delta-rs."""
+    spark, job = _split(_fake_submit(tmp_path, "--delta", spark_version="4.0.1"))
+    assert _option(spark, "--packages") == [",".join(_delta_pins("4.0"))]
+    assert not _option(spark, "--jars"), "the 4.2 jars of .venv must not go to a Spark 4.0"
+    confs = _option(spark, "--conf")
+    assert "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension" in confs
+    assert "spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog" in confs
+    assert job[:2] == ["--set", "storage.engine=spark-delta"]
+    # without --delta: nothing of Delta, the job's engine left to the config, and a note why
+    plain = _fake_submit(tmp_path, spark_version="4.0.1")
+    spark, job = _split(plain)
+    assert not _option(spark, "--packages") and not _option(spark, "--jars") and "--set" not in job
+    assert not any("DeltaSparkSessionExtension" in c for c in _option(spark, "--conf"))
+    assert "no Delta jars for Spark 4.0" in plain.stderr and "delta-rs" in plain.stderr
+    # a Spark line with no pinned jars: --delta refuses to guess
+    (tmp_path / "spark" / "jars" / "spark-core_2.13-4.0.1.jar").unlink()
+    unpinned = _fake_submit(tmp_path, "--delta", spark_version="3.5.3")
+    assert unpinned.returncode == 2 and "pins no Delta jars for Spark 3.5" in unpinned.stderr
+
+
+def test_spark_submit_sh_delta_on_a_spark_that_has_delta_adds_only_the_settings(tmp_path):
+    spark, job = _split(_fake_submit(tmp_path, "--delta", spark_version="4.2.0", env={"CUSTSEG_DELTA_JARS": "none"}))
+    assert not _option(spark, "--jars") and not _option(spark, "--packages")
+    assert "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension" in _option(spark, "--conf")
+    assert job[:2] == ["--set", "storage.engine=spark-delta"]
+
+
+def test_spark_submit_sh_delta_ships_the_resolved_jars_of_the_same_spark_line(tmp_path):
+    import pyspark
+
+    resolved = ROOT / ".venv" / "delta-jars"
+    pins = _delta_pins(".".join(pyspark.__version__.split(".")[:2]))
+    wanted = [resolved / f"{c.split(':')[1]}-{c.split(':')[2]}.jar" for c in pins]
+    if not all(j.is_file() for j in wanted):
+        pytest.skip(f"make venv did not resolve the Delta jars into {resolved}")
+    spark, _ = _split(_fake_submit(tmp_path, "--delta", spark_version=pyspark.__version__))
+    assert _option(spark, "--jars") == [",".join(str(j) for j in wanted)]
+    assert not _option(spark, "--packages")
 
 
 def test_spark_submit_sh_venv_ships_the_packed_environment(tmp_path):
@@ -419,3 +547,11 @@ def test_spark_submit_sh_venv_ships_the_packed_environment(tmp_path):
     )
     missing = _fake_submit(tmp_path, "--venv", str(tmp_path / "missing.tar.gz"))
     assert missing.returncode == 2 and "no such archive" in missing.stderr
+    # the client-mode driver takes PYSPARK_DRIVER_PYTHON before PYSPARK_PYTHON (as Spark does)
+    driver = _fake_submit(
+        tmp_path,
+        "--venv",
+        str(archive),
+        env={"PYSPARK_PYTHON": "/nowhere/python3", "PYSPARK_DRIVER_PYTHON": sys.executable},
+    ).stdout.splitlines()
+    assert f"spark.pyspark.driver.python={sys.executable}" in driver
