@@ -81,6 +81,14 @@ PY
   install -c "$root/constraints.txt" -r "$build/requirements.txt" venv-pack==0.2.0
   # delta-spark's Python API (delta.tables) matching the cluster's Delta, without its pyspark pin.
   install --no-deps "delta-spark==${DELTA_SPARK_VERSION:-4.0.0}" "$root"
+  # venv-pack 0.2.0 rewrites a link to <base>/bin/python into <prefix>/bin/python3.X by string
+  # replacement, so today's venv link <base>/bin/python3.X became <prefix>/bin/python3.X3.X, a
+  # link to nothing ("Cannot run program ./environment/bin/python" on every executor). Point the
+  # venv's absolute links at <base>/bin/python first (they are not run again here).
+  for link in "$build/venv/bin"/python*; do
+    target="$(readlink "$link" || true)"
+    [[ "$target" != /* ]] || ln -sfn "$(dirname "$target")/python" "$link"
+  done
   "$build/venv/bin/venv-pack" --quiet --python-prefix "${VENV_PYTHON_PREFIX:-/usr}" -p "$build/venv" \
     -o "$dist/custseg-venv.tar.gz" -f
   ls -l "$dist/custseg-venv.tar.gz"
