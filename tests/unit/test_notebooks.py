@@ -52,7 +52,7 @@ def test_notebook_runs_every_cell(path, report_home, tmp_path, monkeypatch):  # 
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
     assert "notebook ok: snapshot 2026-06-30, 3 segments, 3 rules, 1 campaigns" in text
-    assert "win_back: ROI precision 1.66 vs blanket 0.42" in text
+    assert "win_back: ROI precision 1.22 vs blanket 0.18" in text
     html = "".join(
         o.get("data", {}).get("text/html", "")
         for o in outputs
