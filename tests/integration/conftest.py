@@ -70,9 +70,14 @@ def pipeline_args(home: Path) -> list[str]:
     ]
 
 
+def tracking_on(uri: str) -> list[str]:
+    """--set overrides that turn MLflow tracking on, into ``uri``."""
+    return ["--set", "tracking.enabled=true", "--set", f"tracking.uri={uri}"]
+
+
 def tracking_args(home: Path) -> list[str]:
     """MLflow tracking on, into a file store in the home (tests/integration/test_tracking.py reads it)."""
-    return ["--set", "tracking.enabled=true", "--set", f"tracking.uri={tracking_store(home).as_uri()}"]
+    return tracking_on(tracking_store(home).as_uri())
 
 
 def tracking_store(home: Path) -> Path:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from tests.integration.conftest import RUN_DATE, run_stages, tracking_store
+from tests.integration.conftest import RUN_DATE, run_stages, tracking_on, tracking_store
 from tests.integration.test_segment_e2e import persona_features
 
 pytestmark = pytest.mark.slow
@@ -36,10 +36,6 @@ FAST = [
     "--set",
     "segment.max_iter=20",
 ]
-
-
-def tracking_on(uri: str) -> list[str]:
-    return ["--set", "tracking.enabled=true", "--set", f"tracking.uri={uri}"]
 
 
 def latest_run_row(tables, job: str, run_id: str | None = None):
