@@ -105,4 +105,6 @@ def test_a_run_that_died_is_closed_as_failed_by_the_next_run(spark, conf_file, t
     new = [r for k, r in rows.items() if k not in (dead.run_id, other_date.run_id)]
     assert len(new) == 1 and new[0]["status"] == "failed"
     assert rows[dead.run_id]["error"] == ABANDONED + new[0]["run_id"]
+    # Killed with no end and no later run of its date: visible as started, never ended.
     assert rows[other_date.run_id]["status"] == "started"
+    assert rows[other_date.run_id]["ended_at"] is None and rows[other_date.run_id]["seconds"] is None

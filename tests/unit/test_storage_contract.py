@@ -309,16 +309,38 @@ def test_new_column_fails_without_schema_evolution(spark, tables):
     assert tables.schema("silver.orders") == ORDERS
 
 
-def test_new_nullable_column_is_added_with_schema_evolution(spark, evolving):
+def test_new_nullable_column_is_added_with_schema_evolution(spark, evolving, engine, jvm_delta):
     evolving.append(orders(spark, ROWS_1), "silver.orders", partition_by=["snapshot_date"])
     wider = orders(spark, ROWS_2).selectExpr("*", "'web' AS channel")
 
-    evolving.append(wider, "silver.orders")
+    assert evolving.append(wider, "silver.orders") == 1
 
+    # One commit: the new column and its data land together (no version with one, not the other).
+    assert evolving.version("silver.orders") == 1
     expected_schema = T.StructType([*ORDERS.fields, T.StructField("channel", T.StringType())])
     expected = spark.createDataFrame([(*r, None) for r in ROWS_1] + [(*r, "web") for r in ROWS_2], expected_schema)
     assert evolving.schema("silver.orders") == expected_schema
     assert_df_equality(evolving.read("silver.orders"), expected, ignore_row_order=True)
+    # Any Delta reader sees the same (the log through deltalake, the data through pyarrow).
+    other = read_table(evolving.path("silver.orders")).to_pylist()
+    assert sorted((r["order_id"], r["channel"]) for r in other) == [
+        (1, None),
+        (2, None),
+        (3, None),
+        (4, "web"),
+        (5, "web"),
+    ]
+    if engine == "delta-rs" and jvm_delta:  # and JVM Delta reads delta-rs's own commit
+        jvm = Tables(spark, replace(evolving.settings, engine="spark-delta"))
+        assert_df_equality(jvm.read("silver.orders"), expected, ignore_row_order=True)
+
+    # A partition overwrite that adds a column is one commit too.
+    wider2 = orders(spark, ROWS_2[:1]).selectExpr("*", "'web' AS channel", "7 AS store")
+    assert evolving.overwrite(wider2, "silver.orders", where={"snapshot_date": D2}) == 2
+    assert evolving.version("silver.orders") == 2
+    assert evolving.schema("silver.orders").fieldNames()[-1] == "store"
+    rows = evolving.read("silver.orders").where(F.col("snapshot_date") == D2).select("order_id", "store").collect()
+    assert sorted((r["order_id"], r["store"]) for r in rows) == [(4, 7)]
 
     # Evolution adds columns; it never changes a column's type.
     retyped = wider.withColumn("order_id", F.col("order_id").cast("string"))
@@ -354,11 +376,65 @@ def test_failed_commit_leaves_the_previous_version_and_vacuum_removes_orphans(sp
     assert tables.version("silver.orders") == 0
     assert_df_equality(tables.read("silver.orders"), orders(spark, ROWS_1), ignore_row_order=True)
 
+    # Fresh, they could be a writer's about to commit: kept. Past the orphan retention: gone.
+    tables.vacuum("silver.orders", retention_hours=0)
+    assert all(os.path.exists(f) for f in orphans)
+    _age(orphans, hours=8 * 24)  # past the default orphan retention (7 days)
     tables.vacuum("silver.orders", retention_hours=0)
 
     assert not any(os.path.exists(f) for f in orphans)
     assert data_files(path) == committed
     assert_df_equality(tables.read("silver.orders"), orders(spark, ROWS_1), ignore_row_order=True)
+
+
+def _age(files, hours: float) -> None:
+    """Set the files' modification time ``hours`` back, as if written that long ago."""
+    then = dt.datetime.now().timestamp() - hours * 3600
+    for f in files:
+        os.utime(f, (then, then))
+
+
+def test_vacuum_keeps_files_of_an_uncommitted_write_whatever_the_retention(spark, tables, engine):
+    """Two clocks: a removed file goes once its removal is older than the retention asked for
+    (0 here, as an erasure does); a file no commit refers to goes only once its modification
+    time is older than storage.orphan_retention_hours, a concurrent writer's about to commit."""
+    tables.append(orders(spark, ROWS_1), "silver.orders", partition_by=["snapshot_date"])
+    path = tables.path("silver.orders")
+    removed = logged_files(path)
+    tables.overwrite(orders(spark, ROWS_2), "silver.orders")
+    current = logged_files(path)
+    # A concurrent writer's files, moved in just now and not committed yet (delta-rs moves them
+    # into place before the commit; JVM Delta writes them there before the commit), and one
+    # still in delta-rs's staging folder.
+    src = sorted(current)[0]
+    in_flight = os.path.join(os.path.dirname(src), f"part-00000-{uuid.uuid4()}.c000.snappy.parquet")
+    shutil.copy(src, in_flight)
+    staged = os.path.join(path, "_staging", uuid.uuid4().hex, f"part-00000-{uuid.uuid4()}.parquet")
+    os.makedirs(os.path.dirname(staged))
+    shutil.copy(src, staged)
+    # And an old orphan, of a write that died long ago.
+    stale = os.path.join(os.path.dirname(src), f"part-00001-{uuid.uuid4()}.c000.snappy.parquet")
+    shutil.copy(src, stale)
+    _age([stale], hours=8 * 24)  # past the default orphan retention (7 days)
+
+    tables.vacuum("silver.orders", retention_hours=0)
+
+    assert os.path.exists(in_flight) and os.path.exists(staged)
+    assert not os.path.exists(stale)
+    assert not any(os.path.exists(f) for f in removed)  # retention 0: erased at once
+    assert all(os.path.exists(f) for f in current)
+    assert_df_equality(tables.read("silver.orders"), orders(spark, ROWS_2), ignore_row_order=True)
+
+    # A routine vacuum (7 days) keeps removed files too: the versions inside it stay readable.
+    tables.overwrite(orders(spark, ROWS_1), "silver.orders")
+    tables.vacuum("silver.orders")
+    assert all(os.path.exists(f) for f in current) and os.path.exists(in_flight)
+    assert_df_equality(tables.read("silver.orders", version=1), orders(spark, ROWS_2), ignore_row_order=True)
+
+
+def test_orphan_retention_must_be_at_least_an_hour(tmp_path):
+    with pytest.raises(StorageError, match="orphan_retention_hours"):
+        StorageSettings(root=str(tmp_path), orphan_retention_hours=0)
 
 
 # --- concurrency ------------------------------------------------------------------------------
@@ -581,12 +657,12 @@ def test_catalog_mode_needs_spark_delta(spark, tmp_path):
 
 def test_settings_come_from_the_config(spark, tmp_path):
     conf = load_config(DEFAULT_CONF_DIR / "base.yaml", env={"CUSTSEG_HOME": str(tmp_path)})
-    conf = conf.with_overrides({"storage.schema_evolution": True})
+    conf = conf.with_overrides({"storage.schema_evolution": True, "storage.orphan_retention_hours": 48})
 
     settings = StorageSettings.from_config(conf)
     tables = Tables(spark, conf)
 
-    assert settings == StorageSettings(root=str(tmp_path / "tables"), schema_evolution=True)
+    assert settings == StorageSettings(root=str(tmp_path / "tables"), schema_evolution=True, orphan_retention_hours=48)
     assert tables.engine_name == ("spark-delta" if has_jvm_delta(spark) else "delta-rs")
     assert tables.path("silver.orders") == str(tmp_path / "tables" / "silver" / "orders")
 

@@ -61,10 +61,18 @@ class StorageSettings:
     schema_prefix: str = ""
     target_file_bytes: int = 128 * 1024 * 1024
     optimize_write: bool = True
+    # Files no commit refers to (a write in flight, or one that died before its commit) are
+    # vacuumed only once older than this, whatever retention a vacuum is asked for.
+    orphan_retention_hours: int = 168
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
             raise StorageError(f"storage engine must be one of {', '.join(ENGINES)}; got {self.engine!r}")
+        if not isinstance(self.orphan_retention_hours, int) or self.orphan_retention_hours < 1:
+            raise StorageError(
+                f"storage.orphan_retention_hours must be a whole number of hours >= 1 (a write in flight "
+                f"must outlive it); got {self.orphan_retention_hours!r}"
+            )
 
     @classmethod
     def from_config(cls, conf: Config) -> StorageSettings:
@@ -77,6 +85,7 @@ class StorageSettings:
             schema_prefix=str(conf.get_path("storage.schema_prefix", "") or ""),
             target_file_bytes=int(conf.get_path("storage.target_file_bytes", cls.target_file_bytes)),
             optimize_write=bool(conf.get_path("storage.optimize_write", True)),
+            orphan_retention_hours=int(conf.get_path("storage.orphan_retention_hours", cls.orphan_retention_hours)),
         )
 
 
@@ -171,7 +180,10 @@ class Engine(abc.ABC):
     def version(self, ref: TableRef) -> int: ...
 
     @abc.abstractmethod
-    def vacuum(self, ref: TableRef, retention_hours: int) -> None: ...
+    def vacuum(self, ref: TableRef, retention_hours: int, orphan_hours: int) -> None:
+        """Delete files that commits removed more than ``retention_hours`` ago, and files no
+        commit refers to whose modification time is more than ``orphan_hours`` ago
+        (``orphan_hours >= retention_hours``)."""
 
     @abc.abstractmethod
     def optimize(self, ref: TableRef) -> dict: ...
@@ -293,6 +305,7 @@ class Tables:
             schema_prefix=settings.schema_prefix,
             target_file_bytes=settings.target_file_bytes,
             optimize_write=settings.optimize_write,
+            orphan_retention_hours=settings.orphan_retention_hours,
         )
         self.spark = spark
         self._engine = _make_engine(spark, self.settings)
@@ -345,17 +358,30 @@ class Tables:
         return self._engine.version(self._require(name))
 
     def vacuum(self, name: str, retention_hours: int = 168) -> None:
-        """Delete files no version within ``retention_hours`` needs, and orphans of failed writes."""
+        """Delete the files no version within ``retention_hours`` needs, and orphans of failed writes.
+
+        Two clocks, so that a short retention (``forget`` with ``erasure.retention_hours=0``)
+        erases at once without touching a concurrent writer's files:
+
+        - a file a commit removed goes once that commit is older than ``retention_hours``
+          (time travel to any version inside the retention keeps working);
+        - a file no commit refers to (a write still in flight, or one that died before its
+          commit) goes only once its modification time is older than
+          ``max(retention_hours, storage.orphan_retention_hours)`` (default 7 days), whatever
+          retention was asked for: its writer may still be about to commit it.
+        """
         if retention_hours < 0:
             raise StorageError(f"table {name}: retention_hours must be >= 0, got {retention_hours}")
         if retention_hours < 168:
             log.warning(
-                "vacuum %s with retention %sh (< 7 days): concurrent readers of old versions "
-                "and writers still moving files in may lose them",
+                "vacuum %s with retention %sh (< 7 days): readers of versions older than that lose "
+                "their files (files of writes not yet committed are kept %sh)",
                 name,
                 retention_hours,
+                max(retention_hours, self.settings.orphan_retention_hours),
             )
-        self._engine.vacuum(self._require(name), retention_hours)
+        orphan_hours = max(retention_hours, self.settings.orphan_retention_hours)
+        self._engine.vacuum(self._require(name), retention_hours, orphan_hours)
 
     def optimize(self, name: str) -> dict:
         """Compact small files into larger ones (bin-packing per partition; a small table

@@ -9,7 +9,8 @@ For machines without the JVM Delta jars. A write goes in three steps:
 3. the driver commits them to the Delta log with ``deltalake``.
 
 A failure before step 3 leaves files no version refers to: reads never see them
-(reads take the file list from the log) and ``vacuum`` deletes them. They are not
+(reads take the file list from the log) and ``vacuum`` deletes them once they are older
+than ``storage.orphan_retention_hours`` (a writer still between steps 2 and 3 keeps them). They are not
 deleted on a failed commit because a commit error does not always mean the commit
 did not land (a post-commit hook may fail after the log entry was written).
 
@@ -35,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import deltalake
 import pyarrow as pa
 import pyarrow.parquet as pq
 from deltalake import DeltaTable, Field, Schema
@@ -167,17 +169,29 @@ class DeltaRsEngine(Engine):
             )
         return out
 
-    def vacuum(self, ref: TableRef, retention_hours: int) -> None:
+    def vacuum(self, ref: TableRef, retention_hours: int, orphan_hours: int) -> None:
         table = self._load(ref)
-        # full=True also lists files the log never mentioned: the orphans of failed commits.
-        deleted = table.vacuum(
-            retention_hours=retention_hours,
-            dry_run=False,
-            enforce_retention_duration=False,
-            full=True,
+        deleted = 0
+        if orphan_hours > retention_hours:
+            # Lite: only the files commits removed before the retention, found from the log.
+            deleted += len(
+                table.vacuum(retention_hours=retention_hours, dry_run=False, enforce_retention_duration=False)
+            )
+        # Full also lists the folder for files the log never mentioned (orphans of failed or
+        # in-flight writes); deltalake keeps those whose modification time is within the
+        # retention given, so a writer about to commit keeps its files.
+        deleted += len(
+            table.vacuum(retention_hours=orphan_hours, dry_run=False, enforce_retention_duration=False, full=True)
         )
-        staged = _clean_staging(ref.path, retention_hours)
-        log.info("vacuum %s: deleted %d files, %d staging folders", ref.name, len(deleted), staged)
+        staged = _clean_staging(ref.path, orphan_hours)
+        log.info(
+            "vacuum %s: deleted %d files (retention %dh, unreferenced files %dh), %d staging folders",
+            ref.name,
+            deleted,
+            retention_hours,
+            orphan_hours,
+            staged,
+        )
 
     def optimize(self, ref: TableRef) -> dict:
         table = self._load(ref)
@@ -314,7 +328,8 @@ class DeltaRsEngine(Engine):
                     f"by a concurrent writer; this write used {req.partition_by}"
                 )
             current = spark_schema(table.schema())
-            if not _same_fields(current, req.schema):
+            evolves = not _same_fields(current, req.schema)
+            if evolves:
                 todo = _columns_to_add(current, req.schema)
                 allowed = {f.name for f in req.add_columns}  # evolution the facade approved
                 if todo is None or any(f.name not in allowed for f in todo):
@@ -322,25 +337,31 @@ class DeltaRsEngine(Engine):
                         f"table {ref.name}: schema changed while writing (now {current.simpleString()}, "
                         f"this write expects {req.schema.simpleString()}); nothing committed, retry the write"
                     )
-                try:
-                    table.alter.add_columns(
-                        [Field.from_json(f.json()) for f in todo],
-                        commit_properties=CommitProperties(max_commit_retries=0),
-                    )
-                    log.info("table %s: added columns %s", ref.name, [f.name for f in todo])
-                except CommitFailedError:
-                    pass
-                continue  # reload: the data goes on top of the new schema
+                why = _no_single_commit(table, todo) if req.mode == "append" else None
+                if why:
+                    self._add_columns_first(ref, table, todo, why)
+                    continue  # reload: the data goes on top of the new schema
             done = self._already_committed(ref, table, req)
             if done is not None:  # a concurrent attempt with the same id won: ours are orphans
                 log.info("table %s: %d written files left for vacuum", ref.name, len(files))
                 return done
             read_version = table.version()
+            if evolves and req.mode == "append":
+                # deltalake's append ignores a new schema: the metaData and the adds go in one
+                # commit file of our own, put if absent, so readers see both or neither.
+                if commit_json(
+                    ref.path, table, read_version + 1, _append_actions(table, req, files, meta, read_version)
+                ):
+                    log.info("table %s: added columns %s in the same commit", ref.name, [f.name for f in todo])
+                    return read_version + 1
+                log.info("table %s: commit race lost (attempt %d), retrying", ref.name, attempt + 1)
+                continue
             try:
+                # An overwrite with a wider schema writes the metaData in its own commit.
                 table.create_write_transaction(
                     adds,
                     req.mode,
-                    table.schema(),
+                    delta_schema(req.schema) if evolves else table.schema(),
                     partition_by=req.partition_by or None,
                     partition_filters=_partition_filters(req.where),
                     commit_properties=CommitProperties(
@@ -354,6 +375,108 @@ class DeltaRsEngine(Engine):
             f"table {ref.name}: gave up committing after {COMMIT_ATTEMPTS} attempts; other writers kept "
             f"committing first. {len(files)} written files are orphans until vacuum; retry the write"
         )
+
+    def _add_columns_first(self, ref: TableRef, table: DeltaTable, todo: list[T.StructField], why: str) -> None:
+        """Schema evolution in a commit of its own, where one commit with the data cannot be made."""
+        log.warning(
+            "table %s: adding columns %s in a commit before the data's (%s)", ref.name, [f.name for f in todo], why
+        )
+        with contextlib.suppress(CommitFailedError):
+            table.alter.add_columns(
+                [Field.from_json(f.json()) for f in todo],
+                commit_properties=CommitProperties(max_commit_retries=0),
+            )
+
+
+# Writer features under which a commit of add actions and a wider schema needs nothing more.
+_PLAIN_COMMIT_FEATURES = {"appendOnly", "timestampNtz", "vacuumProtocolCheck", "v2Checkpoint", "domainMetadata"}
+
+
+def _no_single_commit(table: DeltaTable, new_columns: list[T.StructField]) -> str | None:
+    """Why this table's protocol needs more than a plain commit file (None: it does not)."""
+    protocol = table.protocol()
+    features = set(protocol.writer_features or [])
+    if protocol.min_writer_version not in (1, 2, 7) or features - _PLAIN_COMMIT_FEATURES:
+        return f"writer version {protocol.min_writer_version}, features {sorted(features)}"
+    types = json.dumps([f.jsonValue() for f in new_columns])
+    needs = [t for t in ("timestamp_ntz", "variant") if f'"{t}"' in types and "timestampNtz" not in features]
+    return f"new column types {needs} need a protocol upgrade" if needs else None
+
+
+def _append_actions(
+    table: DeltaTable, req: WriteRequest, files: list[DataFile], meta: dict[str, Any], read_version: int
+) -> list[dict[str, Any]]:
+    """commitInfo, metaData (the wider schema), txn and add actions of an evolving append."""
+    now = int(time.time() * 1000)
+    md = table.metadata()
+    actions: list[dict[str, Any]] = [
+        {
+            "commitInfo": {
+                "timestamp": now,
+                "operation": "WRITE",
+                "operationParameters": {"mode": "Append", "partitionBy": json.dumps(req.partition_by)},
+                "readVersion": read_version,
+                "isolationLevel": "Serializable",
+                "isBlindAppend": False,
+                "engineInfo": f"custseg delta-rs (deltalake {deltalake.__version__})",
+                **meta,
+            }
+        },
+        {
+            "metaData": {
+                "id": md.id,
+                "name": md.name,
+                "description": md.description,
+                "format": {"provider": "parquet", "options": {}},
+                "schemaString": delta_schema(req.schema).to_json(),
+                "partitionColumns": list(md.partition_columns),
+                "configuration": dict(md.configuration or {}),
+                "createdTime": md.created_time,
+            }
+        },
+    ]
+    if req.txn:
+        actions.append({"txn": {"appId": req.txn.app_id, "version": req.txn.version, "lastUpdated": now}})
+    for f in files:
+        add = {
+            "path": urllib.parse.quote(f.rel_path, safe="/=:@!$&'()*+,;"),
+            "partitionValues": f.partition_values,
+            "size": f.size,
+            "modificationTime": f.modification_time,
+            "dataChange": True,
+            "stats": f.stats,
+        }
+        actions.append({"add": add})
+    return actions
+
+
+def commit_json(table_path: str, table: DeltaTable, version: int, actions: list[dict[str, Any]]) -> bool:
+    """Write ``_delta_log/<version>.json`` if no writer made that version first (False then).
+
+    Put-if-absent by ``link(2)``, as delta-rs itself commits on a local filesystem: the file
+    is written and synced under a hidden name, then linked to its final name, which fails if
+    it exists. Readers ignore the hidden name, so a crash leaves no half-written version.
+    """
+    log_dir = os.path.join(table_path, "_delta_log")
+    target = os.path.join(log_dir, f"{version:020d}.json")
+    tmp = os.path.join(log_dir, f".{version:020d}.json.{uuid.uuid4().hex}.tmp")
+    with open(tmp, "w", encoding="utf-8") as out:
+        out.write("\n".join(json.dumps(a, separators=(",", ":")) for a in actions) + "\n")
+        out.flush()
+        os.fsync(out.fileno())
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        return False
+    finally:
+        os.remove(tmp)
+    interval = int((table.metadata().configuration or {}).get("delta.checkpointInterval") or 100)
+    if version % interval == 0:  # what deltalake's post-commit hook would have done
+        try:
+            DeltaTable(table_path).create_checkpoint()
+        except DeltaError as exc:  # the commit stands; readers replay the JSON log instead
+            log.warning("table at %s: checkpoint of version %d failed: %s", table_path, version, exc)
+    return True
 
 
 def data_file_paths(table: DeltaTable, table_path: str) -> list[str]:

@@ -223,20 +223,37 @@ class SparkDeltaEngine(Engine):
             for r in rows
         ]
 
-    def vacuum(self, ref: TableRef, retention_hours: int) -> None:
+    def vacuum(self, ref: TableRef, retention_hours: int, orphan_hours: int) -> None:
+        # Delta refuses a retention under the table's (7 days) unless the safety check is off;
+        # the facade has already warned. Off only for this call.
         key = "spark.databricks.delta.retentionDurationCheck.enabled"
+        previous = self.spark.conf.get(key, "true")
         if retention_hours < 168:
-            # Delta refuses short retentions unless the safety check is off; the facade
-            # has already warned. Off only for this call.
-            previous = self.spark.conf.get(key, "true")
             self.spark.conf.set(key, "false")
-            try:
-                self._table(ref).vacuum(float(retention_hours))
-            finally:
-                self.spark.conf.set(key, previous)
-        else:
-            self._table(ref).vacuum(float(retention_hours))
-        log.info("vacuum %s: retention %sh", ref.name, retention_hours)
+        try:
+            if orphan_hours > retention_hours:
+                # LITE deletes only files that commits removed before the retention (found from
+                # the log); a full VACUUM at that retention would also delete every file no
+                # commit refers to that is older than it, a concurrent writer's included.
+                self._vacuum_lite(ref, retention_hours)
+            # Full: lists the folder; deletes what no version within orphan_hours needs,
+            # files no commit refers to only once their modification time is that old.
+            self.spark.sql(f"VACUUM {ref.identifier} RETAIN {int(orphan_hours)} HOURS").collect()
+        finally:
+            self.spark.conf.set(key, previous)
+        log.info("vacuum %s: retention %sh, unreferenced files %sh", ref.name, retention_hours, orphan_hours)
+
+    def _vacuum_lite(self, ref: TableRef, retention_hours: int) -> None:
+        try:
+            self.spark.sql(f"VACUUM {ref.identifier} LITE RETAIN {int(retention_hours)} HOURS").collect()
+        except Exception as exc:
+            # Lite needs the log back to the last full vacuum (log cleanup may have dropped it).
+            if "VACUUM_LITE" not in str(exc):
+                raise
+            raise StorageError(
+                f"table {ref.name}: VACUUM LITE cannot run ({str(exc)[:300]}); run maintain (a full "
+                "vacuum at the table retention) first, then vacuum with the short retention again"
+            ) from exc
 
     def optimize(self, ref: TableRef) -> dict:
         key = "spark.databricks.delta.optimize.maxFileSize"
