@@ -16,7 +16,8 @@ Reason codes, in the order they are tried:
   open quote, or, with ``csv_require_final_newline``, any CSV without a final newline: a
   value cut inside its last field looks complete), i.e. the file was cut short in transfer.
 - ``corrupt_gzip`` (compressed files, checked by reading the whole stream in Spark): the
-  stream ends early or fails its CRC, which would otherwise abort the whole ingest.
+  stream ends early or fails its CRC, which would otherwise abort the whole ingest. It wins
+  over a reason found in the first lines (a cut file with a bad header): its lines cannot be read.
 - ``duplicate_file``: the file's content (SHA-256) was already delivered, in this batch or
   an earlier one (``meta.landed_files``), so a re-delivered file cannot count twice.
 """
@@ -160,11 +161,11 @@ def file_checksums(spark: SparkSession, paths: list[str]) -> dict[str, str]:
         .select(F.col("path"), F.sha2(F.col("content"), 256).alias("sha256"))
         .collect()
     )
-    by_path = {_local_form(r["path"]): r["sha256"] for r in rows}
-    return {p: by_path.get(_local_form(p)) for p in paths}
+    by_path = {local_form(r["path"]): r["sha256"] for r in rows}
+    return {p: by_path.get(local_form(p)) for p in paths}
 
 
-def _local_form(path: str) -> str:
+def local_form(path: str) -> str:
     """``file:/x``, ``file:///x`` and ``/x`` alike (Spark spells local paths several ways)."""
     if path.startswith("file:"):
         return "/" + path[len("file:") :].lstrip("/")
@@ -179,7 +180,10 @@ def check_files(
     for path, size in files:
         head, tail = read_bytes(spark, path, size, HEAD_BYTES, TAIL_BYTES)
         check = inspect(spec, path, size, head, tail, csv_require_final_newline)
-        if check.ok and path.endswith((".gz", ".gzip")) and not _gzip_readable(spark, path):
+        # Every compressed file whose lines will be read (accepted, or quarantined line by line
+        # for another reason) must decompress to its end: a cut stream fails any read of it.
+        compressed = path.endswith((".gz", ".gzip"))
+        if compressed and check.reason not in SINGLE_ROW_REASONS and not _gzip_readable(spark, path):
             check = FileCheck(path, size, "corrupt_gzip", check.header, check.header_line)
         if check.reason:
             log.warning("%s: file %s quarantined as a whole: %s", spec.name, path, check.reason)

@@ -327,6 +327,21 @@ def test_truncated_gzip_is_quarantined_and_the_other_sources_carry_on(spark, hom
     assert reconciliation(spark, home, "orders") == (1, 1, 0)
 
 
+def test_truncated_gzip_with_a_bad_header_is_corrupt_gzip_not_a_crash(spark, home):
+    """Found by tests/unit/test_landing_fuzz.py: a cut gzip whose header also lacked a column was
+    quarantined line by line, and reading its lines aborted the ingest (EOFException)."""
+    body = FEEDBACK_HEADER.replace("nps", "score") + "\n"
+    body += "".join(f"f{i},c{i},2026-06-30 09:00:00,web,5,9,text {i}\n" for i in range(3, 3000))
+    whole = gzip.compress(body.encode())
+    _ingest_feedback_with(spark, home, "cut.csv.gz", whole[: len(whole) // 2])
+    assert_df_equality(
+        quarantine(spark, home, "feedback"),
+        quarantine_df(spark, [("corrupt_gzip", None, "cut.csv.gz")]),
+        ignore_nullable=True,
+    )
+    assert reconciliation(spark, home, "feedback") == (3, 2, 1)
+
+
 def test_csv_cut_inside_its_last_field_is_quarantined(spark, home):
     """No final newline: the last value ("fi" of "fine", or an open quote) may be cut; the file is not trusted."""
     cut = "\n".join(
@@ -376,4 +391,18 @@ def test_a_redelivered_file_is_quarantined_as_duplicate_file(spark, home):
     assert reconciliation(spark, home, "feedback", date="2026-07-01") == (4, 1, 3)
     # a rerun of the first date is not a re-delivery of itself
     assert run(spark, "ingest", date=D) == 0
+    assert reconciliation(spark, home, "feedback") == (2, 2, 0)
+
+
+def test_a_line_of_tabs_in_a_csv_is_blank_to_the_reader_and_to_the_line_count(spark, home):
+    """Found by tests/unit/test_landing_fuzz.py: Spark's CSV reader skips a line of tabs (Java trim),
+    the independent line count took it for a record, and the mismatch gated the whole batch."""
+    land(
+        home,
+        "feedback",
+        "dir with space/tabs.csv",
+        FEEDBACK_HEADER + "\n" + GOOD_ROWS[0] + "\n\t\n \t \n" + GOOD_ROWS[1] + "\n",
+    )
+    assert run(spark, "ingest") == 0
+    assert_df_equality(_bronze_ids(spark, home), _ids(spark, "f1", "f2"), ignore_row_order=True, ignore_nullable=True)
     assert reconciliation(spark, home, "feedback") == (2, 2, 0)

@@ -14,15 +14,18 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from urllib.parse import unquote, urlparse
 
 from pyspark import StorageLevel
+from pyspark.sql import Column
 from pyspark.sql import functions as F
 
 from custseg.config import Config
-from custseg.file_checks import SINGLE_ROW_REASONS, FileCheck, check_files, file_checksums
+from custseg.file_checks import SINGLE_ROW_REASONS, FileCheck, check_files, file_checksums, local_form
 from custseg.ingest import UNKNOWN, BatchCounts, Bounds, batch_id_for, read_raw, split_batch, with_reasons
 from custseg.landing import SUCCESS_MARKER, batch_path, has_success_marker, list_files
 from custseg.sources import SOURCES, SourceSpec
+from custseg.sources.base import WHITESPACE
 from custseg.sources.consent_file import TABLE as CONSENT_TABLE
 from custseg.sources.consent_file import ConsentFileSettings, consent_spec, from_file
 from custseg.sources.flat import TABLE as FLAT_TABLE
@@ -96,24 +99,48 @@ def unknown_fields_policy(conf: Config, source: str) -> str:
 def count_lines(spark, spec: SourceSpec, checks: list[FileCheck]) -> int:
     """Records the batch's files should give, from their lines alone (not from the CSV / JSON readers).
 
-    A non-blank line is a record (Spark's CSV reader skips blank lines too), less each CSV
-    file's header; a file quarantined as a whole without readable lines is one record.
+    A non-blank line is a record (blank as the file's reader decides: ``_blank_line``), less
+    each CSV file's header; a file quarantined as a whole without readable lines is one record.
     """
     single = sum(1 for c in checks if c.reason in SINGLE_ROW_REASONS)
     readable = [c for c in checks if c.reason not in SINGLE_ROW_REASONS]
     if not readable:
         return single
+    usable = {_path_key(c.path) for c in readable if c.ok}
+    blank_to_reader, only_spaces = _blank_line(spec)
     lines = (
         spark.read.text([c.path for c in readable])
-        .where(F.trim(F.make_valid_utf8("value")) != "")
         .groupBy(F.col("_metadata.file_path").alias("file"))
-        .agg(F.count("*").alias("n"))
+        .agg(F.count_if(~blank_to_reader).alias("usable"), F.count_if(~only_spaces).alias("rejected"))
     )
-    total = sum(int(r["n"]) for r in lines.collect())  # one row per file: bounded
+    # one row per file: bounded; a usable file's lines are counted as its reader skips blanks
+    total = sum(int(r["usable" if _path_key(r["file"]) in usable else "rejected"]) for r in lines.collect())
     if spec.fmt == "csv":
         total -= sum(1 for c in readable if c.ok)  # each usable CSV file's first line is its header
         total -= _header_repeats(spark, readable)
     return total + single
+
+
+def _blank_line(spec: SourceSpec) -> tuple[Column, Column]:
+    """(blank to the reader of a usable file, blank to the readers of the rest) of a line.
+
+    Spark's CSV reader skips lines that trim (Java's ``String.trim``: every character up to
+    U+0020) to nothing, so a line of tabs is no record to it; the whitespace reader strips
+    ``\\s``; the JSON Lines reader and the lines of files quarantined as a whole drop only lines
+    of spaces (a line of tabs there is a record, quarantined)."""
+    value = F.make_valid_utf8("value")
+    spaces = F.trim(value) == ""
+    if spec.fmt != "csv":
+        return spaces, spaces
+    if spec.delimiter == WHITESPACE:
+        return F.regexp_replace(F.regexp_replace(value, "^\ufeff", ""), r"^\s+|\s+$", "") == "", spaces
+    return F.regexp_like(value, F.lit(r"^[\x00-\x20]*$")), spaces
+
+
+def _path_key(path: str) -> str:
+    """One spelling of a file's path: Spark's ``_metadata.file_path`` is a percent-encoded URI
+    (``file:///a%20b``), a local listing a plain path (``/a b``)."""
+    return unquote(local_form(path)) if urlparse(path).scheme else path
 
 
 def _header_repeats(spark, checks: list[FileCheck]) -> int:
