@@ -109,7 +109,7 @@ def run_job(args: argparse.Namespace, demo: bool = False, spark=None) -> int:
     from custseg.runtime import connect_gc_guard
     from custseg.secrets import SecretError, load_secrets
     from custseg.session import get_session
-    from custseg.stages import StageContext, StageImportError, get_stage, pipeline_stages
+    from custseg.stages import StageContext, StageImportError, get_stage, pipeline_stages, stage_tables
     from custseg.stages.context import absolute
     from custseg.storage import StorageSettings, Tables
     from custseg.tracking import TrackingError
@@ -154,7 +154,9 @@ def run_job(args: argparse.Namespace, demo: bool = False, spark=None) -> int:
             "custseg.storage_engine": tables.engine_name,
         }
         tracker = start_tracking(conf, tags, run_name=f"{name} {args.date}")  # a no-op when tracking is off
-        ctx = StageContext(spark, conf, args.date, tables, recorder, demo=demo, tracker=tracker)
+        # Stages after conform read silver as of args.date, never the current silver.
+        view = stage_tables(name, tables, args.date)
+        ctx = StageContext(spark, conf, args.date, view, recorder, demo=demo, tracker=tracker)
         record_start(spark, tables, recorder)  # a run that dies without an end stays visible
         try:
             with connect_gc_guard(spark), recorder.stage(name):

@@ -94,6 +94,7 @@ CUSTOMER_FREE = {
     "meta.landed_files": "file names, sizes and checksums",
     "meta.pii_key_fingerprints": "which salt wrote a table",
     "meta.identity_metrics": "resolution rates",
+    "meta.silver_snapshots": "which silver versions each run date reads",
     "meta.erasure_requests": "the erasure log: keys of erased people only (docs/security.md)",
 }
 

@@ -29,6 +29,11 @@ STAGES = {
 
 PIPELINE = ["ingest", "conform", "features", "segment", "basket", "marketing", "report"]
 
+# Stages that see the tables as they are: they write silver (conform; forget and maintain in
+# place) or never read it (ingest). Every other stage, including any added later, reads silver
+# as of its run date: the versions that date's conform recorded (custseg.stages.snapshots).
+CURRENT_SILVER = frozenset({"ingest", "conform", "forget", "maintain"})
+
 
 # what to install when a stage's import fails for want of an optional dependency
 EXTRAS = {"matplotlib": "custseg[report]"}
@@ -57,9 +62,28 @@ def get_stage(name: str) -> Stage:
     return module.run
 
 
+def stage_tables(name: str, tables, run_date: str):
+    """The tables a stage of ``run_date`` works with: the one place silver is pinned to a date."""
+    if name in CURRENT_SILVER:
+        return tables
+    from custseg.stages.snapshots import SilverAsOf
+
+    return SilverAsOf(tables, run_date)
+
+
 def pipeline_stages() -> list[str]:
     """The pipeline's stages, in order (all of them: a stage that cannot import fails the run)."""
     return list(PIPELINE)
 
 
-__all__ = ["PIPELINE", "STAGES", "Stage", "StageContext", "StageImportError", "get_stage", "pipeline_stages"]
+__all__ = [
+    "CURRENT_SILVER",
+    "PIPELINE",
+    "STAGES",
+    "Stage",
+    "StageContext",
+    "StageImportError",
+    "get_stage",
+    "pipeline_stages",
+    "stage_tables",
+]

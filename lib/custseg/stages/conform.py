@@ -39,6 +39,7 @@ from custseg.sources.consent_file import ConsentFileSettings, from_file
 from custseg.stages.context import StageContext
 from custseg.stages.flat_inputs import bronze_with_flat
 from custseg.stages.key_guard import check_pii_key, record_pii_key
+from custseg.stages.snapshots import SilverWrites, record_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,9 @@ KEYED_TABLES = [
 
 def run(ctx: StageContext) -> None:
     t, rec = ctx.tables, ctx.recorder
+    # Every silver write goes through `w`, which keeps the versions this run committed; they become
+    # the run date's snapshot only once all are written (custseg.stages.snapshots).
+    w = SilverWrites(t)
     salt = resolve_pii_key(ctx.conf, demo=ctx.demo)
     # Before anything is written: a run with another key fails here, and the first run records
     # its key for every keyed table up front, so a run that fails midway is still guarded.
@@ -68,17 +72,17 @@ def run(ctx: StageContext) -> None:
 
     with rec.stage("silver.customers"):
         customers = bronze_with_flat(ctx, "crm_customers").where(upto).transform(conform_customers(salt, ctx.as_of, cc))
-        t.overwrite(customers, "silver.customers")
-        customers = t.read("silver.customers")
+        w.overwrite(customers, "silver.customers")
+        customers = w.read("silver.customers")
 
     with rec.stage("silver.activation_ids"):
         # The restricted pseudonym table (docs/security.md): customer_key -> source customer id.
         crm = bronze_with_flat(ctx, "crm_customers").where(upto)
-        t.overwrite(crm.transform(conform_activation_ids(salt)), "silver.activation_ids")
+        w.overwrite(crm.transform(conform_activation_ids(salt)), "silver.activation_ids")
 
     with rec.stage("silver.identity_map"):
-        t.overwrite(_identity_map(ctx, customers, upto, salt, cc), "silver.identity_map")
-        id_map = t.read("silver.identity_map")
+        w.overwrite(_identity_map(ctx, customers, upto, salt, cc), "silver.identity_map")
+        id_map = w.read("silver.identity_map")
 
     if t.exists("bronze.products"):
         with rec.stage("silver.products"):
@@ -96,7 +100,7 @@ def run(ctx: StageContext) -> None:
                     F.col("list_price").try_cast(MONEY).alias("list_price"),
                 )
             )
-            t.overwrite(products, "silver.products")
+            w.overwrite(products, "silver.products")
 
     with rec.stage("silver.order_items"):
         orders = (
@@ -109,9 +113,9 @@ def run(ctx: StageContext) -> None:
         )
         zero_price = str(ctx.conf.get_path("conform.zero_price_lines", "not_purchases"))
         items = order_items(orders, zero_price)
-        if t.exists("silver.products"):
+        if w.wrote("silver.products"):
             # The catalogue is small (bounded by the number of SKUs): broadcast it.
-            catalogue = t.read("silver.products").select("sku", "category", "subcategory", "list_price")
+            catalogue = w.read("silver.products").select("sku", "category", "subcategory", "list_price")
             items = items.join(F.broadcast(catalogue), on="sku", how="left")
         else:
             items = items.select(
@@ -121,10 +125,10 @@ def run(ctx: StageContext) -> None:
                     for c, tp in (("category", "string"), ("subcategory", "string"), ("list_price", MONEY))
                 ],
             )
-        t.overwrite(items.select(*ITEM_COLUMNS), "silver.order_items", partition_by=None)
+        w.overwrite(items.select(*ITEM_COLUMNS), "silver.order_items", partition_by=None)
     with rec.stage("silver.orders"):
-        t.overwrite(orders_from_items(orders, t.read("silver.order_items")), "silver.orders")
-        free = t.read("silver.orders").where(F.col("status") == FREE).agg(F.count("*").alias("n")).first()["n"]
+        w.overwrite(orders_from_items(orders, w.read("silver.order_items")), "silver.orders")
+        free = w.read("silver.orders").where(F.col("status") == FREE).agg(F.count("*").alias("n")).first()["n"]
         rec.details["free_orders"] = int(free)  # completed orders without a paid line: not purchases
         if free:
             log.info("silver.orders: %d orders have only zero-price lines: status %s, not purchases", free, FREE)
@@ -137,14 +141,18 @@ def run(ctx: StageContext) -> None:
             log.warning("bronze.%s does not exist: silver.%s not built", name, name)
             continue
         with rec.stage(f"silver.{name}"):
-            t.overwrite(t.read(f"bronze.{name}").where(upto).transform(conform(salt, id_map)), f"silver.{name}")
+            w.overwrite(t.read(f"bronze.{name}").where(upto).transform(conform(salt, id_map)), f"silver.{name}")
     if from_file(ctx.conf):
         with rec.stage("silver.consent"):
-            _silver_consent(ctx, salt, id_map, upto)
-    _record_resolution(ctx)
+            _silver_consent(ctx, w, salt, id_map, upto)
+    _record_resolution(ctx, w)
+    with rec.stage("silver snapshot"):
+        # Last, in one commit: until here readers of this date see its previous snapshot (or none).
+        record_snapshot(ctx.spark, t, ctx.run_date, w.versions, getattr(rec, "run_id", None))
+    rec.details["silver_snapshot"] = dict(sorted(w.versions.items()))
 
 
-def _silver_consent(ctx: StageContext, salt: PiiKey, id_map: DataFrame, upto) -> None:
+def _silver_consent(ctx: StageContext, w: SilverWrites, salt: PiiKey, id_map: DataFrame, upto) -> None:
     """bronze.consent (every batch up to the run date) -> silver.consent, the latest per customer and channel."""
     t = ctx.tables
     if not t.exists(CONSENT_TABLE):
@@ -155,7 +163,7 @@ def _silver_consent(ctx: StageContext, salt: PiiKey, id_map: DataFrame, upto) ->
         )
         return
     records = t.read(CONSENT_TABLE).where(upto).transform(consent_records(ConsentFileSettings.from_config(ctx.conf)))
-    t.overwrite(records.transform(latest_consent(salt, id_map)), "silver.consent")
+    w.overwrite(records.transform(latest_consent(salt, id_map)), "silver.consent")
     known = id_map.where(F.col("id_type") == "customer_id").select(F.col("id_key").alias("k"))
     unknown = (
         records.select(customer_id_key("customer_id", salt).alias("k"))
@@ -164,7 +172,7 @@ def _silver_consent(ctx: StageContext, salt: PiiKey, id_map: DataFrame, upto) ->
         .count()
     )
     row = (
-        t.read("silver.consent")
+        w.read("silver.consent")
         .agg(
             F.count("*").alias("rows"),
             F.countDistinct("customer_key").alias("customers"),
@@ -205,15 +213,15 @@ IDENTITY_METRICS_SCHEMA = StructType(
 )
 
 
-def _record_resolution(ctx: StageContext) -> None:
+def _record_resolution(ctx: StageContext, w: SilverWrites) -> None:
     """Share of rows resolved to a customer per silver table: logged, in the run record and in
     ``meta.identity_metrics`` (one partition per batch date, replaced on a rerun)."""
     t = ctx.tables
     shares, rows = {}, []
     for name in ("orders", "events", "feedback", "social", "campaign_responses"):
-        if t.exists(f"silver.{name}"):
+        if w.wrote(f"silver.{name}"):
             row = (
-                t.read(f"silver.{name}").agg(F.count("*").alias("n"), F.count("customer_key").alias("resolved")).first()
+                w.read(f"silver.{name}").agg(F.count("*").alias("n"), F.count("customer_key").alias("resolved")).first()
             )
             shares[name] = round(row["resolved"] / row["n"], 4) if row["n"] else None
             rows.append((ctx.as_of, name, int(row["n"]), int(row["resolved"]), shares[name]))

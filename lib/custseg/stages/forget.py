@@ -38,6 +38,7 @@ from custseg.erasure_exports import erase_from_exports
 from custseg.pii import resolve_pii_key
 from custseg.stages.context import StageContext, absolute
 from custseg.stages.key_guard import check_pii_key
+from custseg.stages.snapshots import repoint
 
 log = logging.getLogger(__name__)
 
@@ -200,10 +201,17 @@ def run(ctx: StageContext) -> None:
     person, keys = build_person(ctx, ids, salt, covered, cc)
 
     deleted: dict[str, int] = {}
+    silver_before = {n: t.version(n) for n in covered if n.startswith("silver.")}
     for name, cols in sorted(covered.items()):
         with rec.stage(f"erase {name}"):
             result = t.delete_rows(name, keep_rows(person, cols, cc))
         deleted[name] = result["rows"]
+    with rec.stage("silver snapshots"):
+        # Snapshots of the silver just erased from now read the erased versions; every older
+        # snapshot is invalidated, as its versions still hold the people (docs/security.md).
+        moves = {n: (v, t.version(n)) for n, v in silver_before.items()}
+        reason = f"erasure by forget run {rec.run_id} on {ctx.run_date}"
+        rec.details["snapshots_invalidated"] = repoint(t, moves, invalidate_others=reason)
     export_rows = 0
     if settings.exports:
         with rec.stage("erase exports"):

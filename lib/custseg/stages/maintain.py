@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 
 from custseg.config import Config
 from custseg.stages.context import StageContext
+from custseg.stages.snapshots import repoint
 
 log = logging.getLogger(__name__)
 
@@ -84,16 +85,23 @@ def run(ctx: StageContext) -> None:
     rec.rows_in = len(names)
     if settings.bronze_retention_days:
         rec.details["bronze_expired"] = expire_bronze(ctx, names, settings.bronze_retention_days)
-    done = {}
-    for name in names:
-        entry = {}
-        if settings.optimize:
+    done: dict[str, dict] = {name: {} for name in names}
+    if settings.optimize:
+        moves = {}
+        for name in names:
+            before = ctx.tables.version(name)
             with rec.stage(f"optimize {name}"):
-                entry["optimize"] = ctx.tables.optimize(name)
+                done[name]["optimize"] = ctx.tables.optimize(name)
+            after = ctx.tables.version(name)
+            if name.startswith("silver.") and after != before:
+                moves[name] = (before, after)  # OPTIMIZE keeps the rows: the same snapshot in new files
+        # Snapshots of the compacted versions follow them before any vacuum, or the latest date's
+        # snapshot would point at files the vacuum deletes once past the retention.
+        repoint(ctx.tables, moves)
+    for name in names:
         with rec.stage(f"vacuum {name}"):
             ctx.tables.vacuum(name, settings.vacuum_retention_hours)
-        entry["version"] = ctx.tables.version(name)
-        done[name] = entry
+        done[name]["version"] = ctx.tables.version(name)
     rec.rows_out = len(done)
     rec.details["maintain"] = {"retention_hours": settings.vacuum_retention_hours, "tables": done}
     log.info("maintained %d tables (vacuum retention %dh)", len(done), settings.vacuum_retention_hours)
