@@ -200,7 +200,9 @@ class SilverAsOf:
         if not is_silver(name):
             return self._tables.read(name, version=version)
         versions = self.versions
-        if versions is None or name not in versions:
+        if versions is None:  # no silver table at all: the usual "does not exist"
+            return self._tables.read(name)
+        if name not in versions:
             raise SilverSnapshotError(
                 f"{name} is not in the silver snapshot of {self.run_date} (conform for that date did not write it)"
             )
@@ -227,7 +229,9 @@ class SilverAsOf:
         if not is_silver(name):
             return self._tables.version(name)
         versions = self.versions
-        if versions is None or name not in versions:
+        if versions is None:
+            return self._tables.version(name)
+        if name not in versions:
             raise SilverSnapshotError(f"{name} is not in the silver snapshot of {self.run_date}")
         return versions[name]
 
