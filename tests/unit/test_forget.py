@@ -1,6 +1,6 @@
 """``custseg forget``: two planted people erased from bronze, quarantine, silver, gold and the
 export files; the third untouched; the request logged by key; a rerun deletes nothing; after a
-vacuum with retention 0 no data file on disk holds them.
+vacuum with retention 0 no data file on disk and no file of a Delta log holds them (both engines).
 
 The keys are computed here with ``hmac`` (not with the code under test), and every table is
 scanned outside Spark (``custseg.storage.arrow_read``) for every value of the forgotten people.
@@ -61,8 +61,8 @@ NEEDLES = {
 NEEDLES = {n.lower() for n in NEEDLES}
 
 
-def _plant(spark, root: Path) -> Tables:
-    t = Tables(spark, StorageSettings(root=str(root / "tables")))
+def _plant(spark, root: Path, engine: str = "auto") -> Tables:
+    t = Tables(spark, StorageSettings(root=str(root / "tables"), engine=engine))
     crm = spark.createDataFrame(
         [
             (A, "Alice Able", "alice@example.com", "07700 900001", D1),
@@ -197,6 +197,23 @@ def _parquet_files(path: Path) -> list[Path]:
     return [p for p in path.rglob("*.parquet") if "_delta_log" not in p.parts]
 
 
+def _log_hits(table_path: Path) -> dict[str, set[str]]:
+    """Needles found in any file of the table's Delta log: commits (per-file min / max
+    statistics, commit info), checkpoints and checksums."""
+    hits = {}
+    for f in (table_path / "_delta_log").rglob("*"):
+        if not f.is_file():
+            continue
+        if f.suffix == ".parquet":
+            cells = _cells(pq.ParquetFile(f).read())
+        else:
+            cells = [line.lower() for line in f.read_text(errors="replace").splitlines()]
+        found = _found(cells)
+        if found:
+            hits[f.name] = found
+    return hits
+
+
 @pytest.fixture
 def planted(spark, tmp_path, monkeypatch):
     monkeypatch.setenv("CUSTSEG_PII_SALT", SALT)
@@ -206,15 +223,27 @@ def planted(spark, tmp_path, monkeypatch):
     return t, tmp_path, str(requests)
 
 
-def test_forget_erases_two_people_everywhere_and_a_rerun_deletes_nothing(spark, planted):
-    t, home, requests = planted
+@pytest.fixture(params=["delta-rs", pytest.param("spark-delta", marks=pytest.mark.spark_delta)])
+def planted_on(request, spark, tmp_path, monkeypatch, jvm_delta):
+    """``planted`` on each engine (the job's writes too: ``--set storage.engine``)."""
+    if request.param == "spark-delta" and not jvm_delta:
+        pytest.skip("JVM Delta jars not on the class path")
+    monkeypatch.setenv("CUSTSEG_PII_SALT", SALT)
+    t = _plant(spark, tmp_path, engine=request.param)
+    requests = tmp_path / "requests.csv"
+    requests.write_text(f"customer_id,requested_at\n{A},2026-06-28T10:00:00\n {B} ,\n")
+    return t, tmp_path, str(requests), f"storage.engine={request.param}"
+
+
+def test_forget_erases_two_people_everywhere_and_a_rerun_deletes_nothing(spark, planted_on):
+    t, home, requests, engine = planted_on
     names = ["bronze.crm_customers", "bronze.events", "bronze.social", "bronze.quarantine", "silver.customers",
              "silver.identity_map", "silver.activation_ids", "silver.events", "gold.customer_segments",
              "gold.segment_profiles"]  # fmt: skip
     before = {n: read_table(t.path(n)) for n in names}
     assert _found(_cells(before["bronze.quarantine"])) >= {A.lower(), B.lower()}  # the scan sees them
 
-    assert _forget(spark, home, requests) == 0
+    assert _forget(spark, home, requests, engine) == 0
 
     after = {n: read_table(t.path(n)) for n in names}
     for n in names:
@@ -272,7 +301,7 @@ def test_forget_erases_two_people_everywhere_and_a_rerun_deletes_nothing(spark, 
     # Rerun, with a retention of 0 (tests only): nothing more deleted, no table rewritten, the
     # rerun logged as such; and the vacuum leaves no data file of any table holding them.
     versions = {n: t.version(n) for n in names}
-    assert _forget(spark, home, requests, "erasure.retention_hours=0") == 0
+    assert _forget(spark, home, requests, engine, "erasure.retention_hours=0") == 0
     rewritten = {n: [h["operation"] for h in t.history(n) if h["version"] > versions[n]] for n in names}
     assert {n: [op for op in ops if "VACUUM" not in op.upper()] for n, ops in rewritten.items()} == {
         n: [] for n in names
@@ -284,6 +313,9 @@ def test_forget_erases_two_people_everywhere_and_a_rerun_deletes_nothing(spark, 
     for n in names:
         for f in _parquet_files(Path(t.path(n))):
             assert _found(_cells(pq.ParquetFile(f).read())) == set(), f
+    # Nor does any file of their Delta logs: no identifier gets per-file min / max statistics,
+    # which the log keeps for removed files beyond VACUUM (delta.logRetentionDuration).
+    assert {n: _log_hits(Path(t.path(n))) for n in names} == {n: {} for n in names}
 
 
 def test_a_table_neither_covered_nor_declared_stops_the_erasure(spark, planted):

@@ -10,6 +10,7 @@ something our own reader understands.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import shutil
@@ -24,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from chispa import assert_df_equality
-from deltalake import DeltaTable
+from deltalake import DeltaTable, write_deltalake
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -665,6 +666,55 @@ def test_settings_come_from_the_config(spark, tmp_path):
     assert settings == StorageSettings(root=str(tmp_path / "tables"), schema_evolution=True, orphan_retention_hours=48)
     assert tables.engine_name == ("spark-delta" if has_jvm_delta(spark) else "delta-rs")
     assert tables.path("silver.orders") == str(tmp_path / "tables" / "silver" / "orders")
+
+
+# --- statistics in the Delta log (erasure) -------------------------------------------------
+
+
+def _log_stats(path: str) -> list[dict]:
+    """The stats of every add action in the table's JSON log, oldest first."""
+    out = []
+    for name in sorted(os.listdir(os.path.join(path, "_delta_log"))):
+        if name.endswith(".json") and not name.startswith("."):
+            for line in Path(path, "_delta_log", name).read_text().splitlines():
+                add = json.loads(line).get("add") if line.strip() else None
+                if add and add.get("stats"):
+                    out.append(json.loads(add["stats"]))
+    return out
+
+
+def test_identifier_columns_get_no_statistics_in_the_delta_log(spark, tables):
+    """The log keeps removed files' min / max past VACUUM: an erased person's id must not be
+    one. Bronze gets no column statistics; other layers none on identifier columns."""
+    tables.append(orders(spark, ROWS_1), "bronze.orders", partition_by=["snapshot_date"])
+    tables.append(orders(spark, ROWS_1), "silver.orders", partition_by=["snapshot_date"])
+
+    bronze = _log_stats(tables.path("bronze.orders"))
+    assert bronze and all(s["numRecords"] >= 1 and not s.get("minValues") and not s.get("maxValues") for s in bronze)
+    silver = _log_stats(tables.path("silver.orders"))
+    assert silver and all("order_id" in s["minValues"] and "customer_id" not in s["minValues"] for s in silver)
+    assert all("customer_id" not in s.get("maxValues", {}) and "customer_id" not in s["nullCount"] for s in silver)
+    config = DeltaTable(tables.path("silver.orders")).metadata().configuration
+    assert config["delta.dataSkippingStatsColumns"] == "order_id,ordered_at,amount"  # no partition, array or id
+    assert "c1" not in Path(tables.path("bronze.orders"), "_delta_log", f"{0:020d}.json").read_text()
+    for name in ("bronze.orders", "silver.orders"):  # still the plain protocol every reader reads
+        protocol = DeltaTable(tables.path(name)).protocol()
+        assert (protocol.min_reader_version, protocol.min_writer_version, protocol.writer_features) == (1, 2, None)
+
+
+def test_a_table_made_before_gets_the_statistics_property_on_its_next_write(spark, tables):
+    path = tables.path("bronze.events")
+    write_deltalake(path, pa.table({"event_id": ["e1"], "customer_id": ["c1"]}))  # stats on every column
+    assert _log_stats(path)[0]["minValues"] == {"event_id": "e1", "customer_id": "c1"}
+
+    tables.append(spark.createDataFrame([("e2", "c2")], "event_id string, customer_id string"), "bronze.events")
+
+    assert DeltaTable(path).metadata().configuration["delta.dataSkippingNumIndexedCols"] == "0"
+    newest = _log_stats(path)[-1]
+    assert newest["numRecords"] == 1 and not newest.get("minValues")
+    assert sorted(r["customer_id"] for r in tables.read("bronze.events").collect()) == ["c1", "c2"]
+    protocol = DeltaTable(path).protocol()
+    assert (protocol.min_reader_version, protocol.min_writer_version, protocol.writer_features) == (1, 2, None)
 
 
 # --- deleting rows (erasure) -------------------------------------------------------------

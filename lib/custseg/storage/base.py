@@ -143,6 +143,9 @@ class WriteRequest:
     where: dict[str, list[str | None]] | None = None  # partition values as Delta strings
     predicate: str | None = None  # `where` as a Spark SQL predicate
     txn: WriteId | None = None  # skip the write if this id already committed
+    # Table properties the table must have before this write's files are described (set in
+    # the creating commit, or by a commit of their own on an older table that lacks them).
+    properties: dict[str, str] = field(default_factory=dict)
 
     @property
     def evolves(self) -> bool:
@@ -265,6 +268,52 @@ def where_predicate(where: Mapping[str, list[str | None]], schema: T.StructType)
             parts.append(f"{name} IS NULL")
         terms.append(parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")")
     return " AND ".join(terms)
+
+
+STATS_COLUMNS_KEY = "delta.dataSkippingStatsColumns"
+NUM_INDEXED_KEY = "delta.dataSkippingNumIndexedCols"
+# Delta's default number of leading leaf columns with statistics.
+DEFAULT_INDEXED_COLUMNS = 32
+
+
+# Types Delta accepts in delta.dataSkippingStatsColumns (it refuses arrays, maps, ...).
+_STATS_TYPES = (T.NumericType, T.StringType, T.DateType, T.TimestampType, T.TimestampNTZType, T.BooleanType)
+
+
+def stats_properties(layer: str, schema: T.StructType, partition_by: Sequence[str] = ()) -> dict[str, str]:
+    """Table properties that keep identifiers out of the Delta log's per-file statistics.
+
+    Delta writes each file's min / max of its leading columns into the log, and the log keeps
+    removed files' entries for ``delta.logRetentionDuration`` (30 days), beyond VACUUM's reach:
+    an erased person's raw id would stay there. Bronze (raw PII, quarantined raw records)
+    collects no column statistics at all: it is read by ``_batch_date`` partition. Other
+    layers collect none on identifier columns (``custseg.erasure``: keys, hashes, raw ids):
+    HMAC keys and hashes are uniform, so their min / max never skip a file anyway.
+    """
+    if layer == "bronze":
+        return {NUM_INDEXED_KEY: "0"}
+    from custseg.erasure import HASHED_COLUMNS, RAW_COLUMNS, RAW_TEXT_COLUMNS
+
+    identifiers = {*HASHED_COLUMNS, *RAW_COLUMNS, *RAW_TEXT_COLUMNS}
+    names = schema.fieldNames()
+    if not identifiers.intersection(names):
+        return {}
+    kept = [
+        f.name
+        for f in schema.fields
+        if f.name not in identifiers and f.name not in partition_by and isinstance(f.dataType, _STATS_TYPES)
+    ][:DEFAULT_INDEXED_COLUMNS]
+    if not kept:
+        return {NUM_INDEXED_KEY: "0"}
+    return {STATS_COLUMNS_KEY: ",".join(n if _IDENT.fullmatch(n) else quote_ident(n) for n in kept)}
+
+
+def missing_properties(config: Mapping[str, str | None], wanted: Mapping[str, str]) -> dict[str, str]:
+    """The statistics properties to set on a table whose configuration is ``config``: none
+    if it already chose which columns get statistics (ours or its owner's choice)."""
+    if not wanted or STATS_COLUMNS_KEY in config or NUM_INDEXED_KEY in config:
+        return {}
+    return dict(wanted)
 
 
 def commit_engine(commit: Mapping[str, Any]) -> str:
@@ -550,7 +599,8 @@ class Tables:
             # size, so a small table is one file per partition, not one per upstream task
             # (products at m scale: 396 rows had gone into 64 files).
             aligned = aligned.hint("rebalance", *parts)
-        req = WriteRequest(ref, aligned, mode, parts, schema, not exists, new, where_values, predicate, txn)
+        props = stats_properties(ref.layer, schema, parts)
+        req = WriteRequest(ref, aligned, mode, parts, schema, not exists, new, where_values, predicate, txn, props)
         try:
             return self._engine.write(req)
         except StorageError:

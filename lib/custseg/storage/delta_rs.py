@@ -46,6 +46,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
 from custseg.storage.base import (
+    NUM_INDEXED_KEY,
+    STATS_COLUMNS_KEY,
     CommitConflictError,
     Engine,
     StorageError,
@@ -54,6 +56,7 @@ from custseg.storage.base import (
     WriteRequest,
     col,
     is_local_path,
+    missing_properties,
     same_type,
 )
 
@@ -221,12 +224,14 @@ class DeltaRsEngine(Engine):
 
     def write(self, req: WriteRequest) -> int:
         ref = req.ref
+        config = dict(req.properties)
         if not req.create:
             table = self._load(ref)
             _check_writable(ref, table)
             done = self._already_committed(ref, table, req)
             if done is not None:
                 return done
+            config = self._ensure_properties(ref, table, req.properties)
         staging = os.path.join(ref.path, STAGING_DIR, uuid.uuid4().hex)
         data_schema = T.StructType([f for f in req.schema.fields if f.name not in req.partition_by])
         _micros_timestamps(self.spark)
@@ -239,7 +244,7 @@ class DeltaRsEngine(Engine):
             if req.partition_by:
                 writer = writer.partitionBy(*req.partition_by)
             writer.parquet(staging)
-            files = _describe_files(staging, data_schema, req.partition_by)
+            files = _describe_files(staging, data_schema, req.partition_by, config)
             empty = [f for f in files if f.num_records == 0]
             for f in empty:  # Spark writes one empty file for an empty DataFrame
                 os.remove(os.path.join(staging, f.rel_path))
@@ -264,6 +269,18 @@ class DeltaRsEngine(Engine):
             f" (where {req.predicate})" if req.predicate else "",
         )
         return version
+
+    def _ensure_properties(self, ref: TableRef, table: DeltaTable, wanted: dict[str, str]) -> dict[str, str]:
+        """Set the statistics properties on a table created without them (one commit, once);
+        returns the table's configuration, which this write's file statistics follow."""
+        config = {k: v for k, v in (table.metadata().configuration or {}).items() if v is not None}
+        todo = missing_properties(config, wanted)
+        if todo:
+            with contextlib.suppress(CommitFailedError):  # a concurrent writer set them first
+                table.alter.set_table_properties(todo, commit_properties=CommitProperties(max_commit_retries=0))
+            log.info("table %s: set %s", ref.name, todo)
+            config = {k: v for k, v in (self._load(ref).metadata().configuration or {}).items() if v is not None}
+        return config
 
     def _already_committed(self, ref: TableRef, table: DeltaTable, req: WriteRequest) -> int | None:
         """With ``req.txn`` committed before (same app id, same or later version): the version
@@ -312,6 +329,7 @@ class DeltaRsEngine(Engine):
                         adds,
                         mode="error",
                         partition_by=req.partition_by or None,
+                        configuration=req.properties or None,
                         commit_properties=CommitProperties(
                             custom_metadata=meta, max_commit_retries=0, app_transactions=txns
                         ),
@@ -557,7 +575,9 @@ def _micros_timestamps(spark: SparkSession) -> None:
         log.debug("could not set %s on the session", key, exc_info=True)
 
 
-def _describe_files(staging: str, data_schema: T.StructType, partition_by: list[str]) -> list[DataFile]:
+def _describe_files(
+    staging: str, data_schema: T.StructType, partition_by: list[str], config: dict[str, str]
+) -> list[DataFile]:
     rels = []
     for folder, dirs, names in os.walk(staging):
         # As Spark's file index does: "_x" is hidden unless it is a partition folder "_x=v".
@@ -567,7 +587,7 @@ def _describe_files(staging: str, data_schema: T.StructType, partition_by: list[
             for n in names
             if n.endswith(".parquet") and not n.startswith(("_", "."))
         )
-    leaves = _stats_leaves(data_schema)
+    leaves = _stats_leaves(data_schema, config)
 
     def describe(rel: str) -> DataFile:
         full = os.path.join(staging, rel)
@@ -665,12 +685,17 @@ def _as_text(value: Any) -> str:
 # --- per-file stats from the Parquet footer -----------------------------------------------
 
 
-def _stats_leaves(schema: T.StructType) -> dict[str, tuple[tuple[str, ...], T.DataType]]:
-    """Parquet column path -> (Delta stats path, type) for the first leaf columns with stats.
+def _stats_leaves(
+    schema: T.StructType, config: dict[str, str] | None = None
+) -> dict[str, tuple[tuple[str, ...], T.DataType]]:
+    """Parquet column path -> (Delta stats path, type) of the leaf columns with stats.
 
-    Columns inside arrays and maps get no stats (Delta does not keep them either);
-    names with dots are skipped because Parquet paths join names with dots.
+    As Delta: the leaves under the columns named by ``delta.dataSkippingStatsColumns`` if
+    set, else the first ``delta.dataSkippingNumIndexedCols`` leaves (32; -1: all). Columns
+    inside arrays and maps get no stats (Delta does not keep them either); names with dots
+    are skipped because Parquet paths join names with dots.
     """
+    config = config or {}
     leaves: list[tuple[tuple[str, ...], T.DataType]] = []
 
     def walk(prefix: tuple[str, ...], struct: T.StructType) -> None:
@@ -682,12 +707,34 @@ def _stats_leaves(schema: T.StructType) -> dict[str, tuple[tuple[str, ...], T.Da
                 leaves.append((path, f.dataType))
 
     walk((), schema)
-    leaves = leaves[:STATS_COLUMNS]
+    named = config.get(STATS_COLUMNS_KEY)
+    if named is not None:
+        wanted = _column_paths(named)
+        leaves = [(p, t) for p, t in leaves if any(p[: len(w)] == w for w in wanted)]
+    else:
+        count = int(config.get(NUM_INDEXED_KEY) or STATS_COLUMNS)
+        leaves = leaves if count < 0 else leaves[:count]
     return {
         ".".join(path): (path, dtype)
         for path, dtype in leaves
         if not isinstance(dtype, (T.ArrayType, T.MapType)) and not any("." in p for p in path)
     }
+
+
+_NAME_PART = re.compile(r"`((?:[^`]|``)*)`|([^.,`]+)")
+
+
+def _column_paths(text: str) -> list[tuple[str, ...]]:
+    """``delta.dataSkippingStatsColumns`` ("a, `b c`, s.x") as column paths."""
+    paths = []
+    for item in re.findall(r"(?:`(?:[^`]|``)*`|[^,`])+", text):
+        parts = tuple(
+            (quoted.replace("``", "`") if quoted else plain.strip())
+            for quoted, plain in _NAME_PART.findall(item.strip())
+        )
+        if parts:
+            paths.append(parts)
+    return paths
 
 
 class _Raw:

@@ -25,7 +25,9 @@ from custseg.storage.base import (
     StorageSettings,
     TableRef,
     WriteRequest,
+    missing_properties,
     quote_ident,
+    sql_string,
 )
 
 log = logging.getLogger(__name__)
@@ -112,6 +114,8 @@ class SparkDeltaEngine(Engine):
         # The commit is found again by this tag (Delta's writer does not return the version).
         token = uuid.uuid4().hex
         tag = {"custseg_write": token, **({"txn": req.txn.tag} if req.txn else {})}
+        if not req.create:
+            self._ensure_properties(ref, req.properties)
         try:
             if ref.in_catalog and not req.create:
                 self._write_catalog(req, json.dumps(tag, sort_keys=True))
@@ -165,6 +169,8 @@ class SparkDeltaEngine(Engine):
         if req.evolves:
             writer = writer.option("mergeSchema", "true")
         writer = writer.option("userMetadata", user_metadata)
+        for key, value in req.properties.items():  # "delta.*" options: table properties on create
+            writer = writer.option(key, value)
         if req.txn:
             writer = writer.option("txnAppId", req.txn.app_id).option("txnVersion", req.txn.version)
         if ref.in_catalog:
@@ -172,6 +178,18 @@ class SparkDeltaEngine(Engine):
             writer.saveAsTable(ref.identifier)
         else:
             writer.save(ref.path)
+
+    def _ensure_properties(self, ref: TableRef, wanted: dict[str, str]) -> None:
+        """Set the statistics properties on a table created without them (one commit, once),
+        before this write's files get statistics."""
+        if not wanted:
+            return
+        config = dict(self._table(ref).detail().select("properties").head()[0] or {})
+        todo = missing_properties(config, wanted)
+        if todo:
+            pairs = ", ".join(f"{sql_string(k)} = {sql_string(v)}" for k, v in todo.items())
+            self.spark.sql(f"ALTER TABLE {ref.identifier} SET TBLPROPERTIES ({pairs})").collect()
+            log.info("table %s: set %s", ref.name, todo)
 
     def _committed_version(self, ref: TableRef, token: str, txn) -> tuple[int, bool]:
         """The version this write made, or (with ``txn`` already committed) the earlier one's.
