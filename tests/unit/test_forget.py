@@ -197,6 +197,9 @@ def _parquet_files(path: Path) -> list[Path]:
     return [p for p in path.rglob("*.parquet") if "_delta_log" not in p.parts]
 
 
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def _log_hits(table_path: Path) -> dict[str, set[str]]:
     """Needles found in any file of the table's Delta log: commits (per-file min / max
     statistics, commit info), checkpoints and checksums."""
@@ -208,7 +211,8 @@ def _log_hits(table_path: Path) -> dict[str, set[str]]:
             cells = _cells(pq.ParquetFile(f).read())
         else:
             cells = [line.lower() for line in f.read_text(errors="replace").splitlines()]
-        found = _found(cells)
+        # File names and table ids hold uuids, whose 4-digit groups could read as "c001".
+        found = _found([_UUID.sub("<uuid>", c) for c in cells])
         if found:
             hits[f.name] = found
     return hits
