@@ -169,8 +169,9 @@ class SparkDeltaEngine(Engine):
         if req.evolves:
             writer = writer.option("mergeSchema", "true")
         writer = writer.option("userMetadata", user_metadata)
-        for key, value in req.properties.items():  # "delta.*" options: table properties on create
-            writer = writer.option(key, value)
+        if req.create:  # "delta.*" options become the new table's properties
+            for key, value in req.properties.items():
+                writer = writer.option(key, value)
         if req.txn:
             writer = writer.option("txnAppId", req.txn.app_id).option("txnVersion", req.txn.version)
         if ref.in_catalog:
