@@ -103,6 +103,7 @@ def run_job(args: argparse.Namespace, demo: bool = False, spark=None) -> int:
     """Run a stage or the pipeline for ``args.date``; 0 on success, 1 on failure (recorded)."""
     import yaml
 
+    from custseg import faults
     from custseg.config import ConfigError, load_config
     from custseg.pii import MissingSaltError, resolve_pii_key
     from custseg.runs import RunRecorder, record_run, record_start
@@ -134,7 +135,16 @@ def run_job(args: argparse.Namespace, demo: bool = False, spark=None) -> int:
         if "conform" in names or "forget" in names:  # stages that make identity keys: no salt, no run
             resolve_pii_key(conf, demo=demo)
         check_tracking(conf)  # tracking on without mlflow installed: fail before any stage runs
-    except (ConfigError, KeyError, MissingSaltError, SecretError, StageImportError, TrackingError) as exc:
+        faults.parse(os.environ.get(faults.ENV, ""))  # the test hook's setting, when set, must be readable
+    except (
+        ConfigError,
+        KeyError,
+        MissingSaltError,
+        SecretError,
+        StageImportError,
+        TrackingError,
+        faults.FaultSpecError,
+    ) as exc:
         log.error("%s", exc)
         return 2
     conf.log_effective(log)
@@ -159,7 +169,7 @@ def run_job(args: argparse.Namespace, demo: bool = False, spark=None) -> int:
         ctx = StageContext(spark, conf, args.date, view, recorder, demo=demo, tracker=tracker)
         record_start(spark, tables, recorder)  # a run that dies without an end stays visible
         try:
-            with connect_gc_guard(spark), recorder.stage(name):
+            with connect_gc_guard(spark), recorder.stage(name), faults.stage(name):
                 fn(ctx)
         except Exception as exc:
             log.exception("stage %s failed for %s", name, args.date)

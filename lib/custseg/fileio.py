@@ -16,6 +16,7 @@ Nothing here touches ``sparkContext`` or the JVM; a test scans lib/ for that.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
@@ -24,6 +25,8 @@ from urllib.parse import urlparse
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
+
+from custseg import faults
 
 
 def is_local(path: str) -> bool:
@@ -175,18 +178,32 @@ def write_text(path: str, text: str, encoding: str = "utf-8") -> None:
 
 
 def write_bytes(path: str, data: bytes) -> None:
-    """Write a file atomically where the filesystem allows (readers never see half a file)."""
+    """Write a file atomically where the filesystem allows (readers never see half a file):
+    a failed write (a full disk) leaves the file as it was and no temporary file behind."""
+    fault = faults.before_write(path)  # a test hook: None unless CUSTSEG_FAULT is set
     if is_local(path):
         local = local_path(path)
         os.makedirs(os.path.dirname(local) or ".", exist_ok=True)
         tmp = f"{local}.tmp-{uuid.uuid4().hex[:8]}"
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, local)
+        try:
+            with open(tmp, "wb") as fh:
+                if fault == "disk-full":
+                    fh.write(data[: len(data) // 2])
+                    raise faults.disk_full_error(tmp)
+                fh.write(data)
+            os.replace(tmp, local)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+            raise
+        faults.after_write(path)
         return
     fs, key = _arrow_fs(path)
     with fs.open_output_stream(key) as out:  # object stores publish the object on close
+        if fault == "disk-full":
+            raise faults.disk_full_error(path)
         out.write(data)
+    faults.after_write(path)
 
 
 def move(src: str, dst: str) -> None:

@@ -6,6 +6,7 @@ Two engines: "spark-delta" (JVM Delta Lake) when the session has it, else "delta
 
 from custseg.storage.base import (
     CommitConflictError,
+    DiskFullError,
     SchemaMismatchError,
     StorageError,
     StorageSettings,
@@ -16,6 +17,7 @@ from custseg.storage.base import (
 
 __all__ = [
     "CommitConflictError",
+    "DiskFullError",
     "SchemaMismatchError",
     "StorageError",
     "StorageSettings",

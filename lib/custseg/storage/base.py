@@ -12,6 +12,7 @@ from __future__ import annotations
 import abc
 import datetime as dt
 import decimal
+import errno
 import logging
 import os
 import re
@@ -23,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+
+from custseg import faults
 
 if TYPE_CHECKING:
     from custseg.config import Config
@@ -48,6 +51,10 @@ class SchemaMismatchError(StorageError):
 
 class CommitConflictError(StorageError):
     """Another writer committed first in a way this write cannot be reconciled with."""
+
+
+class DiskFullError(StorageError):
+    """A write ran out of space (ENOSPC) before its commit: the table is unchanged."""
 
 
 @dataclass(frozen=True)
@@ -564,6 +571,7 @@ class Tables:
         txn: WriteId | None = None,
     ) -> int:
         ref = self._ref(name)
+        fault = faults.before_write(name)  # a test hook: None unless CUSTSEG_FAULT is set
         if partition_by is not None and (
             isinstance(partition_by, str) or not all(isinstance(p, str) for p in partition_by)
         ):
@@ -599,10 +607,12 @@ class Tables:
             # size, so a small table is one file per partition, not one per upstream task
             # (products at m scale: 396 rows had gone into 64 files).
             aligned = aligned.hint("rebalance", *parts)
+        if fault == "disk-full":
+            aligned = aligned.filter(faults.disk_full_rows())
         props = stats_properties(ref.layer, schema, parts)
         req = WriteRequest(ref, aligned, mode, parts, schema, not exists, new, where_values, predicate, txn, props)
         try:
-            return self._engine.write(req)
+            version = self._engine.write(req)
         except StorageError:
             raise
         except Exception as exc:
@@ -611,7 +621,33 @@ class Tables:
                     f"table {name}: overwrite where {dict(where or {})} got rows outside those partitions "
                     f"(every row must satisfy {predicate}); nothing was written"
                 ) from exc
+            if _disk_full(exc):
+                raise DiskFullError(
+                    f"table {name}: no space left on the device while writing its data files; nothing was "
+                    f"committed, the table is as it was (free space or raise the quota, then rerun the job): "
+                    f"{_first_line(exc)}"
+                ) from exc
             raise
+        faults.after_write(name)
+        return version
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """Whether a failure is, or wraps, ENOSPC (Python's OSError, or Hadoop's IOException in a task)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "No space left on device" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc)
+    at = text.find("No space left on device")
+    start = max(0, text.rfind("\n", 0, at) + 1) if at >= 0 else 0
+    return text[start:].splitlines()[0][:300] if text[start:] else type(exc).__name__
 
 
 def _split_name(name: str) -> tuple[str, str]:
