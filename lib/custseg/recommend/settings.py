@@ -24,8 +24,8 @@ COLD_START = ("segment", "global")
 class AlsParams:
     rank: int = 16
     max_iter: int = 10
-    reg_param: float = 0.05
-    alpha: float = 40.0
+    reg_param: float = 0.5
+    alpha: float = 5.0
     seed: int = 42
     num_blocks: int = 0  # user and item blocks; 0 = the session's default parallelism
 
