@@ -89,6 +89,8 @@ CUSTOMER_FREE = {
     "bronze.products": "the product catalogue as delivered",
     "gold.campaign_plan": "per campaign and segment totals",
     "gold.campaign_results": "per campaign and group totals",
+    "gold.campaign_funnel": "per campaign, variant, group and segment counts",
+    "gold.kpi_trends": "per period and segment totals",
     "gold.job_runs": "run bookkeeping",
     "meta.reconciliation": "record counts per batch",
     "meta.landed_files": "file names, sizes and checksums",

@@ -509,3 +509,66 @@ def test_activation_files_consented_treatment_only(spark, marketing_run):
             f["rows"] for f in doc["files"] if f["export"] == profile and f["campaign_id"] == campaign
         )
     print("activation:", {f"{c}/{p}": a["rows"] for (c, p), a in sorted(summaries.items())})
+
+
+def test_kpi_trends_and_funnel_recounted_in_pandas(spark, marketing_run):
+    """gold.kpi_trends (segment ``all``, every period) and gold.campaign_funnel (segment ``all``)
+    equal a pandas recount of silver.orders and silver.campaign_responses with the definitions
+    of docs/marketing.md, written here from scratch."""
+    import numpy as np
+    from pyspark.sql import functions as F
+
+    from custseg.marketing.kpis import KpiSettings
+
+    home, tables, _ = marketing_run
+    s = KpiSettings()
+    snap = F.col("snapshot_date") == F.lit(RUN_DATE).cast("date")
+    orders = (
+        tables.read("silver.orders")
+        .where((F.col("status") == "completed") & F.col("customer_key").isNotNull())
+        .select("customer_key", "order_id", "order_date", F.col("net_revenue").cast("double").alias("revenue"))
+        .toPandas()  # ~30k orders of the shared run
+    )
+    orders = orders[orders["order_date"] <= RUN_DATE_D]
+    first = orders.groupby("customer_key")["order_date"].min()
+    age = np.array([(RUN_DATE_D - d).days for d in orders["order_date"]])
+    orders["period"] = age // s.period_days
+    active = {p: set(g["customer_key"]) for p, g in orders.groupby("period")}
+    got = {
+        r["period"]: r for r in tables.read("gold.kpi_trends").where(snap & (F.col("segment_name") == "all")).collect()
+    }
+    assert sorted(got) == list(range(s.periods))
+    for p in range(s.periods):
+        now, before = active.get(p, set()), active.get(p + 1, set())
+        in_p = orders[orders["period"] == p]
+        per_customer = in_p.groupby("customer_key")["order_id"].nunique()
+        new = sum(1 for c in now if (RUN_DATE_D - first[c]).days // s.period_days == p)
+        want = (len(now), new, len(before), len(now & before), len(before - now), in_p["order_id"].nunique())
+        r = got[p]
+        assert (r["active"], r["new"], r["previous_active"], r["retained"], r["churned"], r["orders"]) == want, p
+        assert abs(r["revenue"] - in_p["revenue"].sum()) < 1e-6 and r["repeat_rate"] == (per_customer >= 2).mean(), p
+    print({p: (got[p]["active"], got[p]["new"], got[p]["churned"]) for p in range(s.periods)})
+
+    resp = tables.read("silver.campaign_responses").toPandas()  # ~5k response rows
+    resp = resp[_by_run_date(resp["sent_ts"])]
+    funnel = {
+        (r["campaign_id"], r["group"]): r
+        for r in tables.read("gold.campaign_funnel").where(snap & (F.col("segment_name") == "all")).collect()
+    }
+    assert {k[0] for k in funnel} == set(resp["campaign_id"])
+    for (cid, group), g in resp.groupby(["campaign_id", "group"]):
+        treated = group == "treatment"
+        sent = len(g) if treated else 0
+        opened = int(_by_run_date(g["opened_ts"]).sum()) if treated else 0
+        clicked = int(_by_run_date(g["clicked_ts"]).sum()) if treated else 0
+        converted = int((g["converted"].fillna(False).astype(bool) & _by_run_date(g["converted_ts"])).sum())
+        r = funnel[(cid, group)]
+        got_row = (r["assigned"], r["sent"], r["delivered"], r["opened"], r["clicked"], r["converted"])
+        assert got_row == (len(g), sent, sent, opened, clicked, converted), (cid, group)
+
+
+def _by_run_date(stamps):
+    """Set, and on or before the run date (pandas timestamps, tz-aware or not)."""
+    import pandas as pd
+
+    return stamps.map(lambda t: not pd.isna(t) and t.date() <= RUN_DATE_D)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from html.parser import HTMLParser
 from pathlib import Path
@@ -33,6 +33,8 @@ REQUIRED_SECTIONS = [
     "cross_sell",
     "plan",
     "lift",
+    "kpis",
+    "funnel",
 ]
 
 # customer -> (recency_days, frequency, monetary, r, f, m, rfm_segment, segment_id, segment_name)
@@ -334,6 +336,44 @@ def write_small_snapshot(spark, tables_root: Path, skip: tuple[str, ...] = ()) -
         "conversions_treatment long, conversions_control long, rate_treatment double, rate_control double, lift_abs double, "
         "lift_abs_ci_low double, lift_abs_ci_high double, lift_rel double, p_value double",
     )
+    # gold.kpi_trends: two 30-day periods, overall and two segments (made up, consistent: the
+    # segments add up to "all")
+    kpi_cols = (
+        "snapshot_date date, period int, period_start date, period_end date, segment_name string, active long, "
+        "new long, previous_active long, retained long, churned long, retention_rate double, churn_rate double, "
+        "repeat_rate double, orders long, revenue double, aov double, feedback long, satisfaction double, "
+        "nps double, complaints long, complaint_rate double"
+    )
+    kpis = []
+    for period, end, seg, active, new, prev, kept, orders, revenue, fb, sat, nps, compl in [
+        (0, date(2026, 6, 30), "all", 8, 2, 7, 6, 12, 600.0, 4, 4.0, 25.0, 1),
+        (0, date(2026, 6, 30), "Champions", 5, 0, 5, 5, 9, 500.0, 2, 4.5, 50.0, 0),
+        (0, date(2026, 6, 30), "Dormant", 3, 2, 2, 1, 3, 100.0, 2, 3.5, 0.0, 1),
+        (1, date(2026, 5, 31), "all", 7, 1, 8, 6, 10, 450.0, 3, 3.9, 10.0, 1),
+        (1, date(2026, 5, 31), "Champions", 5, 0, 5, 5, 8, 400.0, 1, 5.0, 100.0, 0),
+        (1, date(2026, 5, 31), "Dormant", 2, 1, 3, 1, 2, 50.0, 2, 3.0, -50.0, 1),
+    ]:
+        kpis.append(
+            (D, period, end - timedelta(days=29), end, seg, active, new, prev, kept, prev - kept, kept / prev,
+             (prev - kept) / prev, 0.5, orders, revenue, revenue / orders, fb, sat, nps, compl, compl / fb)
+        )  # fmt: skip
+    write("gold.kpi_trends", kpis, kpi_cols)
+    funnel_cols = (
+        "snapshot_date date, campaign_id string, variant string, group string, segment_name string, first_sent date, "
+        "assigned long, sent long, delivered long, opened long, clicked long, converted long, revenue double, "
+        "delivery_rate double, open_rate double, click_rate double, click_to_open double, conversion_rate double"
+    )
+    funnel = [
+        (D, "win_back", "default", "treatment", "all", date(2026, 5, 1), 100, 100, 98, 40, 10, 8, 400.0,
+         0.98, 40 / 98, 10 / 98, 0.25, 0.08),
+        (D, "win_back", "default", "control", "all", date(2026, 5, 1), 20, 0, 0, 0, 0, 1, 50.0,
+         None, None, None, None, 0.05),
+        (D, "cross_sell", "default", "treatment", "all", date(2026, 6, 1), 50, 50, 50, 20, 6, 5, 250.0,
+         1.0, 0.4, 0.12, 0.3, 0.1),
+        (D, "cross_sell", "default", "control", "all", date(2026, 6, 1), 10, 0, 0, 0, 0, 0, 0.0,
+         None, None, None, None, 0.0),
+    ]  # fmt: skip
+    write("gold.campaign_funnel", funnel, funnel_cols)
     started = datetime(2026, 6, 30, 3, 0)
     runs = [
         (
@@ -789,3 +829,30 @@ def test_targeting_notes_say_where_consent_came_from():
     ]
     (file_note,) = notes("file (consent): customers absent from it not opted in")
     assert "from_file" in file_note and "absent from it are not contacted" in file_note
+
+
+def test_kpi_and_funnel_sections_show_the_tables_figures(full_report):
+    s = parse(full_report.html).sections
+    kpis = s["kpis"]["cells"]
+    assert len(s["kpis"]["images"]) == 2  # the overall panels, retention per segment
+    # the latest period, segments in name order then "all": 8 active, 2 new, 6 of 7 kept (85.7%)
+    row = kpis[kpis.index("all") : kpis.index("all") + 6]
+    assert row == ["all", "8", "2", "6", "1", "85.7%"], kpis
+    assert kpis.index("Champions") < kpis.index("Dormant") < kpis.index("all")
+    funnel = s["funnel"]["cells"]
+    # campaigns in the order they were sent: win_back (May) before cross_sell (June)
+    assert funnel.index("win_back") < funnel.index("cross_sell")
+    i = funnel.index("treatment")
+    assert funnel[i - 2 : i + 8] == [
+        "win_back",
+        "default",
+        "treatment",
+        "2026-05-01",
+        "100",
+        "100",
+        "98",
+        "40",
+        "10",
+        "8",
+    ]
+    assert len(s["funnel"]["images"]) == 1

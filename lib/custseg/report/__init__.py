@@ -5,7 +5,10 @@ self-contained file (plots embedded as base64 PNG) and the status of every secti
 ``report`` stage reads the tables and writes ``<paths.reports>/<date>/report.html``.
 """
 
-from custseg.report import activation  # noqa: F401  (registers its section, after those of sections.py it imports)
+from custseg.report import (
+    activation,  # noqa: F401  (registers its section, after those of sections.py it imports)
+    trends,  # noqa: F401  (registers the kpis and funnel sections, after activation)
+)
 from custseg.report.html import ReportResult, build_report
 from custseg.report.sections import REPORT_TABLES, SECTIONS, ReportInputs, Unavailable
 from custseg.report.settings import ReportSettings, check_report

@@ -234,3 +234,29 @@ def forest(
     ax.set_xlabel(xlabel)
     ax.grid(axis="x", alpha=0.3)
     return to_png(fig, dpi)
+
+
+def trend_lines(
+    labels: Sequence[str],
+    panels: Sequence[tuple[str, Mapping[str, Sequence[float | None]], bool]],
+    dpi: int = 96,
+) -> bytes:
+    """Panels side by side over the same ordered labels (e.g. period ends); each panel is
+    (title, {series: values}, percent). A missing value breaks its line."""
+    fig = Figure(figsize=(min(4.8 * len(panels), 16.0), 3.8))
+    x = np.arange(len(labels))
+    step = max(1, len(labels) // 8)  # at most ~8 tick labels
+    for p, (title, series, percent) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), p + 1)
+        for i, (name, values) in enumerate(series.items()):
+            ys = np.asarray([np.nan if v is None else v for v in values], dtype=float)
+            ax.plot(x, ys, marker="o", markersize=3, label=name, color=PALETTE[i % len(PALETTE)])
+        ax.set_xticks(x[::step], labels=list(labels)[::step], rotation=30, ha="right")
+        if percent:
+            ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        if len(series) > 1:
+            ax.legend(frameon=False, fontsize=7)
+    fig.tight_layout()
+    return to_png(fig, dpi)

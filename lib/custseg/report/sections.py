@@ -43,6 +43,8 @@ REPORT_TABLES = (
     "gold.cross_sell",
     "gold.campaign_plan",
     "gold.campaign_results",
+    "gold.kpi_trends",
+    "gold.campaign_funnel",
 )
 
 

@@ -7,6 +7,10 @@ Writes, for the run date (partition ``snapshot_date``, replaced on rerun):
 - ``gold.campaign_audiences``: the selected customers per campaign, treatment and control;
 - ``gold.campaign_plan``: precision vs blanket vs random, with cost, responses, profit, ROI;
 - ``gold.campaign_results``: measured lift of the campaigns in ``silver.campaign_responses``;
+- ``gold.kpi_trends``: active, new, retained and churned customers, revenue, AOV, satisfaction, NPS
+  and complaints for the last periods, overall and per segment (custseg.marketing.kpis);
+- ``gold.campaign_funnel``: sent, delivered, opened, clicked, converted per campaign, variant and
+  segment (custseg.marketing.funnel);
 and the export files ``<paths.exports>/<date>/<campaign>/<export>.{csv,parquet}`` with
 ``<paths.exports>/<date>/manifest.json`` (rows, bytes, SHA-256 of every file).
 Optional inputs (segments, cross-sell, recommendations, responses, feedback) may be absent: each absence
@@ -44,6 +48,8 @@ from custseg.marketing.campaigns import Campaign, load_campaigns
 from custseg.marketing.consent import ConsentPolicy, with_consent
 from custseg.marketing.evaluate import EvaluationParams, campaign_results, known_by
 from custseg.marketing.export import EXPORTS, escape_formulas, exports_for, manifest, seed_export
+from custseg.marketing.funnel import FUNNEL_COLUMNS, campaign_funnel
+from custseg.marketing.kpis import KPI_COLUMNS, KpiSettings, kpi_trends
 from custseg.marketing.plan import campaign_plan, campaigns_frame
 from custseg.marketing.profiles import (
     CONSENT_FIELD,
@@ -79,6 +85,8 @@ ALERTS = "gold.churn_alerts"
 AUDIENCES = "gold.campaign_audiences"
 PLAN = "gold.campaign_plan"
 RESULTS = "gold.campaign_results"
+KPIS = "gold.kpi_trends"
+FUNNEL = "gold.campaign_funnel"
 AUDIENCE_TABLE_COLUMNS = [
     "snapshot_date",
     "campaign_id",
@@ -239,6 +247,7 @@ def run(ctx: StageContext) -> None:
     responses = _optional(
         ctx, "silver.campaign_responses", "no propensity training, no suppression by past contact, no results"
     )
+    responses_landed = responses  # with the columns known_by drops (variant, delivery), for the funnel
     if responses is not None:
         responses = responses.transform(known_by(as_of))
     feedback = _optional(ctx, "silver.feedback", "no suppression of complainers")
@@ -372,6 +381,19 @@ def run(ctx: StageContext) -> None:
             t.overwrite(results, RESULTS, partition_by=["snapshot_date"], where={"snapshot_date": ctx.run_date})
     else:
         log.warning("marketing: no campaign responses yet: %s not written for %s", RESULTS, ctx.run_date)
+
+    members = (
+        segments.select("customer_key", "segment_name")
+        if segments is not None and "segment_name" in segments.columns
+        else None
+    )
+    with rec.stage("kpis"):
+        kpis = kpi_trends(orders, feedback, members, as_of, KpiSettings.from_config(conf)).select(*KPI_COLUMNS)
+        t.overwrite(kpis, KPIS, partition_by=["snapshot_date"], where={"snapshot_date": ctx.run_date})
+    if responses_landed is not None:
+        with rec.stage("funnel"):
+            funnel = campaign_funnel(responses_landed, members, as_of).select(*FUNNEL_COLUMNS)
+            t.overwrite(funnel, FUNNEL, partition_by=["snapshot_date"], where={"snapshot_date": ctx.run_date})
 
     with rec.stage("exports"):
         files = write_exports(ctx, campaigns, audience, base, consent)
