@@ -283,8 +283,9 @@ NUM_INDEXED_KEY = "delta.dataSkippingNumIndexedCols"
 DEFAULT_INDEXED_COLUMNS = 32
 
 
-# Types Delta accepts in delta.dataSkippingStatsColumns (it refuses arrays, maps, ...).
-_STATS_TYPES = (T.NumericType, T.StringType, T.DateType, T.TimestampType, T.TimestampNTZType, T.BooleanType)
+# Types Delta accepts in delta.dataSkippingStatsColumns (it refuses arrays, maps, ... and booleans:
+# DELTA_COLUMN_DATA_SKIPPING_NOT_SUPPORTED_TYPE, e.g. silver.customers' opt_in_email on Delta 4.4).
+_STATS_TYPES = (T.NumericType, T.StringType, T.DateType, T.TimestampType, T.TimestampNTZType)
 
 
 def stats_properties(layer: str, schema: T.StructType, partition_by: Sequence[str] = ()) -> dict[str, str]:
