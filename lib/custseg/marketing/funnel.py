@@ -29,7 +29,7 @@ from datetime import date
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from custseg.marketing.kpis import ALL, UNSEGMENTED
+from custseg.marketing.kpis import ratio, with_segment
 
 DEFAULT_VARIANT = "default"
 FUNNEL_COLUMNS = [
@@ -57,10 +57,6 @@ FUNNEL_COLUMNS = [
 def _by(ts: str, as_of: date) -> Column:
     """The timestamp is set and falls on or before the snapshot day."""
     return F.col(ts).isNotNull() & (F.to_date(F.col(ts)) <= F.lit(as_of))
-
-
-def _ratio(num: str, den: str) -> Column:
-    return F.when(F.col(den) > 0, F.col(num) / F.col(den))
 
 
 def campaign_funnel(responses: DataFrame, segments: DataFrame | None, as_of: date) -> DataFrame:
@@ -91,12 +87,7 @@ def campaign_funnel(responses: DataFrame, segments: DataFrame | None, as_of: dat
         converted.alias("_converted"),
         F.when(converted, F.col("revenue").cast("double")).otherwise(F.lit(0.0)).alias("_revenue"),
     )
-    if segments is not None:
-        r = r.join(segments.select("customer_key", F.col("segment_name").alias("_seg")), "customer_key", "left")
-        seg = F.coalesce(F.col("_seg"), F.lit(UNSEGMENTED))
-    else:
-        seg = F.lit(UNSEGMENTED)
-    r = r.withColumn("segment_name", F.explode(F.array(seg, F.lit(ALL))))
+    r = with_segment(r, segments)
 
     def n(flag: str) -> Column:
         return F.sum(F.col(flag).cast("long")).alias(flag[1:])
@@ -111,23 +102,13 @@ def campaign_funnel(responses: DataFrame, segments: DataFrame | None, as_of: dat
         n("_converted"),
         F.sum("_revenue").alias("revenue"),
     )
-    return counted.select(
-        F.lit(as_of).alias("snapshot_date"),
-        "campaign_id",
-        "variant",
-        "group",
-        "segment_name",
-        "first_sent",
-        "assigned",
-        "sent",
-        "delivered",
-        "opened",
-        "clicked",
-        "converted",
-        "revenue",
-        _ratio("delivered", "sent").alias("delivery_rate"),
-        _ratio("opened", "delivered").alias("open_rate"),
-        _ratio("clicked", "delivered").alias("click_rate"),
-        _ratio("clicked", "opened").alias("click_to_open"),
-        _ratio("converted", "assigned").alias("conversion_rate"),
-    )
+    return counted.withColumns(
+        {
+            "snapshot_date": F.lit(as_of),
+            "delivery_rate": ratio("delivered", "sent"),
+            "open_rate": ratio("opened", "delivered"),
+            "click_rate": ratio("clicked", "delivered"),
+            "click_to_open": ratio("clicked", "opened"),
+            "conversion_rate": ratio("converted", "assigned"),
+        }
+    ).select(*FUNNEL_COLUMNS)

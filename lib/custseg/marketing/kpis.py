@@ -89,11 +89,11 @@ def _period(day: Column, as_of: date, period_days: int) -> Column:
     return F.floor(F.datediff(F.lit(as_of), day) / F.lit(period_days)).cast("int")
 
 
-def _ratio(num: str, den: str) -> Column:
+def ratio(num: str, den: str) -> Column:
     return F.when(F.col(den) > 0, F.col(num) / F.col(den))
 
 
-def _with_segment(df: DataFrame, segments: DataFrame | None) -> DataFrame:
+def with_segment(df: DataFrame, segments: DataFrame | None) -> DataFrame:
     """Each row twice: once under the customer's segment, once under ``all``."""
     if segments is None:
         seg = F.lit(UNSEGMENTED)
@@ -138,7 +138,7 @@ def kpi_trends(
         .withColumn("_new", F.col("_now") & (_period(F.col("_first"), as_of, s.period_days) == F.col("period")))
     )
     counted = (
-        _with_segment(flags, segments)
+        with_segment(flags, segments)
         .groupBy("period", "segment_name")
         .agg(
             F.sum(F.col("_now").cast("long")).alias("active"),
@@ -158,7 +158,7 @@ def kpi_trends(
             .where(F.col("period").between(0, s.periods - 1))
         )
         said = (
-            _with_segment(fb, segments)
+            with_segment(fb, segments)
             .groupBy("period", "segment_name")
             .agg(
                 F.count("*").alias("feedback"),
@@ -183,28 +183,18 @@ def kpi_trends(
     zero = ["active", "new", "previous_active", "retained", "churned", "_repeat", "orders", "feedback", "complaints"]
     out = counted.fillna(0, subset=zero).fillna(0.0, subset=["revenue"])
     end = F.date_sub(F.lit(as_of), F.col("period") * F.lit(s.period_days))
-    return out.select(
-        F.lit(as_of).alias("snapshot_date"),
-        F.col("period").cast("int").alias("period"),
-        F.date_sub(end, s.period_days - 1).alias("period_start"),
-        end.alias("period_end"),
-        "segment_name",
-        "active",
-        "new",
-        "previous_active",
-        "retained",
-        "churned",
-        _ratio("retained", "previous_active").alias("retention_rate"),
-        _ratio("churned", "previous_active").alias("churn_rate"),
-        _ratio("_repeat", "active").alias("repeat_rate"),
-        "orders",
-        "revenue",
-        _ratio("revenue", "orders").alias("aov"),
-        "feedback",
-        "satisfaction",
-        F.when(
-            F.col("_nps_n") > 0, F.lit(100.0) * (F.col("_promoters") - F.col("_detractors")) / F.col("_nps_n")
-        ).alias("nps"),
-        "complaints",
-        _ratio("complaints", "feedback").alias("complaint_rate"),
-    )
+    nps = F.lit(100.0) * (F.col("_promoters") - F.col("_detractors")) / F.col("_nps_n")
+    return out.withColumns(
+        {
+            "snapshot_date": F.lit(as_of),
+            "period": F.col("period").cast("int"),
+            "period_start": F.date_sub(end, s.period_days - 1),
+            "period_end": end,
+            "retention_rate": ratio("retained", "previous_active"),
+            "churn_rate": ratio("churned", "previous_active"),
+            "repeat_rate": ratio("_repeat", "active"),
+            "aov": ratio("revenue", "orders"),
+            "nps": F.when(F.col("_nps_n") > 0, nps),
+            "complaint_rate": ratio("complaints", "feedback"),
+        }
+    ).select(*KPI_COLUMNS)
