@@ -81,6 +81,7 @@ CUSTOMER_FREE = {
     "gold.segment_quality": "model quality figures",
     "gold.segment_migration": "counts between segments",
     "gold.segment_models": "model comparison figures",
+    "gold.segmentation_comparison": "scores per candidate segmentation",
     "gold.frequent_itemsets": "item sets with their support",
     "gold.association_rules": "rules between items",
     "gold.journey_rules": "rules between categories",

@@ -95,6 +95,7 @@ def persona_features(
 
 
 FAST = ["--set", "segment.k_max=8", "--set", "segment.n_init=2", "--set", "segment.max_iter=30"]
+AUTO = ["--set", "segment.algorithm=auto", "--set", "segment.comparison.max_iter=10"]
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +114,8 @@ def two_snapshots(spark, tmp_path_factory):
         )
     truth = first.select("customer_key", "persona").unionByName(second.select("customer_key", "persona")).distinct()
     assert run_stages(spark, home, "2026-06-23", ["segment"], FAST) == 0
-    assert run_stages(spark, home, "2026-06-30", ["segment"], FAST) == 0
+    # The second snapshot lets segment.algorithm auto pick by the segmentation comparison.
+    assert run_stages(spark, home, "2026-06-30", ["segment"], FAST + AUTO) == 0
     return home, tables, truth
 
 
@@ -170,12 +172,34 @@ def test_second_snapshot_keeps_ids_and_names(spark, two_snapshots):
     assert totals["stayed"] >= 0.95 * (1800 - 180)
 
 
+def test_auto_uses_the_algorithm_the_comparison_recommends(two_snapshots):
+    from custseg.segment.comparison import COMPARISON_SCHEMA
+
+    _, tables, _ = two_snapshots
+    assert not tables.exists("gold.segmentation_comparison") or (
+        tables.read("gold.segmentation_comparison").where("snapshot_date = '2026-06-23'").count() == 0
+    )  # off by default: the first run wrote none
+    comp = tables.read("gold.segmentation_comparison").where("snapshot_date = '2026-06-30'")
+    assert comp.columns == [f.name for f in COMPARISON_SCHEMA.fields]
+    rows = {r["candidate"]: r for r in comp.collect()}
+    assert set(rows) == {"rfm_cells", "kmeans", "bisecting", "gmm"}
+    assert all(r["k"] == 6 for n, r in rows.items() if n != "rfm_cells")
+    picked = [n for n, r in rows.items() if r["recommended"]]
+    assert len(picked) == 1 and rows[picked[0]]["used"]
+    algo = tables.read("gold.segment_profiles").where("snapshot_date = '2026-06-30'").select("algorithm").first()[0]
+    assert algo == picked[0]
+    # six well-apart personas: whichever clustering wins recovers them and is stable over the week
+    assert rows[algo]["ari_previous"] >= 0.9 and rows[algo]["customers_in_both"] > 0
+    assert rows[algo]["surrogate_fidelity"] > rows["rfm_cells"]["surrogate_fidelity"] - 0.2
+    assert rows[algo]["effectiveness_basis"] == "value:monetary"  # no campaign responses in this test
+
+
 def test_rerun_same_date_is_idempotent(spark, two_snapshots):
     home, tables, _ = two_snapshots
     before = tables.read("gold.customer_segments").where("snapshot_date = '2026-06-30'").persist()
     before.count()
     version = tables.version("gold.customer_segments")
-    assert run_stages(spark, home, "2026-06-30", ["segment"], FAST) == 0
+    assert run_stages(spark, home, "2026-06-30", ["segment"], FAST + AUTO) == 0
     assert tables.version("gold.customer_segments") > version
     after = tables.read("gold.customer_segments").where("snapshot_date = '2026-06-30'")
     assert_df_equality(after, before, ignore_row_order=True)

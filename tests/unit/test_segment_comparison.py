@@ -159,6 +159,9 @@ def test_rank_ties_go_to_stability_then_to_the_cheaper_algorithm():
     assert recommended(rank(tied)) == "gmm"  # the same rank sum, the higher stability
     same = [dict(tied[0], candidate=name) for name in ("gmm", "bisecting", "kmeans")]
     assert recommended(rank(same)) == "kmeans"  # all equal: kmeans, bisecting, gmm in that order
+    failed = [*tied, {"candidate": "kmeans", "pickable": True, "note": "failed: boom"}]
+    out = rank(failed)
+    assert out[2]["rank_sum"] == 12 and recommended(out) == "gmm"  # a failed candidate ranks last, never picked
 
 
 # --- acceptance: planted personas against random labels ------------------------------------------

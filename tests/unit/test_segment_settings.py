@@ -26,6 +26,22 @@ def test_base_section_loads(conf):
     assert (custom.columns, custom.feature_set_label) == (["a", "b"], "custom")
 
 
+def test_comparison_section_and_auto(conf):
+    s = SegmentSettings.from_config(conf)
+    assert (s.comparison, s.comparison_bootstrap, s.comparison_tree_depth, s.comparison_value_column) == (
+        False,
+        2,
+        3,
+        "monetary",
+    )
+    auto = SegmentSettings.from_config(
+        conf.with_overrides(
+            {"segment.algorithm": "auto", "segment.comparison.enabled": True, "segment.comparison.bootstrap": 0}
+        )
+    )
+    assert (auto.algorithm, auto.comparison, auto.comparison_bootstrap) == ("auto", True, 0)
+
+
 @pytest.mark.parametrize(
     ("overrides", "key"),
     [
@@ -39,6 +55,9 @@ def test_base_section_loads(conf):
         ({"segment.naming_rules.Whales": {"monetary": "big"}}, "segment.naming_rules"),
         ({"segment.value_classes.rules": [{"name": "x", "when": {"Q": "+"}}]}, "segment.value_classes.rules"),
         ({"segment.value_classes.rules": [{"name": "x", "when": {"R": "up"}}]}, "segment.value_classes.rules"),
+        ({"segment.comparison.bootstrap": -1}, "segment.comparison.bootstrap"),
+        ({"segment.comparison.tree_depth": 0}, "segment.comparison.tree_depth"),
+        ({"segment.comparison.min_z": 0}, "segment.comparison.min_z"),
     ],
 )
 def test_bad_values_name_the_key(conf, overrides, key):

@@ -15,7 +15,7 @@ a Gaussian mixture at the k the segment stage chose. Each is scored (criteria.py
 
 The rule (``rank``): per criterion, candidates are ranked best = 1 (ties share the better
 rank, a missing score ranks last); the recommended candidate is the pickable one (a clustering
-algorithm the stage can assign with) with the lowest rank sum, ties going to the higher
+algorithm the stage can assign with, whose scoring did not fail) with the lowest rank sum, ties going to the higher
 stability, then to the order kmeans, bisecting, gmm (the cheapest first).
 """
 
@@ -90,6 +90,7 @@ COMPARISON_SCHEMA = T.StructType(
         T.StructField("recommended", T.BooleanType(), False),
         T.StructField("used", T.BooleanType(), False),
         T.StructField("seconds", T.DoubleType(), True),
+        T.StructField("note", T.StringType(), True),
     ]
 )
 
@@ -269,7 +270,7 @@ def rank(rows: Sequence[Mapping], order: Sequence[str] = (*ALGORITHMS, "rfm_cell
     for r in out:
         r["rank_sum"] = sum(r[f"rank_{c}"] for c in CRITERIA if r[f"rank_{c}"] is not None)
         r["recommended"] = False
-    pickable = [r for r in out if r.get("pickable")]
+    pickable = [r for r in out if r.get("pickable") and not r.get("note")]  # a failed fit is never picked
     if pickable:
         pos = {name: i for i, name in enumerate(order)}
         best = min(
@@ -305,21 +306,28 @@ def compare_segmentations(
     frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
     prev = previous.persist(StorageLevel.MEMORY_AND_DISK) if previous is not None else None
     try:
-        rows = [
-            score_candidate(
-                c,
-                frame,
-                dims,
-                previous=prev,
-                responses=responses,
-                value_column=value_column,
-                bootstrap=bootstrap,
-                seed=seed,
-                tree_depth=tree_depth,
-                min_z=min_z,
-            )
-            for c in candidates
-        ]
+        rows = []
+        for c in candidates:
+            try:
+                rows.append(
+                    score_candidate(
+                        c,
+                        frame,
+                        dims,
+                        previous=prev,
+                        responses=responses,
+                        value_column=value_column,
+                        bootstrap=bootstrap,
+                        seed=seed,
+                        tree_depth=tree_depth,
+                        min_z=min_z,
+                    )
+                )
+            except Exception as exc:  # one failing method must not cost the comparison of the others
+                log.warning("segmentation comparison: %s failed: %s", c.name, exc)
+                rows.append(
+                    {"candidate": c.name, "pickable": c.pickable, "note": f"failed: {type(exc).__name__}: {exc}"[:500]}
+                )
     finally:
         frame.unpersist()
         if prev is not None:

@@ -15,6 +15,8 @@ from typing import Any
 from custseg.config import Config, ConfigError, validator
 
 ALGORITHMS = ("kmeans", "bisecting", "gmm")
+# segment.algorithm may also be "auto": the segmentation comparison picks one of ALGORITHMS.
+AUTO = "auto"
 K_CRITERIA = ("silhouette", "elbow")
 IMPUTE = ("median", "zero")
 LRFMC = ("L", "R", "F", "M", "C")
@@ -98,6 +100,16 @@ class SegmentSettings:
     value_class_margin: float = 0.0
     value_class_rules: tuple[dict, ...] = tuple(DEFAULT_VALUE_CLASS_RULES)
     value_class_columns: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_VALUE_CLASS_COLUMNS))
+    # segment.comparison.* (gold.segmentation_comparison; docs/segments.md)
+    comparison: bool = False
+    comparison_bootstrap: int = 2
+    comparison_n_init: int = 1
+    comparison_max_iter: int = 20
+    comparison_sample_rows: int = 50_000
+    comparison_previous: bool = True
+    comparison_tree_depth: int = 3
+    comparison_min_z: float = 0.5
+    comparison_value_column: str = "monetary"
 
     @property
     def columns(self) -> list[str]:
@@ -116,6 +128,7 @@ class SegmentSettings:
         s = s.to_dict() if hasattr(s, "to_dict") else dict(s)
         d = cls()
         vc = s.get("value_classes", {}) or {}
+        cmp = s.get("comparison", {}) or {}
         return cls(
             feature_set=s.get("feature_set", d.feature_set),
             feature_columns=tuple(s.get("feature_columns", []) or []),
@@ -145,6 +158,15 @@ class SegmentSettings:
             value_class_margin=float(vc.get("margin", d.value_class_margin)),
             value_class_rules=tuple(vc.get("rules") or DEFAULT_VALUE_CLASS_RULES),
             value_class_columns=vc.get("columns") or dict(DEFAULT_VALUE_CLASS_COLUMNS),
+            comparison=bool(cmp.get("enabled", d.comparison)),
+            comparison_bootstrap=int(cmp.get("bootstrap", d.comparison_bootstrap)),
+            comparison_n_init=int(cmp.get("n_init", d.comparison_n_init)),
+            comparison_max_iter=int(cmp.get("max_iter", d.comparison_max_iter)),
+            comparison_sample_rows=int(cmp.get("sample_rows", d.comparison_sample_rows)),
+            comparison_previous=bool(cmp.get("previous", d.comparison_previous)),
+            comparison_tree_depth=int(cmp.get("tree_depth", d.comparison_tree_depth)),
+            comparison_min_z=float(cmp.get("min_z", d.comparison_min_z)),
+            comparison_value_column=str(cmp.get("value_column", d.comparison_value_column)),
         )
 
 
@@ -183,8 +205,8 @@ def check_segment_conf(conf: Config) -> None:
         return
     g = lambda key, default=None: conf.get_path(f"segment.{key}", default)  # noqa: E731
     algorithm = g("algorithm", "kmeans")
-    if algorithm not in ALGORITHMS:
-        raise conf.error("segment.algorithm", f"must be one of {', '.join(ALGORITHMS)}; got {algorithm!r}")
+    if algorithm not in (*ALGORITHMS, AUTO):
+        raise conf.error("segment.algorithm", f"must be one of {', '.join((*ALGORITHMS, AUTO))}; got {algorithm!r}")
     k_min, k_max, k = g("k_min", 2), g("k_max", 10), g("k", 0)
     if not isinstance(k_min, int) or k_min < 2:
         raise conf.error("segment.k_min", f"must be an integer >= 2; got {k_min!r}")
@@ -214,6 +236,13 @@ def check_segment_conf(conf: Config) -> None:
         value = g(key, 1.0)
         if not isinstance(value, (int, float)) or value <= 0:
             raise conf.error(f"segment.{key}", f"must be a positive number; got {value!r}")
+    for key, low in (("bootstrap", 0), ("n_init", 1), ("max_iter", 1), ("sample_rows", 100), ("tree_depth", 1)):
+        value = g(f"comparison.{key}", low)
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise conf.error(f"segment.comparison.{key}", f"must be an integer >= {low}; got {value!r}")
+    min_z = g("comparison.min_z", 0.5)
+    if not isinstance(min_z, (int, float)) or min_z <= 0:
+        raise conf.error("segment.comparison.min_z", f"must be a positive number; got {min_z!r}")
     thr = g("churn_risk_threshold", 0.5)
     if not isinstance(thr, (int, float)) or not 0 <= thr <= 1:
         raise conf.error("segment.churn_risk_threshold", f"must be within 0..1; got {thr!r}")
@@ -249,6 +278,7 @@ def check_segment_conf(conf: Config) -> None:
 
 __all__ = [
     "ALGORITHMS",
+    "AUTO",
     "DEFAULT_FEATURE_SETS",
     "DEFAULT_VALUE_CLASS_RULES",
     "LRFMC",

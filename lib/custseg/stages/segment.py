@@ -1,5 +1,6 @@
 """Stage ``segment``: gold.customer_features -> customer_segments, segment_profiles,
-segment_quality and segment_migration for the snapshot date.
+segment_quality and segment_migration for the snapshot date (and, with
+``segment.comparison.enabled`` or ``segment.algorithm: auto``, segmentation_comparison).
 
 Clusters the snapshot's customers (k chosen from the data unless ``segment.k`` is set),
 keeps segment ids stable against the latest earlier snapshot in segment_profiles, names
@@ -18,12 +19,23 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from custseg.features.settings import FeatureSettings
+from custseg.segment.comparison import (
+    COMPARISON_SCHEMA,
+    RFM_COLUMNS,
+    clustering_candidate,
+    compare_segmentations,
+    comparison_frame,
+    comparison_rows,
+    recommended,
+    rfm_candidate,
+)
 from custseg.segment.features import missing_columns
 from custseg.segment.kmeans import SegmentFit, fit_segments
 from custseg.segment.naming import name_segments
 from custseg.segment.profile import segment_profiles, with_value_class
 from custseg.segment.quality import adjusted_rand_index, response_rates
-from custseg.segment.settings import SegmentSettings
+from custseg.segment.settings import ALGORITHMS, AUTO, SegmentSettings
 from custseg.segment.stability import Match, PreviousSegment, match_segments, migration_matrix
 from custseg.stages.context import StageContext
 
@@ -34,6 +46,7 @@ SEGMENTS = "gold.customer_segments"
 PROFILES = "gold.segment_profiles"
 QUALITY = "gold.segment_quality"
 MIGRATION = "gold.segment_migration"
+COMPARISON = "gold.segmentation_comparison"
 ITEMS = "silver.order_items"
 RESPONSES = "silver.campaign_responses"
 
@@ -99,6 +112,51 @@ def _responses(ctx: StageContext) -> DataFrame | None:
     if "sent_ts" in resp.columns:
         resp = resp.where(F.to_date("sent_ts") <= F.lit(ctx.as_of))
     return resp
+
+
+def _compare(ctx: StageContext, s: SegmentSettings, feats: DataFrame, k: int) -> list[dict]:
+    """Every candidate segmentation at ``k`` on this snapshot, scored and ranked (segment/comparison.py)."""
+    cols = s.columns
+    extra = [c for c in (*RFM_COLUMNS, s.comparison_value_column) if c in feats.columns]
+
+    def frame(df: DataFrame) -> DataFrame:
+        return comparison_frame(
+            df,
+            cols,
+            log1p_columns=s.log1p_columns,
+            impute=s.impute,
+            impute_max_columns=s.impute_max_columns,
+            standardize=s.standardize,
+            extra_columns=extra,
+            sample_rows=s.comparison_sample_rows,
+            seed=s.seed,
+        )
+
+    previous = None
+    if s.comparison_previous:
+        earlier = ctx.tables.read(FEATURES).where(F.col("snapshot_date") < F.lit(ctx.as_of))
+        d = earlier.agg(F.max("snapshot_date").alias("d")).first()["d"]
+        if d is not None:
+            prev_feats = earlier.where(F.col("snapshot_date") == F.lit(d))
+            if not missing_columns(prev_feats, [*cols, *extra]):
+                previous = frame(prev_feats)
+    candidates = []
+    if all(c in feats.columns for c in RFM_COLUMNS):
+        r = FeatureSettings.from_config(ctx.conf).rfm
+        candidates.append(rfm_candidate(r.bins, r.segments, r.binning, r.fixed_thresholds))
+    candidates += [clustering_candidate(a, k, s.comparison_n_init, s.comparison_max_iter, s.tol) for a in ALGORITHMS]
+    return compare_segmentations(
+        frame(feats),
+        candidates,
+        len(cols),
+        previous=previous,
+        responses=_responses(ctx),
+        value_column=s.comparison_value_column if s.comparison_value_column in feats.columns else None,
+        bootstrap=s.comparison_bootstrap,
+        seed=s.seed,
+        tree_depth=s.comparison_tree_depth,
+        min_z=s.comparison_min_z,
+    )
 
 
 def _centres_frame(ctx: StageContext, fit: SegmentFit, matches: list[Match]) -> DataFrame:
@@ -235,13 +293,14 @@ def run(ctx: StageContext) -> None:
         key = "segment.feature_columns" if s.feature_columns else f"segment.feature_sets.{s.feature_set}"
         raise ValueError(f"{key}: columns {gone} are not in {FEATURES} (has: {', '.join(feats.columns)})")
     feats = feats.persist(StorageLevel.MEMORY_AND_DISK)
-    with rec.stage("fit"):
-        fit = fit_segments(
+
+    def fit_with(algorithm: str, k: int | None) -> SegmentFit:
+        return fit_segments(
             feats,
             cols,
-            k=s.k or None,
+            k=k,
             k_range=(s.k_min, s.k_max),
-            algorithm=s.algorithm,
+            algorithm=algorithm,
             seed=s.seed,
             n_init=s.n_init,
             max_iter=s.max_iter,
@@ -255,6 +314,23 @@ def run(ctx: StageContext) -> None:
             partition_rows=s.partition_rows,
             parallel=s.parallel_fits,
         )
+
+    auto = s.algorithm == AUTO
+    with rec.stage("fit"):
+        # auto: k is chosen with kmeans; the comparison then says which algorithm assigns.
+        fit = fit_with("kmeans" if auto else s.algorithm, s.k or None)
+    comparison_rows_ = None
+    if s.comparison or auto:
+        with rec.stage("compare"):
+            ranked = _compare(ctx, s, feats, fit.k)
+            pick = recommended(ranked) or fit.algorithm
+            if auto and pick != fit.algorithm:
+                log.info("segment.algorithm auto: %s recommended over %s at k=%d", pick, fit.algorithm, fit.k)
+                curve = fit.k_curve
+                fit.unpersist()
+                fit = fit_with(pick, fit.k)
+                fit.k_curve = curve  # the k selection that chose k stays in segment_quality
+            comparison_rows_ = comparison_rows(ranked, ctx.as_of, s.feature_set_label, fit.algorithm)
     rec.rows_in = fit.quality["rows"]
     with rec.stage("label"):
         prev_date, previous, next_id = _previous(ctx)
@@ -364,6 +440,9 @@ def run(ctx: StageContext) -> None:
             name: t.overwrite(df, name, partition_by=["snapshot_date"], where=where)
             for df, name in ((segments, SEGMENTS), (profiles, PROFILES), (quality, QUALITY), (migration, MIGRATION))
         }
+        if comparison_rows_ is not None:
+            comparison = spark.createDataFrame(comparison_rows_, COMPARISON_SCHEMA)
+            versions[COMPARISON] = t.overwrite(comparison, COMPARISON, partition_by=["snapshot_date"], where=where)
     if ctx.tracker.enabled:
         with rec.stage("tracking"):
             _track(ctx, s, fit, overall, versions, prev_date)
@@ -372,6 +451,8 @@ def run(ctx: StageContext) -> None:
         {
             "k": fit.k,
             "algorithm": fit.algorithm,
+            "algorithm_setting": s.algorithm,
+            "recommended": recommended(ranked) if comparison_rows_ is not None else None,
             "feature_set": s.feature_set_label,
             "silhouette": fit.quality["silhouette"],
             "calinski_harabasz": fit.quality["calinski_harabasz"],
