@@ -374,6 +374,14 @@ def write_small_snapshot(spark, tables_root: Path, skip: tuple[str, ...] = ()) -
          None, None, None, None, 0.0),
     ]  # fmt: skip
     write("gold.campaign_funnel", funnel, funnel_cols)
+    from custseg.segment.comparison import COMPARISON_SCHEMA, comparison_rows, rank
+
+    crit = {"distinctiveness": 0.6, "stability": 0.9, "interpretability": 0.95, "effectiveness": 0.3}
+    candidates = [
+        {"candidate": "kmeans", "k": 2, "pickable": True, **crit},
+        {"candidate": "rfm_cells", "k": 5, "pickable": False, **crit, "stability": 0.4},
+    ]
+    write("gold.segmentation_comparison", comparison_rows(rank(candidates), D, "persona", "kmeans"), COMPARISON_SCHEMA)
     started = datetime(2026, 6, 30, 3, 0)
     runs = [
         (

@@ -253,3 +253,31 @@ def test_kmeans_finds_the_personas_and_is_recommended(compared):
     assert recommended(list(compared.values())) == "kmeans"  # the only pickable candidate
     rfm = compared["rfm_cells"]
     assert rfm["k"] >= 2 and all(rfm[c] is not None for c in CRITERIA)
+
+
+def test_report_section_ranks_the_candidates(spark):
+    from datetime import date
+
+    from custseg.report.sections import SECTIONS, ReportInputs, render_section
+    from custseg.segment.comparison import COMPARISON_SCHEMA, comparison_rows
+
+    d = date(2026, 6, 30)
+    base = {"distinctiveness": 0.5, "stability": 0.9, "interpretability": 0.8, "effectiveness": 0.1}
+    rows = rank(
+        [
+            {"candidate": "gmm", "pickable": True, **base, "distinctiveness": 0.2},
+            {"candidate": "kmeans", "pickable": True, **base},
+            {"candidate": "rfm_cells", "pickable": False, **base, "stability": None},
+        ]
+    )
+    table = spark.createDataFrame(comparison_rows(rows, d, "persona", "kmeans"), COMPARISON_SCHEMA)
+    spec = next(s for s in SECTIONS if s.key == "segmentation_comparison")
+    out = render_section(spec, ReportInputs(d, {"gold.segmentation_comparison": table}))
+    assert out.status == "ok", out.message
+    assert len(out.figures) == 1
+    shown = out.tables[0].frame
+    assert list(shown["candidate"]) == ["kmeans", "gmm", "rfm_cells"]  # rank sums 4, 6, 6
+    assert list(shown["rank_sum"]) == [4, 6, 6]
+    assert out.notes == ["recommended: kmeans"]
+    missing = render_section(spec, ReportInputs(d, {}))
+    assert missing.status == "unavailable"

@@ -39,6 +39,7 @@ REPORT_TABLES = (
     "gold.segment_profiles",
     "gold.segment_quality",
     "gold.segment_migration",
+    "gold.segmentation_comparison",
     "gold.association_rules",
     "gold.cross_sell",
     "gold.campaign_plan",
@@ -545,6 +546,59 @@ def _chosen_k(inp: ReportInputs, pdf: pd.DataFrame, k_col: str) -> float | None:
         )
         return float(n) if n else None
     return None
+
+
+COMPARISON_CRITERIA = ("distinctiveness", "stability", "interpretability", "effectiveness")
+
+
+@section(
+    "segmentation_comparison",
+    "Segmentation comparison",
+    "RFM cells and the clustering algorithms on the same snapshot, scored on the paper's four criteria "
+    "(higher is better) and ranked; the recommended candidate has the lowest rank sum (docs/segments.md).",
+)
+def _comparison(inp: ReportInputs, out: Rendered) -> None:
+    table = inp.snapshot("gold.segmentation_comparison", "candidate", *COMPARISON_CRITERIA)
+    pdf = bounded(table.orderBy(F.col("rank_sum").asc_nulls_last(), "candidate"))
+    if pdf.empty:
+        raise Unavailable(f"no segmentation comparison for {inp.snapshot_date} (segment.comparison.enabled is off)")
+    out.figures.append(
+        (
+            "the four criteria per candidate segmentation",
+            plots.grouped_bars(
+                list(pdf["candidate"]),
+                {c: np.nan_to_num(_num(pdf[c])) for c in COMPARISON_CRITERIA},
+                "Criteria per candidate (higher is better)",
+                "score",
+                dpi=inp.settings.dpi,
+            ),
+        )
+    )
+    cols = [
+        c
+        for c in (
+            "candidate",
+            "k",
+            *COMPARISON_CRITERIA,
+            "effectiveness_basis",
+            "effectiveness_p_value",
+            "ari_previous",
+            "features_per_segment",
+            "rank_sum",
+            "recommended",
+            "used",
+            "note",
+        )
+        if c in pdf.columns
+    ]
+    fmt = {
+        "k": "int",
+        "rank_sum": "int",
+        **{c: "num" for c in (*COMPARISON_CRITERIA, "ari_previous", "features_per_segment")},
+    }
+    out.tables.append(Table("Candidates", pdf[cols], {**fmt, "effectiveness_p_value": "num"}))
+    if "recommended" in pdf.columns and pdf["recommended"].fillna(False).astype(bool).any():
+        out.notes.append(f"recommended: {pdf.loc[pdf['recommended'].fillna(False).astype(bool), 'candidate'].iloc[0]}")
 
 
 @section(
