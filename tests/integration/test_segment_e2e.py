@@ -95,7 +95,15 @@ def persona_features(
 
 
 FAST = ["--set", "segment.k_max=8", "--set", "segment.n_init=2", "--set", "segment.max_iter=30"]
-AUTO = ["--set", "segment.algorithm=auto", "--set", "segment.comparison.max_iter=10"]
+# One bootstrap refit (not 2) and 10 iterations: the comparison runs twice here (second run and rerun).
+AUTO = [
+    "--set",
+    "segment.algorithm=auto",
+    "--set",
+    "segment.comparison.max_iter=10",
+    "--set",
+    "segment.comparison.bootstrap=1",
+]
 
 
 @pytest.fixture(scope="module")
