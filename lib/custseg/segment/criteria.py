@@ -130,9 +130,15 @@ def features_per_segment(
     return float(material.mean()), float(st.counts[material > 0].sum() / n)
 
 
-def response_test(labels: DataFrame, responses: DataFrame, col: str = LABEL) -> tuple[Test, dict]:
+MIN_SPREAD_CONTACTS = 30
+
+
+def response_test(
+    labels: DataFrame, responses: DataFrame, col: str = LABEL, min_contacts: int = MIN_SPREAD_CONTACTS
+) -> tuple[Test, dict]:
     """Chi-square of converted vs not among treatment contacts, by segment; and the spreads
-    (max - min over segments with contacts) of the response rate and of the lift over control."""
+    (max - min over segments with at least ``min_contacts`` treatment contacts, and as many
+    control contacts for the lift) of the response rate and of the lift over control."""
     treated = F.lower(F.col("group")) == "treatment"
     control = F.lower(F.col("group")) == "control"
     conv = F.coalesce(F.col("converted").cast("boolean"), F.lit(False))
@@ -150,11 +156,13 @@ def response_test(labels: DataFrame, responses: DataFrame, col: str = LABEL) -> 
     )
     rows = [r for r in rows if (r["n"] or 0) > 0]
     table = np.array([[r["y"], r["n"] - r["y"]] for r in rows], dtype=float).reshape(len(rows), 2)
-    rates = [r["y"] / r["n"] for r in rows]
-    lifts = [r["y"] / r["n"] - r["cy"] / r["cn"] for r in rows if (r["cn"] or 0) > 0]
+    # A rate of 1 contact is 0 or 1: the spreads read only segments with enough contacts.
+    big = [r for r in rows if r["n"] >= min_contacts]
+    rates = [r["y"] / r["n"] for r in big]
+    lifts = [r["y"] / r["n"] - r["cy"] / r["cn"] for r in big if (r["cn"] or 0) >= min_contacts]
     spread = {
         "contacts": int(table.sum()),
-        "response_rate_spread": (max(rates) - min(rates)) if rates else None,
+        "response_rate_spread": (max(rates) - min(rates)) if len(rates) > 1 else None,
         "lift_spread": (max(lifts) - min(lifts)) if len(lifts) > 1 else None,
     }
     return chi_square(table), spread
