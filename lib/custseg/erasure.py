@@ -92,6 +92,7 @@ CUSTOMER_FREE = {
     "gold.campaign_results": "per campaign and group totals",
     "gold.campaign_funnel": "per campaign, variant, group and segment counts",
     "gold.kpi_trends": "per period and segment totals",
+    "gold.segment_strategy": "per segment choices and aggregates",
     "gold.job_runs": "run bookkeeping",
     "meta.reconciliation": "record counts per batch",
     "meta.landed_files": "file names, sizes and checksums",

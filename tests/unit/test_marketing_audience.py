@@ -133,6 +133,9 @@ def test_flags_suppressions_and_channels(spark):
         suppression=Suppression(contacted_within_days=7, complained=True, complaint_lookback_days=90),
     )
     got = _base(spark).transform(flag_campaign(c, AS_OF, "p_retention"))
+    # The base has no clv_factor (no CLV valuation): every customer at factor 1, the flat margin.
+    assert {r["clv_factor"] for r in got.select("clv_factor").collect()} == {1.0}
+    got = got.drop("clv_factor")
     schema = StructType(
         [
             StructField("campaign_id", StringType(), False),
@@ -272,10 +275,10 @@ def test_score_campaign_expected_profit_and_zero_holdout(spark):
     got = flagged.transform(score_campaign(_campaign(cost_per_contact=2.0, margin_per_response=20.0), "s"))
     expected = spark.createDataFrame(
         [
-            ("keep", "retention", "a", "email", 0.25, 2.0, 3.0, "treatment", 3.0, 0),
-            ("keep", "retention", "b", "email", 0.0, 2.0, -2.0, "treatment", 3.0, 0),
+            ("keep", "retention", "a", "email", 0.25, 2.0, 3.0, "treatment", 3.0, 0, 20.0),
+            ("keep", "retention", "b", "email", 0.0, 2.0, -2.0, "treatment", 3.0, 0, 20.0),
         ],
-        SCORED_SCHEMA,
+        StructType([*SCORED_SCHEMA.fields, StructField("response_margin", DoubleType())]),  # no clv_factor: flat
     )
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
 

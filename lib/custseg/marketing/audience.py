@@ -3,16 +3,22 @@
 For each campaign: customers matching its eligibility, minus those suppressed (contacted
 recently, over the frequency cap, complained, no consent on any of its channels), each
 assigned the first of the campaign's channels they consented to, scored with
-expected profit = P(response) x margin_per_response - cost_per_contact, ranked by it, and
+expected profit = P(response) x margin_per_response x clv_factor - cost_per_contact, ranked by it, and
 taken in rank order while the contact cost of the treatment group stays within budget
 (customers with expected profit <= 0 are never taken). The holdout is decided by a
 stable hash of (customer_key, campaign_id, salt) before the cut, so the control group is
 a random slice of the same ranked audience and a rerun gives the same control group.
+
+``clv_factor`` (``with_clv_factor``) values a response by who answers: the customer's CLV over
+the mean CLV of the base, clamped to [min_factor, max_factor], so a retained high-value customer
+is worth more than a one-off buyer at the same response probability; a customer without a CLV
+(or ``marketing.clv_value.enabled: false``) counts at factor 1, the campaign's flat margin.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 from pyspark.sql import Column, DataFrame
@@ -20,6 +26,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.window import Window
 
+from custseg.config import Config, validator
 from custseg.marketing.campaigns import CHANNEL_CONSENT, Campaign, Eligibility, FeatureFilter, Offer
 from custseg.marketing.propensity import stable_bucket
 
@@ -59,6 +66,7 @@ FLAG_COLUMNS = [
     "suppressed_consent",
     "eligible",
     "p_response",
+    "clv_factor",
 ]
 SCORED_COLUMNS = [
     "campaign_id",
@@ -71,6 +79,7 @@ SCORED_COLUMNS = [
     "group",
     "budget",
     "max_contacts",
+    "response_margin",
 ]
 AUDIENCE_COLUMNS = [
     "campaign_id",
@@ -93,6 +102,56 @@ OFFER_COLUMNS = [
     "offer_valid_from",
     "offer_valid_until",
 ]
+
+
+@dataclass(frozen=True)
+class ClvValue:
+    """``marketing.clv_value``: how a customer's CLV scales the margin of their response."""
+
+    enabled: bool = True
+    min_factor: float = 0.25
+    max_factor: float = 4.0
+
+    @classmethod
+    def from_config(cls, conf: Config) -> ClvValue:
+        d, p = cls(), "marketing.clv_value."
+        enabled = conf.get_path(p + "enabled", d.enabled)
+        if not isinstance(enabled, bool):
+            raise conf.error(p + "enabled", f"must be true or false; got {enabled!r}")
+        lo, hi = conf.get_path(p + "min_factor", d.min_factor), conf.get_path(p + "max_factor", d.max_factor)
+        for key, v in (("min_factor", lo), ("max_factor", hi)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+                raise conf.error(p + key, f"must be a number > 0; got {v!r}")
+        if lo > hi:
+            raise conf.error(p + "min_factor", f"({lo}) cannot exceed {p}max_factor ({hi})")
+        return cls(enabled, float(lo), float(hi))
+
+
+@validator
+def _check_clv_value(conf: Config) -> None:
+    if conf.get_path("marketing", None) is not None:
+        ClvValue.from_config(conf)
+
+
+def with_clv_factor(settings: ClvValue) -> Callable[[DataFrame], DataFrame]:
+    """Adds ``clv_factor`` = clv / mean clv of the base, clamped; 1.0 without a CLV, a positive mean or when off.
+
+    The mean is one aggregate joined back (broadcast), not a window over every customer.
+    """
+
+    def transform(base: DataFrame) -> DataFrame:
+        if not settings.enabled or "clv" not in base.columns:
+            return base.withColumn("clv_factor", F.lit(1.0))
+        mean = base.agg(F.avg(F.col("clv").cast("double")).alias("_mean_clv"))
+        raw = F.col("clv").cast("double") / F.col("_mean_clv")
+        clamped = F.least(F.greatest(raw, F.lit(settings.min_factor)), F.lit(settings.max_factor))
+        # greatest/least skip nulls: without the guard a missing CLV would become min_factor.
+        factor = F.when(F.col("clv").isNotNull() & (F.col("_mean_clv") > 0), clamped)
+        return (
+            base.crossJoin(F.broadcast(mean)).withColumn("clv_factor", F.coalesce(factor, F.lit(1.0))).drop("_mean_clv")
+        )
+
+    return transform
 
 
 def col_or_null(df: DataFrame, name: str, dtype: T.DataType) -> Column:
@@ -243,7 +302,7 @@ def eligibility_expr(e: Eligibility, columns: Sequence[str], campaign_id: str = 
     return F.coalesce(cond, F.lit(False))
 
 
-def _reachable(channel: str, by_key: bool = False) -> Column:
+def reachable(channel: str, by_key: bool = False) -> Column:
     """Consent given and an identifier to reach the customer on that channel.
 
     ``by_key``: the base has ``reach_by_key`` (custseg.marketing.consent): where it is true,
@@ -264,7 +323,7 @@ def assigned_channel(channels: Sequence[str], by_key: bool = False) -> Column:
     """The first channel of the campaign's list the customer consented to (null: none)."""
     expr = None
     for ch in channels:
-        ok = _reachable(ch, by_key)
+        ok = reachable(ch, by_key)
         expr = F.when(ok, F.lit(ch)) if expr is None else expr.when(ok, F.lit(ch))
     return expr
 
@@ -308,9 +367,10 @@ def flag_campaign(campaign: Campaign, as_of: date, p_col: str | None = None) -> 
         p = F.col(p_col).cast("double") if p_col else F.lit(None).cast("double")
         return flags.select(
             F.lit(campaign.id).alias("campaign_id"),
-            *FLAG_COLUMNS[1:-2],
+            *FLAG_COLUMNS[1:-3],
             (~any_flag).alias("eligible"),
             p.alias("p_response"),
+            F.coalesce(col_or_null(flags, "clv_factor", T.DoubleType()), F.lit(1.0)).alias("clv_factor"),
         )
 
     return transform
@@ -325,11 +385,17 @@ def holdout_group(campaign_id: Column | str, share: Column | float, salt: str) -
 
 
 def score_campaign(campaign: Campaign, salt: str) -> Callable[[DataFrame], DataFrame]:
-    """Eligible flagged rows (with ``p_response``) -> expected profit, holdout group and the budget terms."""
+    """Eligible flagged rows (with ``p_response``) -> expected profit, holdout group and the budget terms.
+
+    ``response_margin`` = margin_per_response x clv_factor (1 where the flagged rows have none):
+    the value of this customer's response, so expected profit = p x response_margin - cost.
+    """
 
     def transform(flagged: DataFrame) -> DataFrame:
         p = F.coalesce(F.col("p_response").cast("double"), F.lit(0.0))
         cost = F.lit(float(campaign.cost_per_contact))
+        factor = F.coalesce(col_or_null(flagged, "clv_factor", T.DoubleType()), F.lit(1.0))
+        margin = F.lit(float(campaign.margin_per_response)) * factor
         return flagged.where(F.col("eligible")).select(
             "campaign_id",
             F.lit(campaign.goal).alias("goal"),
@@ -337,10 +403,11 @@ def score_campaign(campaign: Campaign, salt: str) -> Callable[[DataFrame], DataF
             "channel",
             p.alias("p_response"),
             cost.alias("contact_cost"),
-            (p * F.lit(float(campaign.margin_per_response)) - cost).alias("expected_profit"),
+            (p * margin - cost).alias("expected_profit"),
             holdout_group(F.lit(campaign.id), campaign.holdout_share, salt).alias("group"),
             F.lit(float(campaign.budget)).alias("budget"),
             F.lit(int(campaign.max_contacts)).alias("max_contacts"),
+            margin.alias("response_margin"),
         )
 
     return transform
@@ -355,13 +422,15 @@ def arbitrate(max_per_customer: int) -> Callable[[DataFrame], DataFrame]:
 
     def transform(scored: DataFrame) -> DataFrame:
         positive = scored.where(F.col("expected_profit") > 0)
+        # response_margin is optional (scored frames built before CLV valuation lack it)
+        cols = [c for c in SCORED_COLUMNS if c in scored.columns]
         if max_per_customer <= 0:
-            return positive.select(*SCORED_COLUMNS)
+            return positive.select(*cols)
         w = Window.partitionBy("customer_key").orderBy(F.col("expected_profit").desc(), F.col("campaign_id"))
         return (
             positive.withColumn("_k", F.row_number().over(w))
             .where(F.col("_k") <= max_per_customer)
-            .select(*SCORED_COLUMNS)
+            .select(*cols)
         )
 
     return transform
@@ -405,15 +474,35 @@ def _preferred_daypart(min_share: float) -> Column:
     return expr.otherwise(F.lit("any"))
 
 
-def offer_columns(offer: Offer, as_of: date, daypart_min_share: float = 0.3) -> Callable[[DataFrame], DataFrame]:
+def offer_columns(
+    offer: Offer,
+    as_of: date,
+    daypart_min_share: float = 0.3,
+    strategy: DataFrame | None = None,
+    segment_col: str = "segment_name",
+) -> Callable[[DataFrame], DataFrame]:
     """Base -> the personal offer: category (preferred or fixed), cross-sell item, day-part, validity.
 
     E.g. a 15% coupon on the customer's preferred category, valid at weekday lunch for two
     weeks; a cross-sell offer names the customer's top item from ``gold.cross_sell``, else their
     top recommendation from ``gold.recommendations``.
+
+    ``strategy`` (``offers: from_strategy``; custseg.marketing.strategy.strategy_offers: segment_name,
+    strategy_offer_type, strategy_discount): the type and discount come from the row of the
+    customer's segment (``segment_col`` of the base); a customer whose segment has none keeps
+    ``offer``'s.
     """
 
     def transform(base: DataFrame) -> DataFrame:
+        offer_type, discount = F.lit(offer.type), F.lit(float(offer.discount))
+        if strategy is not None:
+            rows = strategy.select(
+                F.col("segment_name").alias("_strategy_segment"), "strategy_offer_type", "strategy_discount"
+            )
+            seg = F.col(segment_col) if segment_col in base.columns else F.lit(None).cast("string")
+            base = base.join(F.broadcast(rows), seg == F.col("_strategy_segment"), how="left")
+            offer_type = F.coalesce(F.col("strategy_offer_type"), offer_type)
+            discount = F.coalesce(F.col("strategy_discount").cast("double"), discount)
         fallback = F.lit(offer.fallback_category).cast("string")
         category = (
             F.coalesce(F.col("preferred_category"), fallback)
@@ -422,18 +511,19 @@ def offer_columns(offer: Offer, as_of: date, daypart_min_share: float = 0.3) -> 
         )
         # A rule-based cross-sell item first (it says why: "bought X, often buy Y"); without
         # one, the customer's top recommendation, so no cross-sell offer goes out empty.
-        item = (
-            F.coalesce(F.col("cross_sell_item"), col_or_null(base, "reco_item", T.StringType()))
-            if offer.type == "cross_sell"
-            else F.lit(None).cast("string")
+        item = F.when(
+            offer_type == F.lit("cross_sell"),
+            F.coalesce(
+                col_or_null(base, "cross_sell_item", T.StringType()), col_or_null(base, "reco_item", T.StringType())
+            ),
         )
         daypart = _preferred_daypart(daypart_min_share) if offer.daypart == "preferred" else F.lit(offer.daypart)
         return base.select(
             "customer_key",
-            F.lit(offer.type).alias("offer_type"),
+            offer_type.cast("string").alias("offer_type"),
             category.cast("string").alias("offer_category"),
-            item.alias("offer_item"),
-            F.lit(float(offer.discount)).alias("offer_discount"),
+            item.cast("string").alias("offer_item"),
+            discount.alias("offer_discount"),
             daypart.alias("offer_daypart"),
             F.lit(as_of + timedelta(days=1)).alias("offer_valid_from"),
             F.lit(as_of + timedelta(days=offer.valid_days)).alias("offer_valid_until"),
@@ -453,7 +543,7 @@ def seed_audience(campaign: Campaign) -> Callable[[DataFrame], DataFrame]:
             return base.limit(0).select("customer_key", "email_sha256", "phone_sha256")
         value = [F.col(c).desc_nulls_last() for c in ("clv", "monetary") if c in base.columns]
         return (
-            base.where(eligibility_expr(campaign.seed, base.columns, campaign.id) & _reachable("ads"))
+            base.where(eligibility_expr(campaign.seed, base.columns, campaign.id) & reachable("ads"))
             .orderBy(*value, F.col("customer_key"))
             .limit(campaign.seed_max_size)
             .select("customer_key", "email_sha256", "phone_sha256")

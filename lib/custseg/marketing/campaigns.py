@@ -29,6 +29,9 @@ GOALS = ("retention", "growth", "reactivation", "acquisition")
 CHANNEL_CONSENT = {"email": "opt_in_email", "sms": "opt_in_sms", "ads": "opt_in_ads"}
 OFFER_TYPES = ("coupon", "cross_sell", "voucher", "content")
 DAYPARTS = ("any", "preferred", "weekday_lunch", "weekday_evening", "weekend")
+# ``offers``: fixed (the campaign's ``offer``) or from_strategy (type and discount of the member's
+# segment in gold.segment_strategy; ``offer`` gives the rest and the fallback for the unsegmented).
+OFFER_SOURCES = ("fixed", "from_strategy")
 FILTER_OPS = ("<", "<=", ">", ">=", "==", "!=", "in", "not_in", "between", "is_null", "not_null")
 _ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -101,6 +104,11 @@ class Campaign:
     # Acquisition by look-alike: the seed audience (best customers) sent hashed to ad tools.
     seed: Eligibility | None = None
     seed_max_size: int = 5000
+    offers: str = "fixed"
+
+    @property
+    def offers_from_strategy(self) -> bool:
+        return self.offers == "from_strategy"
 
     @property
     def consents(self) -> tuple[str, ...]:
@@ -248,6 +256,7 @@ CAMPAIGN_KEYS = {
     "max_contacts",
     "eligibility",
     "offer",
+    "offers",
     "frequency_cap",
     "suppression",
     "history",
@@ -326,6 +335,7 @@ def parse_campaign(cid: str, data: Any, where: str, prefix: str = "campaigns") -
         history=history,
         seed=seed,
         seed_max_size=r.integer("seed_max_size", 5000, low=1),
+        offers=r.choice("offers", OFFER_SOURCES, "fixed"),
     )
 
 

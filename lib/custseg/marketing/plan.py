@@ -5,7 +5,10 @@ Per campaign three strategies:
 - ``blanket``: every eligible customer (after suppressions), whatever the budget;
 - ``random``: an audience of the precision size drawn uniformly from the eligible, in
   expectation: contacts x the blanket response rate.
-Expected responses are sums of P(response); then, for every strategy,
+Expected responses are sums of P(response); the expected margin is the sum of P(response) x the
+customer's ``response_margin`` (the campaign's margin x their CLV factor, custseg.marketing.audience),
+so ``margin_per_response`` of a strategy is that sum over its responses (the campaign's flat margin
+where the scored rows carry none); then, for every strategy,
 cost = contacts x cost per contact, response rate = responses / contacts,
 revenue = responses x revenue_per_response, margin = responses x margin_per_response,
 profit = margin - cost, ROI = profit / cost, cost per response = cost / responses.
@@ -181,14 +184,20 @@ def strategy_totals(scored: DataFrame, audience: DataFrame, params: DataFrame) -
     ``scored``: the eligible customers (after suppressions) with ``p_response``; ``audience``: the selected rows (treatment and control);
     ``params``: ``campaigns_frame``.
     """
+    has_margin = "response_margin" in scored.columns
+    value = F.col("p_response") * F.col("response_margin") if has_margin else F.lit(None).cast("double")
     blanket = scored.groupBy("campaign_id").agg(
-        F.count("*").alias("b_contacts"), F.sum("p_response").alias("b_responses")
+        F.count("*").alias("b_contacts"), F.sum("p_response").alias("b_responses"), F.sum(value).alias("b_margin")
     )
     treat = F.col("group") == "treatment"
+    if has_margin and "response_margin" not in audience.columns:
+        margins = scored.select("campaign_id", "customer_key", "response_margin")
+        audience = audience.join(margins, on=["campaign_id", "customer_key"], how="left")
     precise = audience.groupBy("campaign_id").agg(
         F.sum(F.when(treat, 1).otherwise(0)).alias("p_contacts"),
         F.sum(F.when(~treat, 1).otherwise(0)).alias("p_holdout"),
         F.sum(F.when(treat, F.col("p_response")).otherwise(0.0)).alias("p_responses"),
+        F.sum(F.when(treat, value)).alias("p_margin"),
     )
     df = (
         params.join(blanket, on="campaign_id", how="left")
@@ -204,13 +213,23 @@ def strategy_totals(scored: DataFrame, audience: DataFrame, params: DataFrame) -
             F.coalesce("p_contacts", F.lit(0)).cast("long").alias("p_contacts"),
             F.coalesce("p_holdout", F.lit(0)).cast("long").alias("p_holdout"),
             F.coalesce("p_responses", F.lit(0.0)).alias("p_responses"),
+            "b_margin",
+            "p_margin",
         )
     )
     blanket_rate = F.coalesce(_safe_div(F.col("b_responses"), F.col("b_contacts")), F.lit(0.0))
+    flat = F.col("margin_per_response")
+    # The response-weighted mean margin; a random audience answers like the blanket one.
+    blanket_margin = F.coalesce(_safe_div(F.col("b_margin"), F.col("b_responses")), flat)
     per_strategy = {
-        "precision": (F.col("p_contacts"), F.col("p_responses"), F.col("p_holdout")),
-        "blanket": (F.col("b_contacts"), F.col("b_responses"), F.lit(0).cast("long")),
-        "random": (F.col("p_contacts"), F.col("p_contacts") * blanket_rate, F.lit(0).cast("long")),
+        "precision": (
+            F.col("p_contacts"),
+            F.col("p_responses"),
+            F.col("p_holdout"),
+            F.coalesce(_safe_div(F.col("p_margin"), F.col("p_responses")), flat),
+        ),
+        "blanket": (F.col("b_contacts"), F.col("b_responses"), F.lit(0).cast("long"), blanket_margin),
+        "random": (F.col("p_contacts"), F.col("p_contacts") * blanket_rate, F.lit(0).cast("long"), blanket_margin),
     }
     parts = [
         df.select(
@@ -220,11 +239,11 @@ def strategy_totals(scored: DataFrame, audience: DataFrame, params: DataFrame) -
             (contacts * F.col("cost_per_contact")).alias("cost"),
             responses.cast("double").alias("expected_responses"),
             "revenue_per_response",
-            "margin_per_response",
+            margin.cast("double").alias("margin_per_response"),
             "budget",
             holdout.alias("holdout"),
         )
-        for name, (contacts, responses, holdout) in per_strategy.items()
+        for name, (contacts, responses, holdout, margin) in per_strategy.items()
     ]
     out = parts[0]
     for p in parts[1:]:

@@ -4,6 +4,9 @@ Writes, for the run date (partition ``snapshot_date``, replaced on rerun):
 - ``gold.churn_alerts``: customers flagged as declining, overdue or at high churn risk, with the
   reasons (custseg.marketing.alerts); campaigns select them with the base column ``churn_alert``;
 - ``gold.propensity_quality``: per goal and model, validation AUC and calibration by decile;
+- ``gold.segment_strategy``: per segment the 4P (product, price, place, promotion) with the
+  evidence of each choice (custseg.marketing.strategy); ``offers: from_strategy`` campaigns take
+  their offer type and discount from it;
 - ``gold.campaign_audiences``: the selected customers per campaign, treatment and control;
 - ``gold.campaign_plan``: precision vs blanket vs random, with cost, responses, profit, ROI;
 - ``gold.campaign_results``: measured lift of the campaigns in ``silver.campaign_responses``;
@@ -32,6 +35,7 @@ from pyspark.sql import functions as F
 from custseg import fileio
 from custseg.marketing.alerts import ALERT_COLUMNS, AlertSettings, churn_alerts, with_alert_flag
 from custseg.marketing.audience import (
+    ClvValue,
     arbitrate,
     complaint_history,
     contact_history,
@@ -41,6 +45,7 @@ from custseg.marketing.audience import (
     score_campaign,
     seed_audience,
     select_under_budget,
+    with_clv_factor,
     with_history,
 )
 from custseg.marketing.behaviour import fit_behaviour
@@ -70,6 +75,7 @@ from custseg.marketing.propensity import (
     fit_goal,
     point_in_time_features,
 )
+from custseg.marketing.strategy import STRATEGY_COLUMNS, StrategySettings, segment_strategy, strategy_offers
 from custseg.stages.context import StageContext, absolute
 from custseg.stages.export_files import write_csv_parts
 from custseg.stages.flat_inputs import bronze_with_flat
@@ -87,6 +93,7 @@ PLAN = "gold.campaign_plan"
 RESULTS = "gold.campaign_results"
 KPIS = "gold.kpi_trends"
 FUNNEL = "gold.campaign_funnel"
+STRATEGY = "gold.segment_strategy"
 AUDIENCE_TABLE_COLUMNS = [
     "snapshot_date",
     "campaign_id",
@@ -230,6 +237,9 @@ def run(ctx: StageContext) -> None:
         )
         return
     log.info("marketing: %d campaigns: %s", len(campaigns), ", ".join(f"{c.id} ({c.goal})" for c in campaigns))
+    # Settings read before any work, so a bad value fails fast naming its key and file.
+    strategy_settings = StrategySettings.from_config(conf)
+    clv_value = ClvValue.from_config(conf)
 
     features = _snapshot(t.read(FEATURES), as_of, FEATURES, exact=True)
     if features.limit(1).count() == 0:
@@ -296,9 +306,25 @@ def run(ctx: StageContext) -> None:
         .transform(with_history(contacts, complaints, windows))
         .join(scores, on="customer_key", how="left")
         .transform(with_alert_flag(alerts))
+        .transform(with_clv_factor(clv_value))
         .transform(_materialise)
     )
     rec.rows_in += base.count()
+
+    # Without a segmentation, strategies (and from_strategy offers) are per RFM segment.
+    seg_col = "segment_name" if segments is not None else "rfm_segment"
+    with rec.stage("strategy"):
+        strategy = segment_strategy(base, responses, cross_sell, recos, strategy_settings, as_of, seg_col)
+        t.overwrite(
+            strategy.select(*STRATEGY_COLUMNS),
+            STRATEGY,
+            partition_by=["snapshot_date"],
+            where={"snapshot_date": ctx.run_date},
+        )
+        strategy = t.read(STRATEGY).where(F.col("snapshot_date") == F.lit(as_of))
+        promos = strategy.groupBy("promotion").count().collect()  # at most one row per promotion type
+        rec.details["segment_strategy"] = {r["promotion"]: r["count"] for r in promos}
+        log.info("marketing: %s: segments per promotion %s", STRATEGY, rec.details["segment_strategy"])
 
     with rec.stage("audiences"):
         salt = m.holdout_salt
@@ -311,7 +337,15 @@ def run(ctx: StageContext) -> None:
         offers = _union(
             [
                 selected.where(F.col("campaign_id") == c.id).join(
-                    base.transform(offer_columns(c.offer, as_of, m.offer.daypart_min_share)),
+                    base.transform(
+                        offer_columns(
+                            c.offer,
+                            as_of,
+                            m.offer.daypart_min_share,
+                            strategy_offers(strategy) if c.offers_from_strategy else None,
+                            seg_col,
+                        )
+                    ),
                     on="customer_key",
                     how="left",
                 )
