@@ -572,3 +572,39 @@ def _by_run_date(stamps):
     import pandas as pd
 
     return stamps.map(lambda t: not pd.isna(t) and t.date() <= RUN_DATE_D)
+
+
+def test_segment_strategy_follows_the_planted_personas(spark, marketing_run):
+    """gold.segment_strategy on the shared run: one row per segment of gold.customer_segments, the
+    discount deepest where the planted bargain hunters are (85% of their lines discounted against
+    15-20% for the others) and never past the margin-floor cap, win-back where the planted churners
+    are (no order in the last 90-200 days), and a loyalty or upgrade promotion above-average CLV
+    where the loyal high-value customers are."""
+    import pandas as pd
+    from pyspark.sql import functions as F
+
+    from custseg.marketing.strategy import STRATEGY_COLUMNS
+
+    home, tables, _ = marketing_run
+    snap = F.col("snapshot_date") == F.lit(RUN_DATE).cast("date")
+    strategy = tables.read("gold.segment_strategy").where(snap)
+    assert strategy.columns == STRATEGY_COLUMNS
+    rows = strategy.toPandas().set_index("segment_name")  # one row per segment
+    members = tables.read("gold.customer_segments").where(snap).select("customer_key", "segment_name")
+    counts = {r["segment_name"]: r["n"] for r in members.groupBy("segment_name").agg(F.count("*").alias("n")).collect()}
+    assert rows["customers"].to_dict() == counts
+    assert (rows["discount_depth"] <= rows["discount_cap"] + 1e-12).all()
+    assert rows["promotion"].notna().all() and rows["promotion_rule"].str.len().gt(0).all()
+
+    personas = members.join(_truth(spark, home), on="customer_key", how="inner").toPandas()
+    share = pd.crosstab(personas["segment_name"], personas["persona"], normalize="index")
+    print(rows[["customers", "discount_sensitivity", "discount_depth", "promotion", "clv_index", "daypart"]])
+    print(share.round(2))
+    bargain = share["bargain_hunter"].idxmax()
+    assert rows.loc[bargain, "discount_sensitivity"] == rows["discount_sensitivity"].max()
+    assert rows.loc[bargain, "discount_depth"] == rows["discount_depth"].max()
+    churning = share["churning"].idxmax()
+    assert rows.loc[churning, "promotion"] == "win_back", rows.loc[churning, "promotion_rule"]
+    loyal = share["loyal_high_value"].idxmax()
+    assert rows.loc[loyal, "promotion"] in ("birthday_anniversary", "tier_upgrade"), rows.loc[loyal, "promotion_rule"]
+    assert rows.loc[loyal, "clv_index"] > 1.0

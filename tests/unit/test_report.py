@@ -35,6 +35,7 @@ REQUIRED_SECTIONS = [
     "lift",
     "kpis",
     "funnel",
+    "strategy",
 ]
 
 # customer -> (recency_days, frequency, monetary, r, f, m, rfm_segment, segment_id, segment_name)
@@ -382,6 +383,23 @@ def write_small_snapshot(spark, tables_root: Path, skip: tuple[str, ...] = ()) -
         {"candidate": "rfm_cells", "k": 5, "pickable": False, **crit, "stability": 0.4},
     ]
     write("gold.segmentation_comparison", comparison_rows(rank(candidates), D, "persona", "kmeans"), COMPARISON_SCHEMA)
+    strategy_cols = (
+        "snapshot_date date, segment_name string, customers long, buyers long, value_class string, clv_mean double, "
+        "clv_index double, top_categories array<string>, cross_sell_items array<string>, als_items array<string>, "
+        "new_product_trial boolean, product_evidence string, discount_sensitivity double, discount_wanted double, "
+        "discount_cap double, discount_depth double, discount_capped boolean, price_evidence string, "
+        "channel_mix array<string>, primary_channel string, purchase_channel string, daypart string, "
+        "place_evidence string, goal string, promotion string, offer_type string, promotion_rule string"
+    )
+    strategy = [
+        (D, "Bargain hunters", 3, 3, "general", 80.0, 0.5, ["snacks", "dairy"], ["chips"], [], False, "p-bargain",
+         0.9, 0.275, 0.235, 0.23, True, "capped at 23.5%", ["email", "sms"], "email", "web", "weekend", "pl-b",
+         "growth", "cross_sell", "cross_sell", "no rule above holds"),
+        (D, "High-value loyal", 5, 5, "important-retain", 400.0, 2.5, ["wine"], [], ["port", "cheese"], True,
+         "p-loyal", 0.1, 0.075, 0.235, 0.07, False, "7% wanted", ["sms"], "sms", "store", "weekday_evening",
+         "pl-l", "retention", "birthday_anniversary", "voucher", "value class important-retain"),
+    ]  # fmt: skip
+    write("gold.segment_strategy", strategy, strategy_cols)
     started = datetime(2026, 6, 30, 3, 0)
     runs = [
         (
@@ -864,3 +882,30 @@ def test_kpi_and_funnel_sections_show_the_tables_figures(full_report):
         "8",
     ]
     assert len(s["funnel"]["images"]) == 1
+
+
+def test_strategy_section_shows_the_4p_and_why(full_report):
+    s = parse(full_report.html).sections["strategy"]
+    assert s["status"] == "ok" and len(s["images"]) == 1  # discount depth per segment
+    cells = s["cells"]
+    # largest segment first; lists joined, the depth as a percentage
+    loyal = cells.index("High-value loyal")
+    assert cells[loyal : loyal + 12] == [
+        "High-value loyal",
+        "5",
+        "wine",
+        "-",
+        "port, cheese",
+        "yes",
+        "7.0%",
+        "sms",
+        "store",
+        "weekday_evening",
+        "birthday_anniversary",
+        "voucher",
+    ], cells
+    assert loyal < cells.index("Bargain hunters")
+    bargain = cells.index("Bargain hunters")
+    assert cells[bargain + 6 : bargain + 8] == ["23.0%", "email, sms"]
+    # the evidence table says why
+    assert "capped at 23.5%" in cells and "value class important-retain" in cells

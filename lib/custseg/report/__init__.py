@@ -7,7 +7,8 @@ self-contained file (plots embedded as base64 PNG) and the status of every secti
 
 from custseg.report import (
     activation,  # noqa: F401  (registers its section, after those of sections.py it imports)
-    trends,  # noqa: F401  (registers the kpis and funnel sections, after activation)
+    strategy,  # noqa: F401  (registers the segment strategy section, after activation)
+    trends,  # noqa: F401  (registers the kpis and funnel sections, after the strategy)
 )
 from custseg.report.html import ReportResult, build_report
 from custseg.report.sections import REPORT_TABLES, SECTIONS, ReportInputs, Unavailable

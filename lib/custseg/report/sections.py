@@ -46,6 +46,7 @@ REPORT_TABLES = (
     "gold.campaign_results",
     "gold.kpi_trends",
     "gold.campaign_funnel",
+    "gold.segment_strategy",
 )
 
 
