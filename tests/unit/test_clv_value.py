@@ -8,6 +8,7 @@ customer's margin, the same figures the audience was ranked by.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 
 import pytest
@@ -79,6 +80,12 @@ def test_high_clv_customer_outranks_low_clv_at_the_same_probability(spark):
 
     _, flat = _selected(spark, ClvValue(enabled=False))
     assert [r["customer_key"] for r in flat.collect()] == ["a_low"]  # flat margin: a tie, broken by key
+    # A campaign that values responses flat ranks the same way with the CLV factor present.
+    base = _base(spark, [("a_low", 50.0, 0.1), ("z_high", 300.0, 0.1)]).transform(with_clv_factor(ClvValue()))
+    flat_campaign = replace(CAMPAIGN, response_value="flat")
+    scored = base.transform(flag_campaign(flat_campaign, AS_OF, "p")).transform(score_campaign(flat_campaign, "s"))
+    assert {r["response_margin"] for r in scored.collect()} == {20.0}
+    assert [r["customer_key"] for r in select_under_budget(scored).collect()] == ["a_low"]
 
 
 def test_plan_margin_is_the_sum_of_p_times_the_customers_margin(spark):
@@ -125,3 +132,22 @@ def test_clv_value_settings_fail_naming_key_and_file(tmp_path):
     bad.write_text("marketing:\n  clv_value:\n    min_factor: 5.0\n    max_factor: 2.0\n")
     with pytest.raises(ConfigError, match=r"bad\.yaml.*marketing\.clv_value\.min_factor"):
         ClvValue.from_config(load_config(bad))
+
+
+def test_response_value_parsed_and_validated():
+    from custseg.marketing.campaigns import parse_campaigns
+
+    doc = {
+        "goal": "growth",
+        "channels": ["email"],
+        "cost_per_contact": 0.5,
+        "revenue_per_response": 60,
+        "margin_per_response": 20,
+        "budget": 500,
+    }
+    (c,) = parse_campaigns({"campaigns": {"grow": doc}}, "c.yaml")
+    assert c.response_value == "clv"
+    (f,) = parse_campaigns({"campaigns": {"grow": {**doc, "response_value": "flat"}}}, "c.yaml")
+    assert f.response_value == "flat"
+    with pytest.raises(ConfigError, match=r"c\.yaml: key 'campaigns\.grow\.response_value' must be one of clv, flat"):
+        parse_campaigns({"campaigns": {"grow": {**doc, "response_value": "ltv"}}}, "c.yaml")

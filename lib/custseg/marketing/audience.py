@@ -387,14 +387,19 @@ def holdout_group(campaign_id: Column | str, share: Column | float, salt: str) -
 def score_campaign(campaign: Campaign, salt: str) -> Callable[[DataFrame], DataFrame]:
     """Eligible flagged rows (with ``p_response``) -> expected profit, holdout group and the budget terms.
 
-    ``response_margin`` = margin_per_response x clv_factor (1 where the flagged rows have none):
-    the value of this customer's response, so expected profit = p x response_margin - cost.
+    ``response_margin`` = margin_per_response x clv_factor (1 where the flagged rows have none, or
+    the campaign says ``response_value: flat``): the value of this customer's response, so
+    expected profit = p x response_margin - cost.
     """
 
     def transform(flagged: DataFrame) -> DataFrame:
         p = F.coalesce(F.col("p_response").cast("double"), F.lit(0.0))
         cost = F.lit(float(campaign.cost_per_contact))
-        factor = F.coalesce(col_or_null(flagged, "clv_factor", T.DoubleType()), F.lit(1.0))
+        factor = (
+            F.coalesce(col_or_null(flagged, "clv_factor", T.DoubleType()), F.lit(1.0))
+            if campaign.response_value == "clv"
+            else F.lit(1.0)
+        )
         margin = F.lit(float(campaign.margin_per_response)) * factor
         return flagged.where(F.col("eligible")).select(
             "campaign_id",
@@ -427,11 +432,7 @@ def arbitrate(max_per_customer: int) -> Callable[[DataFrame], DataFrame]:
         if max_per_customer <= 0:
             return positive.select(*cols)
         w = Window.partitionBy("customer_key").orderBy(F.col("expected_profit").desc(), F.col("campaign_id"))
-        return (
-            positive.withColumn("_k", F.row_number().over(w))
-            .where(F.col("_k") <= max_per_customer)
-            .select(*cols)
-        )
+        return positive.withColumn("_k", F.row_number().over(w)).where(F.col("_k") <= max_per_customer).select(*cols)
 
     return transform
 
@@ -489,8 +490,8 @@ def offer_columns(
 
     ``strategy`` (``offers: from_strategy``; custseg.marketing.strategy.strategy_offers: segment_name,
     strategy_offer_type, strategy_discount): the type and discount come from the row of the
-    customer's segment (``segment_col`` of the base); a customer whose segment has none keeps
-    ``offer``'s.
+    customer's segment (``segment_col`` of the base; ``unsegmented`` where null); a customer whose
+    segment has no row keeps ``offer``'s.
     """
 
     def transform(base: DataFrame) -> DataFrame:
@@ -499,7 +500,8 @@ def offer_columns(
             rows = strategy.select(
                 F.col("segment_name").alias("_strategy_segment"), "strategy_offer_type", "strategy_discount"
             )
-            seg = F.col(segment_col) if segment_col in base.columns else F.lit(None).cast("string")
+            # null segment: the strategy's "unsegmented" row (custseg.marketing.strategy.UNSEGMENTED)
+            seg = F.coalesce(col_or_null(base, segment_col, T.StringType()), F.lit("unsegmented"))
             base = base.join(F.broadcast(rows), seg == F.col("_strategy_segment"), how="left")
             offer_type = F.coalesce(F.col("strategy_offer_type"), offer_type)
             discount = F.coalesce(F.col("strategy_discount").cast("double"), discount)

@@ -32,6 +32,9 @@ DAYPARTS = ("any", "preferred", "weekday_lunch", "weekday_evening", "weekend")
 # ``offers``: fixed (the campaign's ``offer``) or from_strategy (type and discount of the member's
 # segment in gold.segment_strategy; ``offer`` gives the rest and the fallback for the unsegmented).
 OFFER_SOURCES = ("fixed", "from_strategy")
+# ``response_value``: clv (margin_per_response x the customer's CLV factor, custseg.marketing.audience)
+# or flat (every response worth margin_per_response, as in the textbook's blanket-vs-precise table).
+RESPONSE_VALUES = ("clv", "flat")
 FILTER_OPS = ("<", "<=", ">", ">=", "==", "!=", "in", "not_in", "between", "is_null", "not_null")
 _ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -105,6 +108,7 @@ class Campaign:
     seed: Eligibility | None = None
     seed_max_size: int = 5000
     offers: str = "fixed"
+    response_value: str = "clv"
 
     @property
     def offers_from_strategy(self) -> bool:
@@ -257,6 +261,7 @@ CAMPAIGN_KEYS = {
     "eligibility",
     "offer",
     "offers",
+    "response_value",
     "frequency_cap",
     "suppression",
     "history",
@@ -336,6 +341,7 @@ def parse_campaign(cid: str, data: Any, where: str, prefix: str = "campaigns") -
         seed=seed,
         seed_max_size=r.integer("seed_max_size", 5000, low=1),
         offers=r.choice("offers", OFFER_SOURCES, "fixed"),
+        response_value=r.choice("response_value", RESPONSE_VALUES, "clv"),
     )
 
 
