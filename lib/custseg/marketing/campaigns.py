@@ -87,6 +87,25 @@ class Suppression:
 
 
 @dataclass(frozen=True)
+class Arms:
+    """Designed arms (textbook table 9.1 as an experiment): beside the model-chosen precise arm, a
+    blanket arm, a random sample of the eligible drawn by a stable hash per campaign, contacted at its
+    own cost per contact. The blanket sample is drawn first; the precise arm is chosen from the rest.
+    Both arms keep the campaign's hash holdout (``holdout_share``, set by ``control.fraction``) as
+    their own control, so each contacted arm's lift is measured against customers drawn like it.
+    ``blanket_size`` > 0: that many blanket contacts (treatment); else ``blanket_fraction`` of the
+    eligible; both 0: no blanket arm."""
+
+    blanket_size: int = 0
+    blanket_fraction: float = 0.0
+    blanket_cost_per_contact: float = 0.0
+
+    @property
+    def has_blanket(self) -> bool:
+        return self.blanket_size > 0 or self.blanket_fraction > 0
+
+
+@dataclass(frozen=True)
 class Campaign:
     id: str
     goal: str
@@ -109,6 +128,8 @@ class Campaign:
     seed_max_size: int = 5000
     offers: str = "fixed"
     response_value: str = "clv"
+    # Designed arms (blanket / precise / control); None: the precise audience and its holdout only.
+    arms: Arms | None = None
 
     @property
     def offers_from_strategy(self) -> bool:
@@ -268,7 +289,36 @@ CAMPAIGN_KEYS = {
     "seed",
     "seed_max_size",
     "description",
+    "arms",
 }
+ARM_KEYS = {"blanket", "precise", "control"}
+
+
+def _arms(r: _Reader) -> tuple[Arms | None, float | None, float | None]:
+    """``arms`` -> (Arms, the precise arm's cost per contact, the control fraction); Nones where unset."""
+    if r.get("arms", None) is None:
+        return None, None, None
+    a = r.section("arms")
+    a.only(ARM_KEYS)
+    p = a.section("precise")
+    p.only({"cost_per_contact"})
+    precise_cost = p.number("cost_per_contact", low=0, strict_low=True) if "cost_per_contact" in p.data else None
+    c = a.section("control")
+    c.only({"fraction"})
+    control = c.number("fraction", low=0, high=0.5) if "fraction" in c.data else None
+    b = a.section("blanket")
+    b.only({"size", "fraction", "cost_per_contact"})
+    size, fraction, blanket_cost = 0, 0.0, 0.0
+    if b.data:
+        given = [k for k in ("size", "fraction") if b.data.get(k) is not None]
+        if len(given) != 1:
+            raise b.error("size", "or 'fraction': give exactly one (blanket contacts, or the share of the eligible)")
+        if given == ["size"]:
+            size = b.integer("size", low=1)
+        else:
+            fraction = b.number("fraction", low=0, high=1, strict_low=True)
+        blanket_cost = b.number("cost_per_contact", low=0, strict_low=True) if "cost_per_contact" in b.data else None
+    return Arms(size, fraction, blanket_cost or 0.0), precise_cost, control
 
 
 def parse_campaign(cid: str, data: Any, where: str, prefix: str = "campaigns") -> Campaign:
@@ -311,6 +361,13 @@ def parse_campaign(cid: str, data: Any, where: str, prefix: str = "campaigns") -
     sp = r.section("suppression")
     sp.only({"contacted_within_days", "complained", "complaint_lookback_days"})
     history = r.strings("history")
+    arms, precise_cost, control_fraction = _arms(r)
+    # arms.precise.cost_per_contact is the model-chosen audience's cost: it replaces cost_per_contact
+    # (scoring, budget, plan, results); arms.control.fraction is the holdout share of both arms.
+    cost = precise_cost if precise_cost is not None else r.number("cost_per_contact", low=0, strict_low=True)
+    holdout = control_fraction if control_fraction is not None else r.number("holdout_share", 0.1, low=0, high=0.5)
+    if arms is not None and arms.has_blanket and not arms.blanket_cost_per_contact:
+        arms = Arms(arms.blanket_size, arms.blanket_fraction, cost)  # the blanket arm's cost defaults to the campaign's
     seed = None
     if r.get("seed", None) is not None:
         if goal != "acquisition":
@@ -323,11 +380,11 @@ def parse_campaign(cid: str, data: Any, where: str, prefix: str = "campaigns") -
         name=str(r.get("name", cid)),
         goal=goal,
         channels=channels,
-        cost_per_contact=r.number("cost_per_contact", low=0, strict_low=True),
+        cost_per_contact=cost,
         revenue_per_response=revenue,
         margin_per_response=margin,
         budget=r.number("budget", low=0, strict_low=True),
-        holdout_share=r.number("holdout_share", 0.1, low=0, high=0.5),
+        holdout_share=holdout,
         max_contacts=r.integer("max_contacts", 0),
         eligibility=_eligibility(r.section("eligibility")),
         offer=offer,
@@ -342,6 +399,7 @@ def parse_campaign(cid: str, data: Any, where: str, prefix: str = "campaigns") -
         seed_max_size=r.integer("seed_max_size", 5000, low=1),
         offers=r.choice("offers", OFFER_SOURCES, "fixed"),
         response_value=r.choice("response_value", RESPONSE_VALUES, "clv"),
+        arms=arms,
     )
 
 

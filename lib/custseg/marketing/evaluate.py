@@ -10,6 +10,11 @@ customers. The statistics are then computed on the driver with scipy:
 - incremental conversions (p_t - p_c) x n_t, incremental revenue
   (revenue_t / n_t - revenue_c / n_c) x n_t, cost n_t x cost per contact, incremental
   margin = incremental revenue x margin rate, incremental profit = margin - cost, ROI = profit / cost.
+Beside the incremental figures, the gross ones as the textbook reads table 9.1:
+revenue_per_cost = revenue of the contacted / cost (99,540 / 100,000 = 0.995) and
+profit = revenue - cost. With designed arms (custseg.marketing.arms) level 'arm' gives one row
+per contacted arm, its lift measured against the arm's own control, its cost at the arm's own
+cost per contact.
 """
 
 from __future__ import annotations
@@ -68,6 +73,9 @@ RESULTS_SCHEMA = T.StructType(
         T.StructField("first_sent", T.DateType(), True),
         T.StructField("last_sent", T.DateType(), True),
         T.StructField("outcome_complete", T.BooleanType(), False),
+        T.StructField("arm", T.StringType(), True),  # level 'arm': precise | blanket
+        T.StructField("revenue_per_cost", T.DoubleType(), True),
+        T.StructField("profit", T.DoubleType(), True),
     ]
 )
 
@@ -149,10 +157,13 @@ def response_counts(segment_col: str | None = None):
     """campaign_responses (+ a segment column) -> ``COUNT_COLUMNS`` per campaign (and segment).
 
     One row per campaign and customer first (a customer messaged twice by one campaign
-    counts once, converted if any send converted); then sums per group.
+    counts once, converted if any send converted); then sums per group. With a ``contact_cost``
+    column (the cost per contact of each row's arm) the output adds ``cost_treatment``, the
+    treated customers' cost.
     """
 
     def transform(responses: DataFrame) -> DataFrame:
+        has_cost = "contact_cost" in responses.columns
         seg = F.col(segment_col).cast("string") if segment_col else F.lit(None).cast("string")
         per_customer = (
             responses.where(F.col("customer_key").isNotNull() & F.col("group").isin("treatment", "control"))
@@ -162,6 +173,7 @@ def response_counts(segment_col: str | None = None):
                 F.max(F.coalesce(F.col("converted"), F.lit(False)).cast("int")).alias("conv"),
                 F.sum(F.coalesce(F.col("revenue").cast("double"), F.lit(0.0))).alias("rev"),
                 F.min(F.to_date("sent_ts")).alias("sent"),
+                *([F.max(F.col("contact_cost").cast("double")).alias("cc")] if has_cost else []),
             )
         )
         treat = F.col("group") == "treatment"
@@ -176,8 +188,9 @@ def response_counts(segment_col: str | None = None):
                 F.sum(F.when(~treat, F.col("rev")).otherwise(0.0)).alias("revenue_control"),
                 F.min("sent").alias("first_sent"),
                 F.max("sent").alias("last_sent"),
+                *([F.sum(F.when(treat, F.col("cc")).otherwise(0.0)).alias("cost_treatment")] if has_cost else []),
             )
-            .select(*COUNT_COLUMNS)
+            .select(*COUNT_COLUMNS, *(["cost_treatment"] if has_cost else []))
         )
 
     return transform
@@ -191,12 +204,18 @@ def lift_row(
     confidence: float,
     complete: bool,
 ) -> tuple:
-    """One ``RESULTS_SCHEMA`` row from one row of ``response_counts``."""
+    """One ``RESULTS_SCHEMA`` row from one row of ``response_counts``.
+
+    The cost is the row's ``cost_treatment`` where the counts carry it (arms at their own cost per
+    contact), else treated contacts x ``cost_per_contact``. At level 'arm' the counts' segment
+    column holds the arm.
+    """
     n_t, n_c = int(counts["n_treatment"]), int(counts["n_control"])
     x_t, x_c = int(counts["conversions_treatment"]), int(counts["conversions_control"])
     rev_t, rev_c = float(counts["revenue_treatment"] or 0.0), float(counts["revenue_control"] or 0.0)
     t = two_proportion_test(x_t, n_t, x_c, n_c, confidence)
-    cost = n_t * cost_per_contact
+    cost = counts.get("cost_treatment")
+    cost = float(cost) if cost is not None else n_t * cost_per_contact
     inc_conv = inc_rev = inc_margin = inc_profit = roi = None
     if n_t > 0 and n_c > 0:
         inc_conv = t.lift_abs * n_t
@@ -205,10 +224,11 @@ def lift_row(
         inc_profit = inc_margin - cost
         roi = inc_profit / cost if cost > 0 else None
     significant = None if t.p_value is None else t.p_value < 1 - confidence
+    arm = counts["segment"] if level == "arm" else None
     return (
         counts["campaign_id"],
         level,
-        counts["segment"],
+        None if level == "arm" else counts["segment"],
         n_t,
         n_c,
         x_t,
@@ -236,6 +256,9 @@ def lift_row(
         counts["first_sent"],
         counts["last_sent"],
         bool(complete),
+        arm,
+        rev_t / cost if cost > 0 else None,
+        rev_t - cost,
     )
 
 
@@ -254,27 +277,45 @@ def campaign_results(
     params: EvaluationParams,
     costs: Mapping[str, tuple[float, float]] | None = None,
     segment_col: str | None = None,
+    arm_costs: Mapping[tuple[str, str], float] | None = None,
 ) -> DataFrame:
-    """``RESULTS_SCHEMA`` rows per campaign (level 'campaign') and, with ``segment_col``, per segment.
+    """``RESULTS_SCHEMA`` rows per campaign (level 'campaign'), with ``segment_col`` per segment,
+    and, where responses carry an ``arm`` (``arms.with_arm``), per arm (level 'arm').
 
     ``responses`` are ``silver.campaign_responses`` sent up to ``as_of`` (joined to the
     segment column when given); ``costs`` maps a campaign id to (cost per contact,
-    margin rate) for the campaigns the config knows, others use the defaults.
+    margin rate) for the campaigns the config knows, others use the defaults;
+    ``arm_costs`` maps (campaign id, arm) to the arm's cost per contact (``arms.arm_costs``):
+    with it every level costs each treated customer at their arm's price.
     """
     costs = costs or {}
     sent = responses.where(F.to_date("sent_ts") <= F.lit(as_of))
     levels: list[tuple[str, str | None]] = [("campaign", None)]
     if segment_col:
         levels.append(("segment", segment_col))
+    if "arm" in sent.columns:
+        sent = sent.withColumn("contact_cost", _contact_cost(arm_costs or {}, costs, params.default_cost_per_contact))
+        levels.append(("arm", "arm"))
     rows = []
     horizon = as_of - timedelta(days=params.attribution_days)
     for level, col in levels:
         # Bounded: campaigns x segments rows reach the driver.
         for r in sent.transform(response_counts(col)).collect():
+            if level == "arm" and r["segment"] is None:
+                continue  # responses to no planned arm: counted at the campaign level only
             cost, margin_rate = costs.get(r["campaign_id"], (params.default_cost_per_contact, params.margin_rate))
             complete = r["last_sent"] is not None and r["last_sent"] <= horizon
             rows.append(lift_row(r.asDict(), level, cost, margin_rate, params.confidence, complete))
     return spark.createDataFrame(rows, RESULTS_SCHEMA)
+
+
+def _contact_cost(arm_costs: Mapping[tuple[str, str], float], costs: Mapping[str, tuple[float, float]], default: float):
+    """Each response's cost per contact: its arm's, else its campaign's, else the default (a small literal map)."""
+    by_arm = [x for (cid, arm), v in arm_costs.items() for x in (F.lit(f"{cid}|{arm}"), F.lit(float(v)))]
+    by_campaign = [x for cid, (v, _) in costs.items() for x in (F.lit(cid), F.lit(float(v)))]
+    arm_cost = F.create_map(*by_arm)[F.concat_ws("|", "campaign_id", "arm")] if by_arm else F.lit(None)
+    campaign_cost = F.create_map(*by_campaign)[F.col("campaign_id")] if by_campaign else F.lit(None)
+    return F.coalesce(arm_cost.cast("double"), campaign_cost.cast("double"), F.lit(float(default)))
 
 
 def results_columns() -> Sequence[str]:

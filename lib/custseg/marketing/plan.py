@@ -14,6 +14,8 @@ revenue = responses x revenue_per_response, margin = responses x margin_per_resp
 profit = margin - cost, ROI = profit / cost, cost per response = cost / responses.
 The classic case: blanket 20,000 contacts at 5 (cost 100,000) with 474 responses (2.37%)
 against 2,000 precise contacts at 12.5 (cost 25,000) with 222 responses (11.1%).
+A campaign with designed arms (custseg.marketing.arms) adds one row per arm it contacts,
+``blanket_arm`` and ``precise_arm``, with the arm's own cost per contact and its control in ``holdout``.
 """
 
 from __future__ import annotations
@@ -189,6 +191,8 @@ def strategy_totals(scored: DataFrame, audience: DataFrame, params: DataFrame) -
     blanket = scored.groupBy("campaign_id").agg(
         F.count("*").alias("b_contacts"), F.sum("p_response").alias("b_responses"), F.sum(value).alias("b_margin")
     )
+    if "arm" in audience.columns:  # a designed blanket arm is no part of the precision audience
+        audience = audience.where(F.coalesce(F.col("arm"), F.lit("precise")) == "precise")
     treat = F.col("group") == "treatment"
     if has_margin and "response_margin" not in audience.columns:
         margins = scored.select("campaign_id", "customer_key", "response_margin")
@@ -264,9 +268,18 @@ def suppression_counts(flagged: DataFrame) -> DataFrame:
     )
 
 
-def campaign_plan(flagged: DataFrame, scored: DataFrame, audience: DataFrame, params: DataFrame) -> DataFrame:
-    """The ``campaign_plan`` rows (``PLAN_COLUMNS``): three strategies per campaign with their arithmetic."""
+def campaign_plan(
+    flagged: DataFrame,
+    scored: DataFrame,
+    audience: DataFrame,
+    params: DataFrame,
+    arm_totals: DataFrame | None = None,
+) -> DataFrame:
+    """The ``campaign_plan`` rows (``PLAN_COLUMNS``): three strategies per campaign with their arithmetic,
+    plus the designed arms' rows when ``arm_totals`` (``arms.arm_totals``) is given."""
     totals = strategy_totals(scored, audience, params)
+    if arm_totals is not None:
+        totals = totals.unionByName(arm_totals.select(*TOTALS_COLUMNS, "holdout"))
     metrics = totals.transform(with_plan_metrics())
     counts = suppression_counts(flagged)
     zero = F.lit(0).cast("long")

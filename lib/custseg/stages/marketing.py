@@ -34,6 +34,7 @@ from pyspark.sql import functions as F
 
 from custseg import fileio
 from custseg.marketing.alerts import ALERT_COLUMNS, AlertSettings, churn_alerts, with_alert_flag
+from custseg.marketing.arms import arm_costs, arm_totals, blanket_arm, with_arm, without
 from custseg.marketing.audience import (
     ClvValue,
     arbitrate,
@@ -116,6 +117,7 @@ AUDIENCE_TABLE_COLUMNS = [
     "offer_valid_from",
     "offer_valid_until",
     "model",
+    "arm",
 ]
 
 
@@ -333,7 +335,16 @@ def run(ctx: StageContext) -> None:
         scored = _materialise(
             _union([flagged.where(F.col("campaign_id") == c.id).transform(score_campaign(c, salt)) for c in campaigns])
         )
-        selected = scored.transform(arbitrate(m.max_campaigns_per_customer)).transform(select_under_budget)
+        # Designed arms: each blanket sample is drawn first from the eligible, the precise arm from the rest.
+        blanket = [scored.transform(blanket_arm(c, salt)) for c in campaigns if c.arms and c.arms.has_blanket]
+        pool = scored.transform(without(_union(blanket))) if blanket else scored
+        selected = (
+            pool.transform(arbitrate(m.max_campaigns_per_customer))
+            .transform(select_under_budget)
+            .withColumn("arm", F.lit("precise"))
+        )
+        if blanket:
+            selected = _union([selected, *blanket])
         offers = _union(
             [
                 selected.where(F.col("campaign_id") == c.id).join(
@@ -373,7 +384,9 @@ def run(ctx: StageContext) -> None:
             {g: (mm.chosen, mm.auc_chosen, mm.training_source, mm.label) for g, mm in models.items()},
             basis,
         )
-        plan = campaign_plan(flagged, scored, audience, params).withColumn("snapshot_date", F.lit(as_of))
+        with_arms = [c.id for c in campaigns if c.arms is not None]
+        arms_plan = arm_totals(audience, params, with_arms) if with_arms else None
+        plan = campaign_plan(flagged, scored, audience, params, arms_plan).withColumn("snapshot_date", F.lit(as_of))
         t.overwrite(plan, PLAN, partition_by=["snapshot_date"], where={"snapshot_date": ctx.run_date})
         summary = (
             t.read(PLAN).where(F.col("snapshot_date") == F.lit(as_of)).orderBy("campaign_id", "strategy").collect()
@@ -409,9 +422,12 @@ def run(ctx: StageContext) -> None:
             }
             seg_col = "segment_name" if segments is not None else "rfm_segment"
             with_seg = responses.join(base.select("customer_key", seg_col), on="customer_key", how="left")
-            results = campaign_results(ctx.spark, with_seg, as_of, eparams, costs, seg_col).withColumn(
-                "snapshot_date", F.lit(as_of)
-            )
+            # Each response's arm from the audience it was sent from (planned up to this date).
+            planned = t.read(AUDIENCES).where(F.col("snapshot_date") <= F.lit(as_of))
+            with_seg = with_seg.transform(with_arm(planned))
+            results = campaign_results(
+                ctx.spark, with_seg, as_of, eparams, costs, seg_col, arm_costs(campaigns)
+            ).withColumn("snapshot_date", F.lit(as_of))
             t.overwrite(results, RESULTS, partition_by=["snapshot_date"], where={"snapshot_date": ctx.run_date})
     else:
         log.warning("marketing: no campaign responses yet: %s not written for %s", RESULTS, ctx.run_date)
