@@ -407,7 +407,9 @@ def run(ctx: StageContext) -> None:
             f"{r['campaign_id']}/{r['strategy']}": {"contacts": r["contacts"], "profit": round(r["profit"], 2)}
             for r in summary
         }
-        rec.rows_out += sum(r["contacts"] + r["holdout"] for r in summary if r["strategy"] == "precision")
+        rec.rows_out += sum(
+            r["contacts"] + r["holdout"] for r in summary if r["strategy"] in ("precision", "blanket_arm")
+        )
 
     if responses is not None:
         with rec.stage("results"):
