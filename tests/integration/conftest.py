@@ -46,6 +46,7 @@ ARMS = {
     "revenue_per_response": 60.0,
     "margin_per_response": 20.0,
     "budget": 150.0,
+    "response_value": "flat",  # the precise arm ranked by response probability, as in the book
     "arms": {
         "blanket": {"size": 1000, "cost_per_contact": 0.5},
         "precise": {"cost_per_contact": 0.75},

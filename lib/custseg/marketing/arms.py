@@ -53,6 +53,10 @@ def blanket_arm(campaign: Campaign, salt: str) -> Callable[[DataFrame], DataFram
         if arms is None or not arms.has_blanket:
             raise ValueError(f"campaign {campaign.id} declares no blanket arm (arms.blanket.size or fraction)")
         cost = F.lit(float(arms.blanket_cost_per_contact))
+        # The customer's response value where scoring gave one (CLV-weighted), else the flat margin.
+        margin = (
+            F.col("response_margin") if "response_margin" in scored.columns else F.lit(campaign.margin_per_response)
+        )
         rows = scored.where(F.col("campaign_id") == F.lit(campaign.id))
         if arms.blanket_size <= 0:
             bucket = stable_bucket(F.col("customer_key"), F.col("campaign_id"), F.lit(salt), F.lit("blanket"))
@@ -71,7 +75,7 @@ def blanket_arm(campaign: Campaign, salt: str) -> Callable[[DataFrame], DataFram
             "channel",
             "rank",
             "p_response",
-            (F.col("p_response") * F.lit(float(campaign.margin_per_response)) - cost).alias("expected_profit"),
+            (F.col("p_response") * margin - cost).alias("expected_profit"),
             cost.alias("contact_cost"),
             F.lit("blanket").alias("arm"),
         )
