@@ -4,6 +4,7 @@ storage engines run on it (tests force delta-rs with ``engine="delta-rs"``)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -27,6 +28,9 @@ def ci() -> bool:
     return os.environ.get("CI", "").lower() == "true"
 
 
+_SESSION = None  # the session of the `spark` fixture, once a test has started it
+
+
 @pytest.fixture(scope="session")
 def spark():
     from pyspark.sql import SparkSession
@@ -48,7 +52,18 @@ def spark():
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.warehouse.dir", warehouse)
-        .config("spark.driver.memory", "3g")
+        .config("spark.driver.memory", "4g")
+        # One driver serves the whole hour-long run. Spark's status store keeps, by default,
+        # 1000 SQL executions (plans and metrics), 1000 jobs and stages and 100,000 tasks
+        # even with the UI off; after ~750 tests that filled a 3g heap and a small broadcast
+        # failed with "Not enough memory to build and broadcast" (CI at 0225e24). The tests
+        # never read that history, so it is kept short.
+        .config("spark.sql.ui.retainedExecutions", "20")
+        .config("spark.ui.retainedJobs", "50")
+        .config("spark.ui.retainedStages", "50")
+        .config("spark.ui.retainedTasks", "1000")
+        .config("spark.ui.dagGraph.retainedRootRDDs", "50")
+        .config("spark.sql.streaming.ui.retainedQueries", "10")
         .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
         # Interpreted expressions instead of generated code. On test-sized data, compiling
         # each query with Janino, then JIT-compiling the generated classes, costs more than
@@ -61,9 +76,30 @@ def spark():
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")
+    global _SESSION
+    _SESSION = session
     yield session
+    _SESSION = None
     session.stop()
     shutil.rmtree(warehouse, ignore_errors=True)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_between_modules():
+    """After each test module: drop what it cached, and Delta's per-table logs and snapshots
+    (one per temporary table, kept for an hour by default), so that memory held for one
+    module's tables is not carried through the rest of the run. Modules that never start
+    Spark pay nothing."""
+    yield
+    session = _SESSION
+    if session is None:
+        return
+    import gc
+
+    gc.collect()  # frees the JVM objects behind Python proxies the module dropped
+    session.catalog.clearCache()
+    with contextlib.suppress(Exception):  # no JVM Delta on the class path
+        session._jvm.org.apache.spark.sql.delta.DeltaLog.clearCache()
 
 
 @pytest.fixture(scope="session")

@@ -91,6 +91,7 @@ CUSTOMER_FREE = {
     "gold.campaign_plan": "per campaign and segment totals",
     "gold.campaign_results": "per campaign and group totals",
     "gold.campaign_funnel": "per campaign, variant, group and segment counts",
+    "gold.variant_results": "per campaign, variant and segment counts and tests",
     "gold.kpi_trends": "per period and segment totals",
     "gold.segment_strategy": "per segment choices and aggregates",
     "gold.job_runs": "run bookkeeping",

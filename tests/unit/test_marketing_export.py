@@ -7,6 +7,7 @@ import re
 from datetime import date
 
 import pytest
+from pyspark.sql import functions as F
 from pyspark.sql.types import (
     BooleanType,
     DateType,
@@ -135,7 +136,8 @@ def _contacts(spark):
         row("t_ads_null", "treatment", "ads", 7, False, False, None),
         row("c_email", "control", "email", 8, True, True, True),  # holdout: never exported
     ]
-    return spark.createDataFrame(rows, CONTACTS)
+    # the offer variant the plan assigned (abtest.with_variant): treated customers only
+    return spark.createDataFrame(rows, CONTACTS).withColumn("variant", F.when(F.col("group") == "treatment", "a"))
 
 
 def test_scanners_catch_raw_values():

@@ -15,6 +15,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from pyspark.sql import functions as F
 
 from custseg.config import ConfigError, load_config
 from custseg.marketing.profiles import (
@@ -115,7 +116,7 @@ def _contacts(spark):
             row("k6", "treatment", "ads", 6, False, False, True),  # no source row: no identifier
         ],
         CONTACTS,
-    )
+    ).withColumn("variant", F.when(F.col("group") == "treatment", "a"))
 
 
 def _activation_ids(spark):

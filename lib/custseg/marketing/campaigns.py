@@ -72,6 +72,15 @@ class Offer:
 
 
 @dataclass(frozen=True)
+class Variant:
+    """One arm of an A/B/n offer test: treated customers get it with probability weight / sum of weights."""
+
+    id: str
+    weight: float = 1.0
+    offer: Offer = field(default_factory=Offer)
+
+
+@dataclass(frozen=True)
 class FrequencyCap:
     """At most ``max_contacts`` sends (any campaign) in the last ``days`` days."""
 
@@ -130,6 +139,8 @@ class Campaign:
     response_value: str = "clv"
     # Designed arms (blanket / precise / control); None: the precise audience and its holdout only.
     arms: Arms | None = None
+    # A/B/n offer variants (custseg.marketing.abtest); empty: one implicit variant, the offer.
+    variants: tuple[Variant, ...] = ()
 
     @property
     def offers_from_strategy(self) -> bool:
@@ -288,6 +299,7 @@ CAMPAIGN_KEYS = {
     "history",
     "seed",
     "seed_max_size",
+    "variants",
     "description",
     "arms",
 }
@@ -346,16 +358,7 @@ def parse_campaign(cid: str, data: Any, where: str, prefix: str = "campaigns") -
     if margin > revenue:
         raise r.error("margin_per_response", f"({margin}) cannot exceed revenue_per_response ({revenue})")
 
-    o = r.section("offer")
-    o.only({"type", "discount", "category", "fallback_category", "daypart", "valid_days"})
-    offer = Offer(
-        type=o.choice("type", OFFER_TYPES, "coupon"),
-        discount=o.number("discount", 0.0, low=0, high=0.9),
-        category=str(o.get("category", "preferred")),
-        fallback_category=o.get("fallback_category", None),
-        daypart=o.choice("daypart", DAYPARTS, "preferred"),
-        valid_days=o.integer("valid_days", 14, low=1),
-    )
+    offer = _offer(r.section("offer"), Offer())
     fc = r.section("frequency_cap")
     fc.only({"max_contacts", "days"})
     sp = r.section("suppression")
@@ -400,7 +403,42 @@ def parse_campaign(cid: str, data: Any, where: str, prefix: str = "campaigns") -
         offers=r.choice("offers", OFFER_SOURCES, "fixed"),
         response_value=r.choice("response_value", RESPONSE_VALUES, "clv"),
         arms=arms,
+        variants=_variants(r, offer),
     )
+
+
+def _offer(o: _Reader, base: Offer) -> Offer:
+    """An offer from its mapping; keys left out keep ``base``'s values (a variant's offer
+    overrides only what it names of its campaign's)."""
+    o.only({"type", "discount", "category", "fallback_category", "daypart", "valid_days"})
+    return Offer(
+        type=o.choice("type", OFFER_TYPES, base.type),
+        discount=o.number("discount", base.discount, low=0, high=0.9),
+        category=str(o.get("category", base.category)),
+        fallback_category=o.get("fallback_category", base.fallback_category),
+        daypart=o.choice("daypart", DAYPARTS, base.daypart),
+        valid_days=o.integer("valid_days", base.valid_days, low=1),
+    )
+
+
+def _variants(r: _Reader, offer: Offer) -> tuple[Variant, ...]:
+    raw = r.get("variants", [])
+    if not isinstance(raw, list) or len(raw) == 1:
+        raise r.error("variants", f"must be a list of at least two {{id, weight, offer}}; got {raw!r}")
+    out = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, Mapping):
+            raise r.error(f"variants[{i}]", f"must be a mapping with id, weight, offer; got {item!r}")
+        vr = _Reader(item, f"{r.prefix}.variants[{i}]", r.where)
+        vr.only({"id", "weight", "offer", "description"})
+        vid = vr.get("id")
+        if not isinstance(vid, str) or not _ID.match(vid):
+            raise vr.error("id", f"must be lower-case letters, digits and _ (it names result rows); got {vid!r}")
+        out.append(Variant(vid, vr.number("weight", 1.0, low=0, strict_low=True), _offer(vr.section("offer"), offer)))
+    ids = [v.id for v in out]
+    if len(set(ids)) != len(ids):
+        raise r.error("variants", f"repeats a variant id: {ids}")
+    return tuple(out)
 
 
 def _deep_merge(base: Mapping, over: Mapping) -> dict:

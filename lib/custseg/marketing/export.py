@@ -22,6 +22,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 OFFER_FIELDS = [
+    "variant",  # the A/B/n offer variant (custseg.marketing.abtest), for the tool's own reporting
     "offer_type",
     "offer_category",
     "offer_item",

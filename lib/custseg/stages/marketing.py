@@ -10,6 +10,8 @@ Writes, for the run date (partition ``snapshot_date``, replaced on rerun):
 - ``gold.campaign_audiences``: the selected customers per campaign, treatment and control;
 - ``gold.campaign_plan``: precision vs blanket vs random, with cost, responses, profit, ROI;
 - ``gold.campaign_results``: measured lift of the campaigns in ``silver.campaign_responses``;
+- ``gold.variant_results``: per offer variant, lift against the control with p-values corrected
+  across the campaign's variants and segments (custseg.marketing.abtest);
 - ``gold.kpi_trends``: active, new, retained and churned customers, revenue, AOV, satisfaction, NPS
   and complaints for the last periods, overall and per segment (custseg.marketing.kpis);
 - ``gold.campaign_funnel``: sent, delivered, opened, clicked, converted per campaign, variant and
@@ -33,6 +35,15 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from custseg import fileio
+from custseg.marketing.abtest import (
+    DEFAULT_VARIANT,
+    VARIANT_RESULTS_COLUMNS,
+    TestSettings,
+    latest_assignments,
+    variant_results,
+    with_power,
+    with_variant,
+)
 from custseg.marketing.alerts import ALERT_COLUMNS, AlertSettings, churn_alerts, with_alert_flag
 from custseg.marketing.arms import arm_costs, arm_totals, blanket_arm, with_arm, without
 from custseg.marketing.audience import (
@@ -50,7 +61,7 @@ from custseg.marketing.audience import (
     with_history,
 )
 from custseg.marketing.behaviour import fit_behaviour
-from custseg.marketing.campaigns import Campaign, load_campaigns
+from custseg.marketing.campaigns import Campaign, Offer, Variant, load_campaigns
 from custseg.marketing.consent import ConsentPolicy, with_consent
 from custseg.marketing.evaluate import EvaluationParams, campaign_results, known_by
 from custseg.marketing.export import EXPORTS, escape_formulas, exports_for, manifest, seed_export
@@ -95,12 +106,14 @@ RESULTS = "gold.campaign_results"
 KPIS = "gold.kpi_trends"
 FUNNEL = "gold.campaign_funnel"
 STRATEGY = "gold.segment_strategy"
+VARIANTS = "gold.variant_results"
 AUDIENCE_TABLE_COLUMNS = [
     "snapshot_date",
     "campaign_id",
     "goal",
     "customer_key",
     "group",
+    "variant",
     "channel",
     "rank",
     "p_response",
@@ -233,6 +246,7 @@ def run(ctx: StageContext) -> None:
     t, conf, rec, as_of = ctx.tables, ctx.conf, ctx.recorder, ctx.as_of
     m = conf.marketing
     campaigns = load_campaigns(conf)
+    testing = TestSettings.from_config(conf)
     if not campaigns:
         log.warning(
             "marketing: no campaigns configured (marketing.campaigns_file / marketing.campaigns); nothing to do"
@@ -345,12 +359,15 @@ def run(ctx: StageContext) -> None:
         )
         if blanket:
             selected = _union([selected, *blanket])
+        # Offer variants split the treated rows of every arm alike.
+        selected = selected.transform(with_variant(campaigns, salt))
+        # Each variant carries its own offer; the control group (no variant) the campaign's.
         offers = _union(
             [
-                selected.where(F.col("campaign_id") == c.id).join(
+                selected.where((F.col("campaign_id") == c.id) & F.col("variant").eqNullSafe(F.lit(vid))).join(
                     base.transform(
                         offer_columns(
-                            c.offer,
+                            offer,
                             as_of,
                             m.offer.daypart_min_share,
                             strategy_offers(strategy) if c.offers_from_strategy else None,
@@ -361,6 +378,7 @@ def run(ctx: StageContext) -> None:
                     how="left",
                 )
                 for c in campaigns
+                for vid, offer in _variant_offers(c)
             ]
         )
         model_of = {c.id: models[c.goal].chosen for c in campaigns}
@@ -386,7 +404,11 @@ def run(ctx: StageContext) -> None:
         )
         with_arms = [c.id for c in campaigns if c.arms is not None]
         arms_plan = arm_totals(audience, params, with_arms) if with_arms else None
-        plan = campaign_plan(flagged, scored, audience, params, arms_plan).withColumn("snapshot_date", F.lit(as_of))
+        plan = (
+            campaign_plan(flagged, scored, audience, params, arms_plan)
+            .transform(with_power(testing, campaigns))
+            .withColumn("snapshot_date", F.lit(as_of))
+        )
         t.overwrite(plan, PLAN, partition_by=["snapshot_date"], where={"snapshot_date": ctx.run_date})
         summary = (
             t.read(PLAN).where(F.col("snapshot_date") == F.lit(as_of)).orderBy("campaign_id", "strategy").collect()
@@ -403,6 +425,18 @@ def run(ctx: StageContext) -> None:
                 r["profit"],
                 "-" if r["roi"] is None else f"{r['roi']:.2f}",
             )
+        for r in summary:
+            if r["strategy"] == "precision" and r["underpowered"]:
+                log.warning(
+                    "plan %s is underpowered: with %d contacts in %d variant(s) and %d held out it detects a "
+                    "relative lift of %s at best, not marketing.testing.target_lift %.0f%%",
+                    r["campaign_id"],
+                    r["contacts"],
+                    r["variants"],
+                    r["holdout"],
+                    "-" if r["mde_rel"] is None else f"{r['mde_rel']:.0%}",
+                    100 * testing.target_lift,
+                )
         rec.details["plan"] = {
             f"{r['campaign_id']}/{r['strategy']}": {"contacts": r["contacts"], "profit": round(r["profit"], 2)}
             for r in summary
@@ -431,6 +465,13 @@ def run(ctx: StageContext) -> None:
                 ctx.spark, with_seg, as_of, eparams, costs, seg_col, arm_costs(campaigns)
             ).withColumn("snapshot_date", F.lit(as_of))
             t.overwrite(results, RESULTS, partition_by=["snapshot_date"], where={"snapshot_date": ctx.run_date})
+            assigned = latest_assignments(t.read(AUDIENCES), as_of)
+            variants = (
+                variant_results(ctx.spark, with_seg, assigned, testing, ev.confidence, seg_col)
+                .withColumn("snapshot_date", F.lit(as_of))
+                .select("snapshot_date", *VARIANT_RESULTS_COLUMNS)
+            )
+            t.overwrite(variants, VARIANTS, partition_by=["snapshot_date"], where={"snapshot_date": ctx.run_date})
     else:
         log.warning("marketing: no campaign responses yet: %s not written for %s", RESULTS, ctx.run_date)
 
@@ -452,6 +493,11 @@ def run(ctx: StageContext) -> None:
         rec.details["exports"] = len(files)
     # snap, base, flagged and scored are local checkpoints: Spark's context cleaner frees
     # their blocks once these frames are unreachable, i.e. when the stage returns.
+
+
+def _variant_offers(c: Campaign) -> list[tuple[str | None, Offer]]:
+    """(variant id, offer) pairs of a campaign's audience rows: None is the control group."""
+    return [(None, c.offer), *((v.id, v.offer) for v in (c.variants or [Variant(DEFAULT_VARIANT, offer=c.offer)]))]
 
 
 def _materialise(df: DataFrame) -> DataFrame:
