@@ -36,6 +36,7 @@ REQUIRED_SECTIONS = [
     "kpis",
     "funnel",
     "strategy",
+    "variants",
 ]
 
 # customer -> (recency_days, frequency, monetary, r, f, m, rfm_segment, segment_id, segment_name)
@@ -400,6 +401,20 @@ def write_small_snapshot(spark, tables_root: Path, skip: tuple[str, ...] = ()) -
          "pl-l", "retention", "birthday_anniversary", "voucher", "value class important-retain"),
     ]  # fmt: skip
     write("gold.segment_strategy", strategy, strategy_cols)
+    # gold.variant_results: win_back's b beats the control (and a does not); one segment row,
+    # which the section leaves out
+    variant_cols = (
+        "snapshot_date date, campaign_id string, level string, segment string, variant string, n_variant long, "
+        "n_control long, rate_variant double, rate_control double, lift_abs double, lift_abs_ci_low double, "
+        "lift_abs_ci_high double, p_value double, p_adjusted double, correction string, significant boolean, "
+        "best boolean"
+    )
+    variants = [
+        (D, "win_back", "campaign", None, "b", 50, 20, 0.12, 0.05, 0.07, 0.02, 0.12, 0.004, 0.008, "holm", True, True),
+        (D, "win_back", "campaign", None, "a", 50, 20, 0.04, 0.05, -0.01, -0.06, 0.04, 0.7, 0.7, "holm", False, False),
+        (D, "win_back", "segment", "Dormant", "a", 9, 4, 0.1, 0.0, 0.1, None, None, None, None, "holm", None, False),
+    ]  # fmt: skip
+    write("gold.variant_results", variants, variant_cols)
     started = datetime(2026, 6, 30, 3, 0)
     runs = [
         (
@@ -909,3 +924,29 @@ def test_strategy_section_shows_the_4p_and_why(full_report):
     assert cells[bargain + 6 : bargain + 8] == ["23.0%", "email, sms"]
     # the evidence table says why
     assert "capped at 23.5%" in cells and "value class important-retain" in cells
+
+
+def test_variants_section_shows_each_variant_against_control(full_report):
+    cells = parse(full_report.html).sections["variants"]["cells"]
+    # campaign level only, variants in name order: a, then b (the winner after Holm)
+    assert "Dormant" not in cells
+    i = cells.index("a")
+    assert cells[i - 1 : i + 13] == [
+        "win_back", "a", "50", "20", "4.0%", "5.0%", "-1.0%", "-6.0%", "4.0%", "0.7", "0.7", "False", "False",
+        "win_back",
+    ]  # fmt: skip
+    j = cells.index("b")
+    assert cells[j : j + 12] == [
+        "b",
+        "50",
+        "20",
+        "12.0%",
+        "5.0%",
+        "7.0%",
+        "2.0%",
+        "12.0%",
+        "0.004",
+        "0.008",
+        "True",
+        "True",
+    ]

@@ -47,6 +47,7 @@ REPORT_TABLES = (
     "gold.kpi_trends",
     "gold.campaign_funnel",
     "gold.segment_strategy",
+    "gold.variant_results",
 )
 
 

@@ -163,3 +163,58 @@ def _funnel(inp: ReportInputs, out: Rendered) -> None:
         "Ads and many SMS are not open-tracked, so a campaign can have more clicks than opens; "
         "delivered = sent where the responses carry no bounce (docs/marketing.md)."
     )
+
+
+@section(
+    "variants",
+    "Offer variants",
+    "Each offer variant against its campaign's control (gold.variant_results, all customers): "
+    "rates, lift with its interval, p-value before and after the correction across the "
+    "campaign's variants and segments, and the winner.",
+)
+def _variants(inp: ReportInputs, out: Rendered) -> None:
+    res = bounded(inp.snapshot("gold.variant_results", "campaign_id", "variant"))
+    res = res[res["level"] == "campaign"] if not res.empty else res
+    if res.empty:
+        raise Unavailable(f"gold.variant_results has no rows for {inp.snapshot_date} (no campaign responses yet)")
+    shown = [
+        "campaign_id",
+        "variant",
+        "n_variant",
+        "n_control",
+        "rate_variant",
+        "rate_control",
+        "lift_abs",
+        "lift_abs_ci_low",
+        "lift_abs_ci_high",
+        "p_value",
+        "p_adjusted",
+        "significant",
+        "best",
+    ]
+    formats = {c: "int" for c in ("n_variant", "n_control")}
+    formats.update(
+        {c: "pct" for c in ("rate_variant", "rate_control", "lift_abs", "lift_abs_ci_low", "lift_abs_ci_high")}
+    )
+    formats.update({c: "num" for c in ("p_value", "p_adjusted")})
+    rows = res.sort_values(["campaign_id", "variant"])[shown].reset_index(drop=True)
+    out.figures.append(
+        (
+            "lift per variant",
+            plots.forest(
+                [f"{c} / {v}" for c, v in zip(rows["campaign_id"], rows["variant"], strict=True)],
+                _series(rows, "lift_abs"),
+                _series(rows, "lift_abs_ci_low"),
+                _series(rows, "lift_abs_ci_high"),
+                "Lift in response rate, each variant vs the control",
+                "absolute lift (interval unadjusted; significance from the corrected p-value)",
+                dpi=inp.settings.dpi,
+            ),
+        )
+    )
+    out.tables.append(Table("variants against control (all segments)", rows, formats))
+    corrections = sorted(set(res["correction"]))
+    out.notes.append(
+        f"p_adjusted: {', '.join(corrections)} correction over each campaign's variants in every segment "
+        "(family_size tests); significant and best read it. A campaign without variants shows one row, default."
+    )
