@@ -718,6 +718,22 @@ def test_a_table_made_before_gets_the_statistics_property_on_its_next_write(spar
     assert (protocol.min_reader_version, protocol.min_writer_version, protocol.writer_features) == (1, 2, None)
 
 
+def test_a_table_made_before_gets_the_property_in_the_write_that_adds_a_column(spark, evolving):
+    """Set before the write widens the table, the property names only columns the table has:
+    Delta refuses one it cannot find (gold.campaign_audiences made before the property, on the
+    first marketing run that adds its variant column)."""
+    path = evolving.path("gold.visits")
+    write_deltalake(path, pa.table({"visit_id": ["v1"], "customer_key": ["k1"], "n": [1]}))
+    wider = "visit_id string, customer_key string, n long, channel string"
+    evolving.append(spark.createDataFrame([("v2", "k2", 2, "web")], wider), "gold.visits")
+
+    assert DeltaTable(path).metadata().configuration["delta.dataSkippingStatsColumns"] == "visit_id,n"
+    newest = _log_stats(path)[-1]
+    assert newest["minValues"] == {"visit_id": "v2", "n": 2}  # no key, and the new column not yet
+    got = sorted((r["visit_id"], r["channel"]) for r in evolving.read("gold.visits").collect())
+    assert got == [("v1", None), ("v2", "web")]
+
+
 # --- deleting rows (erasure) -------------------------------------------------------------
 
 

@@ -16,7 +16,7 @@ import errno
 import logging
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -288,7 +288,9 @@ DEFAULT_INDEXED_COLUMNS = 32
 _STATS_TYPES = (T.NumericType, T.StringType, T.DateType, T.TimestampType, T.TimestampNTZType)
 
 
-def stats_properties(layer: str, schema: T.StructType, partition_by: Sequence[str] = ()) -> dict[str, str]:
+def stats_properties(
+    layer: str, schema: T.StructType, partition_by: Sequence[str] = (), existing: Collection[str] | None = None
+) -> dict[str, str]:
     """Table properties that keep identifiers out of the Delta log's per-file statistics.
 
     Delta writes each file's min / max of its leading columns into the log, and the log keeps
@@ -297,6 +299,10 @@ def stats_properties(layer: str, schema: T.StructType, partition_by: Sequence[st
     collects no column statistics at all: it is read by ``_batch_date`` partition. Other
     layers collect none on identifier columns (``custseg.erasure``: keys, hashes, raw ids):
     HMAC keys and hashes are uniform, so their min / max never skip a file anyway.
+
+    ``existing``: the columns of a table made before the property, which gets it set before
+    a write that may add columns: Delta refuses a statistics column the table does not have
+    yet, so only these are named (the added ones get no statistics, never an identifier).
     """
     if layer == "bronze":
         return {NUM_INDEXED_KEY: "0"}
@@ -309,7 +315,10 @@ def stats_properties(layer: str, schema: T.StructType, partition_by: Sequence[st
     kept = [
         f.name
         for f in schema.fields
-        if f.name not in identifiers and f.name not in partition_by and isinstance(f.dataType, _STATS_TYPES)
+        if f.name not in identifiers
+        and f.name not in partition_by
+        and isinstance(f.dataType, _STATS_TYPES)
+        and (existing is None or f.name in existing)
     ][:DEFAULT_INDEXED_COLUMNS]
     if not kept:
         return {NUM_INDEXED_KEY: "0"}
@@ -610,7 +619,7 @@ class Tables:
             aligned = aligned.hint("rebalance", *parts)
         if fault == "disk-full":
             aligned = aligned.filter(faults.disk_full_rows())
-        props = stats_properties(ref.layer, schema, parts)
+        props = stats_properties(ref.layer, schema, parts, table_schema.fieldNames() if exists else None)
         req = WriteRequest(ref, aligned, mode, parts, schema, not exists, new, where_values, predicate, txn, props)
         try:
             version = self._engine.write(req)
