@@ -52,6 +52,9 @@ ARMS = {
         "precise": {"cost_per_contact": 0.75},
         "control": {"fraction": 0.2},
     },
+    # An A/B test inside the arms: half the treated get a deeper discount
+    # (tests/integration/test_marketing_variants_e2e.py plants the better one).
+    "variants": [{"id": "base"}, {"id": "deeper", "offer": {"discount": 0.25}}],
 }
 
 
