@@ -162,8 +162,14 @@ def min_detectable_lift(
     """Smallest absolute lift a two-sided z-test at alpha / comparisons detects with ``power``."""
     if n_variant <= 0 or n_control <= 0 or not 0 < base_rate < 1:
         return None
-    z = stats.norm.ppf(1 - alpha / (2 * comparisons)) + stats.norm.ppf(power)
-    return float(z * math.sqrt(base_rate * (1 - base_rate) * (1 / n_variant + 1 / n_control)))
+    return float(
+        _z(alpha, power, comparisons) * math.sqrt(base_rate * (1 - base_rate) * (1 / n_variant + 1 / n_control))
+    )
+
+
+def _z(alpha: float, power: float, comparisons: int) -> float:
+    """z(1 - alpha / (2 m)) + z(power): the two-sided test at the Bonferroni level, with power."""
+    return float(stats.norm.ppf(1 - alpha / (2 * comparisons)) + stats.norm.ppf(power))
 
 
 def with_power(settings: TestSettings, campaigns: Sequence[Campaign]) -> Callable[[DataFrame], DataFrame]:
@@ -171,19 +177,16 @@ def with_power(settings: TestSettings, campaigns: Sequence[Campaign]) -> Callabl
 
     The same formula as ``min_detectable_lift``, as Spark columns: the z values are constants.
     """
-    arms = {c.id: (len(c.variants) or 1, _smallest_share(c)) for c in campaigns}
+    # Per campaign constants: variants m, the smallest variant's share, and the z of the test.
+    consts = {c.id: (len(c.variants) or 1, _smallest_share(c)) for c in campaigns}
 
     def transform(plan: DataFrame) -> DataFrame:
-        n_arms = F.lit(1)
-        share = F.lit(1.0)
-        for cid, (m, s) in arms.items():
+        n_arms, share, z = F.lit(1), F.lit(1.0), F.lit(_z(settings.alpha, settings.power, 1))
+        for cid, (m, s) in consts.items():
             is_c = F.col("campaign_id") == F.lit(cid)
             n_arms = F.when(is_c, F.lit(m)).otherwise(n_arms)
             share = F.when(is_c, F.lit(s)).otherwise(share)
-        z_power = float(stats.norm.ppf(settings.power))
-        z = F.lit(0.0)
-        for m in sorted({m for m, _ in arms.values()} | {1}):
-            z = F.when(n_arms == m, F.lit(float(stats.norm.ppf(1 - settings.alpha / (2 * m))) + z_power)).otherwise(z)
+            z = F.when(is_c, F.lit(_z(settings.alpha, settings.power, m))).otherwise(z)
         p = F.col("response_rate")
         n_v = F.col("contacts").cast("double") * share
         n_c = F.col("holdout").cast("double")
