@@ -1,0 +1,1 @@
+"""Real-time marketing: Structured Streaming triggers to offers."""
