@@ -117,6 +117,20 @@ def delta_jars_dir() -> Path | None:
     return folder if any(folder.glob("*.jar")) else None
 
 
+def kafka_connector_jars() -> list[str]:
+    """Spark's Kafka connector jars (``deploy/kafka-jars.sh``), or [] where they were not resolved.
+
+    ``CUSTSEG_KAFKA_JARS`` names the folder, or ``none``; by default ``<venv>/spark-kafka-jars``.
+    Four small jars: they always go on a local session's class path, so ``stream.source: kafka``
+    needs no second session.
+    """
+    setting = os.environ.get("CUSTSEG_KAFKA_JARS", "")
+    if setting.lower() == "none":
+        return []
+    folder = Path(setting) if setting else Path(sys.prefix) / "spark-kafka-jars"
+    return [str(j) for j in sorted(folder.glob("*.jar"))]
+
+
 def delta_conf(user_conf: dict[str, str] | None = None, snapshot_partitions: int = 4) -> dict[str, str]:
     """Spark settings that put JVM Delta Lake into a local session, or {} where it cannot be.
 
@@ -130,13 +144,14 @@ def delta_conf(user_conf: dict[str, str] | None = None, snapshot_partitions: int
     if "spark.jars.packages" in user_conf or "spark.sql.extensions" in user_conf:
         return {}
     folder = delta_jars_dir()
+    kafka = kafka_connector_jars()
     if folder is None:
         log.warning(
             "no JVM Delta jars (run `make venv`, or set CUSTSEG_DELTA_JARS to their folder): "
             "tables use the delta-rs engine"
         )
-        return {}
-    jars = [str(j) for j in sorted(folder.glob("*.jar"))]
+        return {"spark.jars": ",".join(filter(None, [user_conf.get("spark.jars"), *kafka]))} if kafka else {}
+    jars = [str(j) for j in sorted(folder.glob("*.jar"))] + kafka
     if user_conf.get("spark.jars"):
         jars.insert(0, user_conf["spark.jars"])
     return {
