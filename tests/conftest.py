@@ -23,6 +23,8 @@ os.environ.setdefault("CUSTSEG_PII_SALT", "test-salt-for-unit-tests-0123456789ab
 
 SHARED = ROOT.parent / "shared"
 
+from tests.kafka_broker import kafka_broker  # noqa: E402, F401  (a real KRaft broker, started on first use)
+
 
 def ci() -> bool:
     return os.environ.get("CI", "").lower() == "true"
