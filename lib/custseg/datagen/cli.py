@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from datetime import date
 
 log = logging.getLogger("custseg.datagen")
@@ -17,7 +18,10 @@ def _iso_date(text: str) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="custseg generate", description="Synthetic customer logs with planted truth.")
+    p = argparse.ArgumentParser(
+        prog="custseg generate",
+        description="Synthetic customer logs with planted truth. `custseg generate replay --help`: replay them at a rate.",
+    )
     p.add_argument("--out", default="data", help="output folder (landing/ and truth/ go under it)")
     p.add_argument("--customers", type=int, default=20000)
     p.add_argument("--days", type=int, default=365, help="length of the period ending at --end-date")
@@ -32,6 +36,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["replay"]:  # `custseg generate replay ...`: emit a landing zone at a rate
+        from custseg.datagen.replay import main as replay_main
+
+        return replay_main(argv[1:])
     from custseg.datagen.runner import generate
 
     args = parse_args(argv)
