@@ -222,7 +222,7 @@ def _offer_json(t: Trigger) -> Column:
     )
 
 
-def _utc(ts: datetime) -> datetime:
+def as_utc(ts: datetime) -> datetime:
     return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
 
 
@@ -244,7 +244,7 @@ def decide(
     """
     triggers = [t for t in triggers]
     known_ids = {t.id for t in triggers}
-    at = F.lit(_utc(decided_at)).cast("timestamp")
+    at = F.lit(as_utc(decided_at)).cast("timestamp")
     today = F.to_date(at)
     cands = candidates.where(F.col("trigger").isin(list(known_ids))) if known_ids else candidates.limit(0)
     # One row per offer id (a firing reported twice in a batch), the earliest event kept.
