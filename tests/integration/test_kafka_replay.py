@@ -199,3 +199,30 @@ def test_write_offers_kafka_sends_offered_only(kafka_spark, kafka_broker):
         value = json.loads(r.value)
         assert value["decision"] == "offered" and value["customer_key"] == r.key
         assert [(h.key, bytes(h.value).decode()) for h in r.headers] == [("offer_id", value["offer_id"])]
+
+
+def test_secret_client_settings_never_in_plan_or_log(spark, monkeypatch, caplog, capsys):
+    """A SASL password given through the environment reaches the connector's options but not the
+    query plan Spark prints (nor the UI built from it) and not custseg's log."""
+    import logging
+
+    from custseg.config import load_config
+    from custseg.realtime.kafka import read_kafka
+    from custseg.session import kafka_connector_jars
+
+    if not kafka_connector_jars():
+        if ci():
+            pytest.fail("no Spark Kafka connector jars")
+        pytest.skip("no Spark Kafka connector jars (make venv)")
+    secret = "s3cr3t-" + uuid.uuid4().hex
+    jaas = f'org.apache.kafka.common.security.plain.PlainLoginModule required username="u" password="{secret}";'
+    monkeypatch.setenv("CUSTSEG_KAFKA_BOOTSTRAP", "127.0.0.1:1")
+    monkeypatch.setenv("CUSTSEG_KAFKA_OPT_SASL_JAAS_CONFIG", jaas)
+    monkeypatch.setenv("CUSTSEG_KAFKA_OPT_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+    with caplog.at_level(logging.INFO, logger="custseg.realtime.kafka"):
+        df = read_kafka(spark, load_config(), "events")  # nothing connects before the query starts
+    df.explain(extended=True)
+    plan = capsys.readouterr().out
+    assert "kafka.sasl.jaas.config=*********(redacted)" in plan and "kafka.security.protocol=SASL_PLAINTEXT" in plan
+    assert secret not in plan
+    assert "kafka.sasl.jaas.config" in caplog.text and secret not in caplog.text
