@@ -26,14 +26,17 @@ from pathlib import Path
 
 import pytest
 
+ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 90
 PARTITIONS = 2
 
 
 def broker_jars() -> Path | None:
+    """The broker's jars: ``$CUSTSEG_KAFKA_BROKER_JARS``, else this venv's, else the checkout's
+    ``.venv`` (the Spark 4.0 leg runs in ``.venv-spark40``, which has the connector only)."""
     setting = os.environ.get("CUSTSEG_KAFKA_BROKER_JARS", "")
-    folder = Path(setting) if setting else Path(sys.prefix) / "kafka-broker"
-    return folder if any(folder.glob("kafka_2.13-*.jar")) else None
+    candidates = [Path(setting)] if setting else [Path(sys.prefix) / "kafka-broker", ROOT / ".venv" / "kafka-broker"]
+    return next((f for f in candidates if any(f.glob("kafka_2.13-*.jar"))), None)
 
 
 def _free_port() -> int:
