@@ -258,7 +258,8 @@ def session_candidates(
 
 def _order_items(orders: DataFrame, gold: Gold) -> DataFrame:
     """Order lines -> order_id, customer_key, order_ts, item (at basket.level) of completed orders."""
-    lines = orders.where(F.col("customer_key").isNotNull())
+    # Guest orders stay: their firing is logged as unknown_customer, never offered.
+    lines = orders
     if "status" in lines.columns:
         lines = lines.where(F.col("status").isNull() | (F.col("status") == "completed"))
     level = gold.basket_level
