@@ -1,4 +1,4 @@
-"""Command line: ``custseg generate | run <stage> | forget | demo``; also the entry of every jobs/*.py.
+"""Command line: ``custseg generate | run <stage> | forget | stream | demo``; also the entry of every jobs/*.py.
 
 ``run`` is what spark-submit, Databricks wheel tasks and EMR steps call: it parses
 arguments, loads the config (failing fast on a bad one), gets the session, runs one
@@ -232,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__.strip().splitlines()[0])
         print(
             "usage: custseg generate [...] | custseg run <stage> --date D [--conf F] | "
-            "custseg forget --requests FILE|TABLE --date D [--conf F] | custseg demo [...]"
+            "custseg forget --requests FILE|TABLE --date D [--conf F] | custseg stream [--trigger T] [--conf F] | "
+            "custseg demo [...]"
         )
         return 0 if argv else 2
     cmd, rest = argv[0], argv[1:]
@@ -245,11 +246,15 @@ def main(argv: list[str] | None = None) -> int:
         return run_job(parse_job_args(None, rest))
     if cmd == "forget":
         return run_job(parse_forget_args(rest))
+    if cmd == "stream":
+        from custseg.realtime.job import main as stream_main
+
+        return stream_main(rest)
     if cmd == "demo":
         from custseg.demo import main as demo_main
 
         return demo_main(rest)
-    print(f"unknown command {cmd!r}; try: generate, run, forget, demo", file=sys.stderr)
+    print(f"unknown command {cmd!r}; try: generate, run, forget, stream, demo", file=sys.stderr)
     return 2
 
 

@@ -103,6 +103,14 @@ def _read_jsonl(spark: SparkSession, spec: SourceSpec, paths: list[str]) -> Data
     text = spark.read.text(paths).select(
         F.make_valid_utf8("value").alias("value"), F.col("_metadata.file_path").alias("_source_file")
     )
+    return jsonl_records(text, spec)
+
+
+def jsonl_records(text: DataFrame, spec: SourceSpec) -> DataFrame:
+    """JSON Lines text (``value``, ``_source_file``) -> raw records of ``spec`` (as ``read_raw``).
+
+    Also the parser of records that come one by one (a Kafka message's value, in ``custseg stream``).
+    """
     text = text.where(F.trim("value") != "")
     parsed = F.from_json(F.col("value"), spec.schema, {"mode": "PERMISSIVE"})
     # from_json is lenient with truncated objects in PERMISSIVE mode; a value that

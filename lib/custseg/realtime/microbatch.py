@@ -1,0 +1,470 @@
+"""Per-micro-batch work of ``custseg stream`` (``foreachBatch``): validate, quarantine, bronze, silver.
+
+Every micro-batch is a static DataFrame here, so the batch code runs unchanged and a stream
+quarantines with the same rules and reasons as ``custseg run ingest``:
+``custseg.file_checks`` + ``custseg.ingest.read_raw`` (files) or ``jsonl_records`` (Kafka
+messages), ``with_reasons``, ``split_batch``; silver through ``custseg.conform`` with
+``silver.identity_map`` read once per micro-batch (a stream-static join).
+
+Tables (append only; the batch jobs' own tables are never touched):
+- ``bronze.<source>_rt`` (``_batch_date`` partitions; ``_batch_id`` = ``stream/<query>/<batch id>``);
+- ``bronze.quarantine`` rows with ``source`` = ``<source>_rt`` (the batch ingest replaces only
+  its own sources' partitions, so the two never overwrite each other);
+- ``silver.events_rt``, ``silver.orders_rt`` + ``silver.order_items_rt``,
+  ``silver.campaign_responses_rt``: the columns of the batch silver tables;
+- ``meta.stream_progress``: one row per query, micro-batch and source (counts, seconds, lag).
+
+Exactly once. Each write carries ``WriteId("custseg/stream/<query>/<table>", batch_id)``: Delta
+keeps the highest version per app id in the table, so when a killed micro-batch is replayed
+from the checkpoint the writes that had committed are skipped and the rest are made. A replay
+must therefore compute the same rows: the clock is the batch time from the offset log
+(``_batch_us``), the files are the ones the offset log lists, and the duplicate check against
+earlier batches leaves out the rows of this very batch (``_batch_id``).
+
+Duplicates. Within a micro-batch ``with_reasons`` marks repeated ids ``duplicate_id``; an id
+already in ``bronze.<source>_rt`` from an earlier micro-batch within ``stream.dedup_horizon_days``
+is quarantined as ``duplicate_id`` too (a producer that re-sends, a file re-delivered).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    DoubleType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+from custseg.config import Config
+from custseg.file_checks import check_files, local_form
+from custseg.ingest import DRIFT_POLICIES, UNKNOWN, Bounds, jsonl_records, read_raw, split_batch, with_reasons
+from custseg.realtime.source import BATCH_CLOCK, FILES, SOURCE_KINDS
+from custseg.sources.catalog import SOURCES
+from custseg.storage import WriteId
+
+log = logging.getLogger(__name__)
+
+RT_SOURCES = ("events", "orders", "campaign_responses")
+QUARANTINE = "bronze.quarantine"
+PROGRESS = "meta.stream_progress"
+INGEST = "ingest"
+SILVER = {
+    "events": ("silver.events_rt",),
+    "orders": ("silver.order_items_rt", "silver.orders_rt"),
+    "campaign_responses": ("silver.campaign_responses_rt",),
+}
+# Silver tables keyed with the PII key (checked against meta.pii_key_fingerprints at start).
+KEYED_TABLES = [t for tables in SILVER.values() for t in tables]
+SILVER_PARTITIONS = {
+    "silver.events_rt": ["event_date"],
+    "silver.order_items_rt": ["order_date"],
+    "silver.orders_rt": ["order_date"],
+    "silver.campaign_responses_rt": [],
+}
+PROGRESS_SCHEMA = StructType(
+    [
+        StructField("query", StringType(), False),
+        StructField("batch_id", LongType(), False),
+        StructField("batch_ts", TimestampType(), False),
+        StructField("source", StringType(), False),
+        StructField("files", LongType(), True),
+        StructField("records_read", LongType(), False),
+        StructField("records_accepted", LongType(), False),
+        StructField("records_quarantined", LongType(), False),
+        StructField("unknown_field_records", LongType(), False),
+        StructField("seconds", DoubleType(), False),
+        StructField("lag_s", DoubleType(), True),
+        StructField("finished_at", TimestampType(), False),
+    ]
+)
+_TRIGGER = re.compile(r"^processing:(\d+)\s*(ms|s|m|min)?$")
+_UNITS = {"ms": "milliseconds", "s": "seconds", "m": "minutes", "min": "minutes", None: "seconds"}
+
+
+class SchemaDriftError(RuntimeError):
+    """Records carry fields their source does not declare and the policy is ``fail``."""
+
+
+def bronze_table(source: str) -> str:
+    return f"bronze.{source}_rt"
+
+
+def parse_trigger(text: str) -> dict:
+    """``processing:10s`` | ``available-now`` | ``once`` -> keyword arguments of ``DataStreamWriter.trigger``."""
+    value = str(text).strip().lower()
+    if value in ("available-now", "availablenow", "available_now"):
+        return {"availableNow": True}
+    if value == "once":
+        return {"once": True}
+    m = _TRIGGER.match(value)
+    if not m or int(m.group(1)) <= 0:
+        raise ValueError(f"trigger must be processing:<n>s|ms|m, available-now or once; got {text!r}")
+    return {"processingTime": f"{int(m.group(1))} {_UNITS[m.group(2)]}"}
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """``stream.*`` of the config (docs/realtime.md)."""
+
+    source: str = FILES
+    trigger: str = "processing:10s"
+    sources: tuple[str, ...] = RT_SOURCES
+    max_files_per_trigger: int = 10
+    checkpoint_location: str = ""
+    on_unknown_fields: str = ""
+    dedup_horizon_days: int = 2
+
+    @classmethod
+    def from_config(cls, conf: Config) -> StreamSettings:
+        get = lambda key, default: conf.get_path(f"stream.{key}", default)  # noqa: E731
+        s = cls(
+            source=str(get("source", cls.source)),
+            trigger=str(get("trigger", cls.trigger)),
+            sources=tuple(get("sources", list(cls.sources)) or ()),
+            max_files_per_trigger=get("max_files_per_trigger", cls.max_files_per_trigger),
+            checkpoint_location=str(get("checkpoint_location", "") or ""),
+            on_unknown_fields=str(get("on_unknown_fields", "") or ""),
+            dedup_horizon_days=get("dedup_horizon_days", cls.dedup_horizon_days),
+        )
+        if s.source not in SOURCE_KINDS:
+            raise conf.error("stream.source", f"must be one of {', '.join(SOURCE_KINDS)}; got {s.source!r}")
+        try:
+            parse_trigger(s.trigger)
+        except ValueError as exc:
+            raise conf.error("stream.trigger", str(exc)) from None
+        unknown = [x for x in s.sources if x not in RT_SOURCES]
+        if not s.sources or unknown:
+            raise conf.error("stream.sources", f"must list some of {', '.join(RT_SOURCES)}; got {list(s.sources)}")
+        n = s.max_files_per_trigger
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise conf.error("stream.max_files_per_trigger", f"must be a whole number >= 1; got {n!r}")
+        if s.on_unknown_fields and s.on_unknown_fields not in DRIFT_POLICIES:
+            raise conf.error(
+                "stream.on_unknown_fields",
+                f"must be empty or one of {', '.join(DRIFT_POLICIES)}; got {s.on_unknown_fields!r}",
+            )
+        d = s.dedup_horizon_days
+        if not isinstance(d, int) or isinstance(d, bool) or d < 0:
+            raise conf.error("stream.dedup_horizon_days", f"must be a whole number of days >= 0; got {d!r}")
+        return s
+
+    def checkpoint(self, tables_root: str, query: str) -> str:
+        """Where ``query`` keeps its checkpoint: ``stream.checkpoint_location`` or ``<tables>/meta/_checkpoints``."""
+        root = self.checkpoint_location or f"{tables_root.rstrip('/')}/meta/_checkpoints"
+        return f"{root.rstrip('/')}/{query}"
+
+
+@dataclass(frozen=True)
+class BatchInfo:
+    """What one micro-batch is: its query, id and clock (replayed alike)."""
+
+    query: str
+    batch_id: int
+    clock: datetime  # UTC, naive: the batch time from the offset log
+
+    @property
+    def tag(self) -> str:
+        return f"stream/{self.query}/{self.batch_id}"
+
+    @property
+    def day(self) -> date:
+        return self.clock.date()
+
+    def txn(self, table: str) -> WriteId:
+        return WriteId(f"custseg/stream/{self.query}/{table}", self.batch_id)
+
+
+@dataclass
+class SourceReport:
+    source: str
+    files: int | None
+    read: int = 0
+    accepted: int = 0
+    quarantined: int = 0
+    unknown: int = 0
+    lag_s: float | None = None
+    written: dict[str, int] = field(default_factory=dict)
+
+
+def clock_of(micros: int) -> datetime:
+    return datetime.fromtimestamp(micros / 1e6, timezone.utc).replace(tzinfo=None)
+
+
+class IngestBatch:
+    """The ``foreachBatch`` function of the ``ingest`` query.
+
+    Holds the config only (Spark Connect pickles the function to run it on the server):
+    the session comes with each batch's DataFrame, the PII key from the environment or
+    secret store where the function runs.
+    """
+
+    query = INGEST
+
+    def __init__(self, conf: Config, settings: StreamSettings, tables_root: str):
+        self.conf = conf
+        self.settings = settings
+        self.tables_root = tables_root
+        self._cache: dict = {}
+
+    def __getstate__(self):  # Config reads attributes through __getattr__: pickle its parts
+        c = self.conf
+        return {"conf": (c._data, c.file, c.origin), "settings": self.settings, "tables_root": self.tables_root}
+
+    def __setstate__(self, state):
+        data, file, origin = state["conf"]
+        self.conf = Config(data, file, origin)
+        self.settings, self.tables_root, self._cache = state["settings"], state["tables_root"], {}
+
+    # --- per session -------------------------------------------------------------------
+
+    def tables(self, spark: SparkSession):
+        from custseg.storage import StorageSettings, Tables
+
+        key = ("tables", id(spark))
+        if key not in self._cache:
+            settings = StorageSettings.from_config(self.conf)
+            self._cache[key] = Tables(spark, StorageSettings(**{**settings.__dict__, "root": self.tables_root}))
+        return self._cache[key]
+
+    def salt(self):
+        from custseg.pii import resolve_pii_key
+
+        if "salt" not in self._cache:
+            self._cache["salt"] = resolve_pii_key(self.conf)
+        return self._cache["salt"]
+
+    # --- the batch -----------------------------------------------------------------------
+
+    def __call__(self, df: DataFrame, batch_id: int) -> None:
+        started = time.monotonic()
+        spark = df.sparkSession
+        tables = self.tables(spark)
+        work: dict[str, tuple] = {}
+        if self.settings.source == FILES:
+            # One row per file of the batch: at most maxFilesPerTrigger per source.
+            rows = df.select("source", "path", "length", "modified_us", BATCH_CLOCK).collect()
+            if not rows:
+                return
+            clock = clock_of(rows[0][BATCH_CLOCK])
+            files: dict[str, list] = defaultdict(list)
+            for r in rows:
+                files[r["source"]].append((local_form(r["path"]) if r["path"].startswith("file:") else r["path"], r))
+            for name, items in files.items():
+                work[name] = ("files", sorted(items, key=lambda x: x[0]))
+        else:
+            head = df.select(BATCH_CLOCK).limit(1).collect()
+            if not head:
+                return
+            clock = clock_of(head[0][BATCH_CLOCK])
+            present = [r["source"] for r in df.select("source").distinct().collect()]  # a handful of names
+            for name in present:
+                work[name] = ("records", df.where(F.col("source") == name))
+        batch = BatchInfo(self.query, int(batch_id), clock)
+        reports = []
+        for name in sorted(work):
+            t0 = time.monotonic()
+            report = self.ingest_source(spark, tables, batch, name, *work[name])
+            report.written["seconds"] = round(time.monotonic() - t0, 2)
+            reports.append(report)
+        seconds = time.monotonic() - started
+        self.record(spark, tables, batch, reports, seconds)
+        log.info(
+            "stream %s batch %d (%s): %s; %.1fs",
+            self.query,
+            batch.batch_id,
+            clock.isoformat(sep=" ", timespec="seconds"),
+            "; ".join(
+                f"{r.source} files={r.files if r.files is not None else '-'} read={r.read} accepted={r.accepted} "
+                f"quarantined={r.quarantined}"
+                + (f" unknown_fields={r.unknown}" if r.unknown else "")
+                + (f" lag={r.lag_s:.1f}s" if r.lag_s is not None else "")
+                for r in reports
+            ),
+            seconds,
+        )
+
+    def raw_records(
+        self, spark: SparkSession, name: str, kind: str, payload
+    ) -> tuple[DataFrame, int | None, float | None]:
+        """(raw records as ``read_raw`` gives them, number of files, seconds since the oldest file landed)."""
+        spec = SOURCES[name]
+        if kind == "files":
+            final_newline = bool(
+                self.conf.get_path(
+                    f"sources.{name}.csv_require_final_newline",
+                    self.conf.get_path("ingest.csv_require_final_newline", True),
+                )
+            )
+            checks = check_files(spark, spec, [(p, int(r["length"])) for p, r in payload], final_newline)
+            oldest = min(r["modified_us"] for _, r in payload)
+            lag = max(0.0, time.time() - oldest / 1e6)
+            return read_raw(spark, spec, checks), len(payload), lag
+        text = payload.select(F.make_valid_utf8("raw_record").alias("value"), "_source_file")
+        return jsonl_records(text, spec), None, None
+
+    def policy(self, name: str) -> str:
+        from custseg.stages.ingest import unknown_fields_policy
+
+        return self.settings.on_unknown_fields or unknown_fields_policy(self.conf, name)
+
+    def ingest_source(
+        self, spark: SparkSession, tables, batch: BatchInfo, name: str, kind: str, payload
+    ) -> SourceReport:
+        spec = SOURCES[name]
+        raw, n_files, lag = self.raw_records(spark, name, kind, payload)
+        policy = self.policy(name)
+        tolerance = int(self.conf.get_path("ingest.future_tolerance_hours"))
+        checked = raw.transform(
+            with_reasons(
+                spec,
+                batch.day.isoformat(),
+                tolerance,
+                "accept" if policy == "fail" else policy,
+                Bounds.from_config(self.conf),
+            )
+        )
+        checked = self.earlier_duplicates(tables, batch, name, checked)
+        validated = checked.persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            stats = validated.agg(
+                F.count("*").alias("read"),
+                F.count_if(F.size("reasons") == 0).alias("ok"),
+                F.count_if(F.size(UNKNOWN) > 0).alias("unknown"),
+            ).first()
+            report = SourceReport(name, n_files, int(stats["read"]), int(stats["ok"] or 0), lag_s=lag)
+            report.quarantined, report.unknown = report.read - report.accepted, int(stats["unknown"] or 0)
+            if report.unknown:
+                fields = validated.where(F.size(UNKNOWN) > 0).select(F.explode(UNKNOWN).alias("f")).distinct().limit(20)
+                names = ", ".join(sorted(r["f"] for r in fields.collect()))
+                if policy == "fail":
+                    raise SchemaDriftError(
+                        f"{name}: {report.unknown} records of micro-batch {batch.batch_id} carry fields the source does "
+                        f"not declare ({names}); on_unknown_fields is fail: the query stops, nothing of the batch was "
+                        "written, and it is replayed when the stream restarts"
+                    )
+                log.warning(
+                    "%s: %d records carry undeclared fields (%s); on_unknown_fields=%s",
+                    name,
+                    report.unknown,
+                    names,
+                    policy,
+                )
+            accepted, quarantined = split_batch(validated, spec, batch.day.isoformat(), batch.tag, batch.clock)
+            quarantined = quarantined.withColumn("source", F.lit(f"{name}_rt"))
+            if report.accepted:
+                table = bronze_table(name)
+                tables.append(accepted, table, partition_by=["_batch_date"], txn=batch.txn(table))
+            if report.quarantined:
+                tables.append(
+                    quarantined, QUARANTINE, partition_by=["_batch_date", "source"], txn=batch.txn(QUARANTINE)
+                )
+            if report.accepted:
+                self.write_silver(spark, tables, batch, name, accepted)
+        finally:
+            validated.unpersist()
+        return report
+
+    def earlier_duplicates(self, tables, batch: BatchInfo, name: str, checked: DataFrame) -> DataFrame:
+        """Usable records whose id an earlier micro-batch (within the horizon) accepted become ``duplicate_id``."""
+        spec, table = SOURCES[name], bronze_table(name)
+        if not spec.key or not tables.exists(table):
+            return checked
+        since = batch.day - timedelta(days=self.settings.dedup_horizon_days)
+        seen = (
+            tables.read(table)
+            .where((F.col("_batch_date") >= F.lit(since)) & (F.col("_batch_id") != F.lit(batch.tag)))
+            .select(F.trim(spec.key).alias("_seen"))
+            .distinct()
+            .withColumn("_earlier", F.lit(True))
+        )
+        dup = (F.size("reasons") == 0) & F.coalesce(F.col("_earlier"), F.lit(False))
+        return (
+            checked.join(seen, F.trim(F.col(spec.key)) == F.col("_seen"), "left")
+            .withColumn("reasons", F.when(dup, F.array(F.lit("duplicate_id"))).otherwise(F.col("reasons")))
+            .drop("_seen", "_earlier")
+        )
+
+    def identity_map(self, spark: SparkSession, tables) -> DataFrame:
+        from custseg.conform.identity import ID_MAP_COLUMNS
+
+        if tables.exists("silver.identity_map"):
+            return tables.read("silver.identity_map").select(*ID_MAP_COLUMNS)
+        if not self._cache.get("warned_id_map"):
+            self._cache["warned_id_map"] = True
+            log.warning(
+                "silver.identity_map does not exist yet (no batch conform ran): nobody is resolved to a customer"
+            )
+        schema = StructType([StructField(c, StringType(), True) for c in ID_MAP_COLUMNS])
+        return spark.createDataFrame([], schema)
+
+    def write_silver(self, spark: SparkSession, tables, batch: BatchInfo, name: str, accepted: DataFrame) -> None:
+        from custseg.conform.activity import conform_events, conform_responses
+        from custseg.conform.orders import ITEM_COLUMNS, latest_orders, order_items, orders_from_items, resolve_customer
+        from custseg.sources.base import MONEY
+
+        salt, id_map = self.salt(), self.identity_map(spark, tables)
+
+        def put(df: DataFrame, table: str) -> None:
+            tables.append(df, table, partition_by=SILVER_PARTITIONS[table], txn=batch.txn(table))
+
+        if name == "events":
+            put(accepted.transform(conform_events(salt, id_map)), "silver.events_rt")
+        elif name == "campaign_responses":
+            put(accepted.transform(conform_responses(salt, id_map)), "silver.campaign_responses_rt")
+        elif name == "orders":
+            cc = self.conf.pii.default_country_code
+            orders = (
+                accepted.withColumn("order_id", F.trim("order_id"))
+                .transform(latest_orders)
+                .transform(resolve_customer(id_map, salt, cc))
+            )
+            items = order_items(orders, str(self.conf.get_path("conform.zero_price_lines", "not_purchases")))
+            if tables.exists("silver.products"):  # the catalogue is small: broadcast it
+                catalogue = tables.read("silver.products").select("sku", "category", "subcategory", "list_price")
+                items = items.join(F.broadcast(catalogue), on="sku", how="left")
+            else:
+                items = items.select(
+                    "*",
+                    *[
+                        F.lit(None).cast(t).alias(c)
+                        for c, t in (("category", "string"), ("subcategory", "string"), ("list_price", MONEY))
+                    ],
+                )
+            items = items.select(*ITEM_COLUMNS)
+            put(items, "silver.order_items_rt")
+            put(orders_from_items(orders, items), "silver.orders_rt")
+
+    def record(
+        self, spark: SparkSession, tables, batch: BatchInfo, reports: list[SourceReport], seconds: float
+    ) -> None:
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        rows = [
+            (
+                batch.query,
+                batch.batch_id,
+                batch.clock,
+                r.source,
+                r.files,
+                r.read,
+                r.accepted,
+                r.quarantined,
+                r.unknown,
+                float(r.written.get("seconds", seconds)),
+                r.lag_s,
+                now,
+            )
+            for r in reports
+        ]
+        tables.append(spark.createDataFrame(rows, PROGRESS_SCHEMA), PROGRESS, txn=batch.txn(PROGRESS))
