@@ -11,6 +11,8 @@ from __future__ import annotations
 import sys
 
 STAGES = ("ingest", "conform", "features", "segment", "basket", "marketing", "report", "pipeline", "maintain")
+# Not a stage: `custseg stream` runs until stopped (or, with --trigger available-now, until caught up).
+JOBS = (*STAGES, "stream")
 
 
 def _run(stage: str) -> None:
@@ -62,3 +64,10 @@ def pipeline() -> None:
 def maintain() -> None:
     """``custseg-maintain``: OPTIMIZE and VACUUM every table (not part of the pipeline)."""
     _run("maintain")
+
+
+def stream() -> None:
+    """``custseg-stream``: the real-time job (docs/realtime.md); no --date, runs until stopped."""
+    from custseg.realtime.job import main
+
+    sys.exit(main(sys.argv[1:]))

@@ -75,8 +75,11 @@ def test_every_resource_loads_through_the_typed_models(target):
     jobs = {name: Job.from_dict(spec) for name, spec in res["jobs"].items()}
     schemas = {name: Schema.from_dict(spec) for name, spec in res["schemas"].items()}
     volumes = {name: Volume.from_dict(spec) for name, spec in res["volumes"].items()}
-    assert set(jobs) == {"custseg_daily", "custseg_daily_serverless"}
+    assert set(jobs) == {"custseg_daily", "custseg_daily_serverless", "custseg_stream"}
     assert set(schemas) == {"bronze", "silver", "gold"} and len(volumes) == 1
+    stream = jobs.pop("custseg_stream")  # the real-time job: one task, continuous, no run date
+    assert stream.continuous and [t.task_key for t in stream.tasks] == ["stream"]
+    assert stream.tasks[0].python_wheel_task.entry_point == "custseg-stream"
     for job in jobs.values():
         assert [t.task_key for t in job.tasks] == list(STAGES)
         assert job.timeout_seconds and int(job.timeout_seconds) > 0
@@ -124,10 +127,11 @@ def test_prod_runs_as_a_principal_with_a_timeout_and_failure_mail():
     prod = resolved("prod")
     run_as = JobRunAs.from_dict(doc["targets"]["prod"]["run_as"])
     assert run_as.service_principal_name and not run_as.user_name and not run_as.group_name
-    for spec in prod["resources"]["jobs"].values():
+    for name, spec in prod["resources"]["jobs"].items():
         job = Job.from_dict(spec)
         assert job.email_notifications.on_failure, "prod tells someone when a run fails"
-        assert int(job.timeout_seconds) > 0
+        if name != "custseg_stream":  # a continuous job runs until stopped
+            assert int(job.timeout_seconds) > 0
     levels = [p["level"] for p in prod["permissions"]]
     assert levels and set(levels) <= BUNDLE_PERMISSION_LEVELS, levels
     assert prod["resources"]["jobs"]["custseg_daily"]["schedule"]["pause_status"] == "UNPAUSED"
@@ -168,7 +172,9 @@ def test_job_arguments_of_the_bundle_parse():
     from custseg.cli import parse_job_args
 
     for target in ("dev", "prod"):
-        for spec in resolved(target)["resources"]["jobs"].values():
+        for name, spec in resolved(target)["resources"]["jobs"].items():
+            if name == "custseg_stream":  # custseg stream's own parser: tests/unit/test_deploy.py
+                continue
             for task in spec["tasks"]:
                 args = parse_job_args(
                     task["task_key"],

@@ -79,8 +79,15 @@ def _variables(bundle: dict, target: str) -> dict[str, str]:
 (TRACKING_EXTRA,) = PYPROJECT["project"]["optional-dependencies"]["tracking"]
 
 
+STREAM_JOB = "custseg_stream"  # the real-time job: one task, no run date (test_stream_job_is_continuous)
+
+
+def _daily(bundle: dict) -> dict:
+    return {k: v for k, v in bundle["resources"]["jobs"].items() if k != STREAM_JOB}
+
+
 def test_bundle_jobs_have_one_wheel_task_per_stage_in_pipeline_order(bundle):
-    jobs = bundle["resources"]["jobs"]
+    jobs = _daily(bundle)
     assert set(jobs) == {"custseg_daily", "custseg_daily_serverless"}
     for name, job in jobs.items():
         tasks = job["tasks"]
@@ -108,7 +115,7 @@ def test_bundle_tasks_load_an_existing_config_and_take_the_run_date(bundle, targ
     from custseg.config import load_config
 
     variables = _variables(bundle, target)
-    for job in bundle["resources"]["jobs"].values():
+    for job in _daily(bundle).values():
         for task in job["tasks"]:
             params = task["python_wheel_task"]["parameters"]
             conf = Path(_resolve(params[params.index("--conf") + 1], variables))
@@ -555,3 +562,20 @@ def test_spark_submit_sh_venv_ships_the_packed_environment(tmp_path):
         env={"PYSPARK_PYTHON": "/nowhere/python3", "PYSPARK_DRIVER_PYTHON": sys.executable},
     ).stdout.splitlines()
     assert f"spark.pyspark.driver.python={sys.executable}" in driver
+
+
+def test_stream_job_is_continuous_and_runs_custseg_stream(bundle):
+    from custseg.realtime.job import parse_args
+
+    job = bundle["resources"]["jobs"][STREAM_JOB]
+    assert "continuous" in job and "schedule" not in job and job["max_concurrent_runs"] == 1
+    (task,) = job["tasks"]
+    wheel = task["python_wheel_task"]
+    assert wheel["entry_point"] == "custseg-stream"
+    resolve_entry_point("custseg-stream")
+    assert task["job_cluster_key"] in {c["job_cluster_key"] for c in job["job_clusters"]}
+    args = parse_args(wheel["parameters"])
+    assert args.trigger == "processing:10s" and args.checkpoint.startswith("/Volumes/")
+    # the same cluster (and so the salt from the secret scope) as the daily job
+    daily = bundle["resources"]["jobs"]["custseg_daily"]["job_clusters"][0]["new_cluster"]
+    assert job["job_clusters"][0]["new_cluster"] == daily
