@@ -165,3 +165,14 @@ def test_unknown_source_and_empty_landing_fail(tmp_path):
         load_records(tmp_path, ["crm_customers"])
     with pytest.raises(ValueError, match="nothing to replay"):
         run_replay(tmp_path, str(tmp_path / "o"))
+
+
+def test_cli_custseg_generate_replay(landing, tmp_path):
+    from custseg.cli import main
+
+    out = tmp_path / "cli-out"
+    rc = main(["generate", "replay", "--from", str(landing), "--to", str(out), "--rate", "0", "--sources", "orders"])
+    assert rc == 0
+    files = [f for f in out.rglob("*") if f.is_file()]
+    assert [f.relative_to(out).parts[:2] for f in files] == [("orders", "2026-06-30")]
+    assert json.loads(files[0].read_text())["order_id"] == "o1"
