@@ -153,3 +153,37 @@ def test_detect_and_decide_recover_the_planted_truth(spark):
     decisions = {d for (_, _, d) in want}
     assert {"offered", "no_consent", "capped", "unknown_customer"} <= decisions
     assert offers.where(F.col("decision") == "offered").count() >= 10
+
+
+def test_customers_from_gold_reads_the_flags(spark):
+    from custseg.conform.identity import customer_id_key
+    from custseg.datagen.plant_triggers import customers_from_gold
+
+    salt = "plant-test-salt-0123456789abcdef0123"
+    triggers = load_triggers(load_config("local.yaml"))
+    ids = spark.createDataFrame([("C1", "k1"), ("C2", "k2"), ("C3", "k3")], "cid string, customer_key string")
+    identity_map = ids.select(
+        F.lit("customer_id").alias("id_type"), customer_id_key("cid", salt).alias("id_key"), "customer_key"
+    )
+    base = (
+        spark.createDataFrame(
+            [
+                ("k1", True, 0.1, True, False, "ek", None, False),
+                ("k2", False, 0.7, False, False, "ek", None, False),
+                ("k3", None, None, False, True, None, "pk", False),
+            ],
+            "customer_key string, declining boolean, weekday_lunch_share double, opt_in_email boolean, "
+            "opt_in_sms boolean, email_key string, phone_key string, reach_by_key boolean",
+        )
+        .withColumn("opt_in_ads", F.lit(False))
+        .withColumn("email_sha256", F.lit(None).cast("string"))
+        .withColumn("phone_sha256", F.lit(None).cast("string"))
+    )
+    gold = Gold(customers=base, contacted_today=spark.createDataFrame([("k3",)], "customer_key string"))
+    got = customers_from_gold(spark, gold, identity_map, ["C1", "C2", "C3", "C4"], salt, triggers)
+    assert got == [
+        PlantCustomer("C1", "k1", declining=True, lunch_regular=False, opted_in=True),
+        PlantCustomer("C2", "k2", lunch_regular=True, opted_in=False),
+        PlantCustomer("C3", "k3", opted_in=True, contacted_today=True),
+        PlantCustomer("C4", None, known=False),
+    ]

@@ -276,6 +276,62 @@ def read_catalog(products_csv: Path) -> dict[str, list[str]]:
     return {k: sorted(v) for k, v in out.items()}
 
 
+def customers_from_gold(
+    spark, gold, identity_map, customer_ids: Sequence[str], salt, triggers: Sequence[Trigger], min_lunch_share=None
+) -> list[PlantCustomer]:
+    """``PlantCustomer`` flags for the given generator ids, from what the batch says of them.
+
+    ``gold``: ``custseg.realtime.decide.load_gold`` of the planting day; ``identity_map``:
+    silver.identity_map; ``salt``: the PII key (``custseg.pii.resolve_pii_key``). An id the map does
+    not resolve, or the base does not hold, is ``known=False``. Bounded by ``customer_ids``, which
+    the caller chooses (a few dozen): only those rows reach the driver.
+    """
+    from pyspark.sql import functions as F
+
+    from custseg.conform.identity import CUSTOMER_ID, customer_id_key, with_customer_key
+    from custseg.marketing.audience import assigned_channel
+
+    daypart = next((t for t in triggers if t.kind == DAYPART), None)
+    share = min_lunch_share if min_lunch_share is not None else (daypart.min_lunch_share if daypart else 0.5)
+    channels = list(dict.fromkeys(c for t in triggers for c in t.channels))
+    base = gold.customers
+    by_key = "reach_by_key" in base.columns
+    flags = base.select(
+        "customer_key",
+        F.lit(True).alias("known"),
+        F.coalesce(F.col("declining"), F.lit(False)).alias("declining"),
+        F.coalesce(F.col("weekday_lunch_share") >= F.lit(share), F.lit(False)).alias("lunch_regular"),
+        assigned_channel(channels, by_key).isNotNull().alias("opted_in"),
+    )
+    ids = spark.createDataFrame([(i,) for i in customer_ids], "customer_id string")
+    rows = (
+        ids.transform(with_customer_key(identity_map, (CUSTOMER_ID, customer_id_key("customer_id", salt))))
+        .join(flags, on="customer_key", how="left")
+        .join(
+            gold.contacted_today.select("customer_key", F.lit(True).alias("contacted")), on="customer_key", how="left"
+        )
+        .collect()
+    )
+    by_id = {r["customer_id"]: r for r in rows}
+    out = []
+    for cid in customer_ids:
+        r = by_id.get(cid)
+        if r is None or not r["known"]:
+            out.append(PlantCustomer(cid, None, known=False))
+            continue
+        out.append(
+            PlantCustomer(
+                cid,
+                r["customer_key"],
+                declining=bool(r["declining"]),
+                lunch_regular=bool(r["lunch_regular"]),
+                opted_in=bool(r["opted_in"]),
+                contacted_today=bool(r["contacted"]),
+            )
+        )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m custseg.datagen.plant_triggers --out data --customers planted.csv --day D``."""
     from custseg.config import load_config
