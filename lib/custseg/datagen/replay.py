@@ -377,10 +377,11 @@ def run_replay(
             raise conf.error(f"stream.kafka.topics.{missing[0]}", "is not set: no topic to replay that source to")
     else:
         sink = LandingSink(to, datetime.now().strftime("%Y%m%dT%H%M%S"))
+    counts = Counter(r.source for r in records)
     log.info(
         "replaying %d records (%s) from %s to %s, %s, ticks of %ss%s",
         len(records),
-        ", ".join(f"{s} {c}" for s, c in Counter(r.source for r in records).items()),
+        ", ".join(f"{s} {counts[s]}" for s in sources if counts.get(s)),
         landing,
         to,
         f"{speed}x event time" if speed else (f"{rate:g} records/s" if rate > 0 else "as fast as possible"),
@@ -390,7 +391,7 @@ def run_replay(
     ticks, seconds = replay(records, sink.send, rate=rate, speed=speed, tick=tick, now=now)
     sink.close()
     summary = ReplaySummary(
-        records=dict(Counter(r.source for r in records)),
+        records={s: counts[s] for s in sources if counts.get(s)},
         ticks=ticks,
         seconds=seconds,
         sink=str(to),
@@ -418,7 +419,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tick", type=float, default=1.0, help="seconds per tick (one file / one Kafka write each)")
     p.add_argument("--now", action="store_true", help="shift event times so the first record happens now")
     p.add_argument("--conf", default=None, help="config file (stream.kafka.*) for --to kafka")
+    p.add_argument("--set", dest="overrides", action="append", type=_kv, default=[], metavar="KEY=VALUE")
     return p.parse_args(argv)
+
+
+def _kv(text: str) -> tuple[str, str]:
+    from custseg.cli import _kv as kv
+
+    return kv(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -431,6 +439,10 @@ def main(argv: list[str] | None = None) -> int:
         from custseg.config import load_config
 
         conf = load_config(args.conf)
+        if args.overrides:
+            import yaml
+
+            conf = conf.with_overrides({k: yaml.safe_load(v) for k, v in args.overrides})
     run_replay(
         args.landing,
         args.to,
