@@ -93,3 +93,45 @@ def test_responses_to_real_time_offers_add_no_second_send(spark):
     got = pulse(resp, offers, None, None, trigger_ids=["cart"])
     (r,) = [x for x in got.collect() if x["segment"] == "all"]
     assert (r["sends"], r["opens"], r["conversions"], r["revenue"]) == (1, 1, 1, 5.0)
+
+
+def test_orders_convert_real_time_offers_and_their_controls_once(spark):
+    d, x = datetime(2026, 12, 7, 12, 0), datetime(2026, 12, 7, 13, 0)
+    open_offers = spark.createDataFrame(
+        [
+            ("o1", "a", "cart", "offered", "Loyal", d, x),
+            ("o2", "b", "cart", "control", "Loyal", d, x),
+            ("o3", "c", "cart", "offered", "Loyal", d, x),
+            ("o4", "d", "cart", "capped", "Loyal", d, None),
+            ("o5", "e", "cart", "offered", "Loyal", d, x),
+        ],
+        "offer_id string, customer_key string, trigger string, decision string, segment string, "
+        "decided_at timestamp, expires_at timestamp",
+    )
+    schema = "order_id string, customer_key string, order_ts timestamp, status string, net_revenue double"
+    batch = spark.createDataFrame(
+        [
+            ("A1", "a", datetime(2026, 12, 7, 12, 30), "completed", 20.0),
+            ("A2", "a", datetime(2026, 12, 7, 12, 40), "completed", 99.0),  # a second order: not a second conversion
+            ("B1", "b", datetime(2026, 12, 7, 12, 10), "completed", 7.0),
+            ("C1", "c", datetime(2026, 12, 7, 14, 0), "completed", 5.0),  # after the expiry
+            ("D1", "d", datetime(2026, 12, 7, 12, 30), "completed", 5.0),  # capped: never offered
+            ("E2", "e", datetime(2026, 12, 7, 12, 20), "completed", 5.0),
+        ],
+        schema,
+    )
+    earlier = spark.createDataFrame([("E1", "e", datetime(2026, 12, 7, 12, 5), "completed", 3.0)], schema)
+    got = pulse(
+        None,
+        None,
+        None,
+        None,
+        trigger_ids=["cart"],
+        orders=batch,
+        open_offers=open_offers,
+        all_orders=earlier.unionByName(batch),
+    )
+    rows = {(r["segment"], r["variant"]): r for r in got.collect()}
+    assert (rows[("all", "default")]["conversions"], rows[("all", "default")]["revenue"]) == (1, 20.0)
+    assert (rows[("all", "control")]["conversions"], rows[("Loyal", "control")]["revenue"]) == (1, 7.0)
+    assert rows[("all", "default")]["sends"] == 0  # sends came with the offers, in their own batch

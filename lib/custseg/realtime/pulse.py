@@ -14,6 +14,9 @@ What counts:
 - real-time offers of the batch: ``offered`` is a send of the trigger (its id is the campaign id,
   variant ``default``), ``control`` a member of its control; their responses, when they land with
   the trigger id as campaign id, add opens, clicks and conversions (their sends came with the offer).
+- orders (optional): a real-time offer, and a control member of a trigger alike, converts with
+  the customer's first completed order from the decision to the offer's expiry, so each trigger
+  is measured against its control even where no response file comes back.
 
 The test is the pooled two-proportion z-test of custseg.marketing.evaluate.two_proportion_test,
 one-sided (is the variant's conversion rate below the control's?), in Spark columns; the
@@ -109,6 +112,50 @@ def _offer_counts(offers: DataFrame) -> DataFrame:
     )
 
 
+def _offer_conversions(open_offers: DataFrame, orders: DataFrame, all_orders: DataFrame | None) -> DataFrame:
+    """Conversions of real-time offers and their controls: the customer's first completed order
+    from the decision to the expiry, counted in the micro-batch that brings that order.
+
+    ``all_orders`` (the recent silver.orders_rt, this batch's included) tells whether an earlier
+    order already converted the offer; without it only the batch's orders are looked at.
+    """
+
+    def completed(df: DataFrame) -> DataFrame:
+        df = df.where(F.col("status").isNull() | (F.col("status") == "completed")) if "status" in df.columns else df
+        revenue = F.col("net_revenue").cast("double") if "net_revenue" in df.columns else F.lit(0.0)
+        return df.where(F.col("customer_key").isNotNull()).select(
+            F.col("customer_key").alias("_ock"),
+            F.col("order_id").cast("string").alias("_oid"),
+            F.col("order_ts").cast("timestamp").alias("_ots"),
+            revenue.alias("_rev"),
+        )
+
+    pool = completed(all_orders if all_orders is not None else orders)
+    batch_ids = completed(orders).select(F.col("_oid").alias("_bid")).distinct()
+    held = open_offers.where(F.col("decision").isin(OFFERED, CONTROL) & F.col("expires_at").isNotNull())
+    in_window = (
+        (F.col("_ock") == F.col("customer_key"))
+        & (F.col("_ots") >= F.col("decided_at"))
+        & (F.col("_ots") <= F.col("expires_at"))
+    )
+    first = (
+        held.join(pool, on=in_window, how="inner")
+        .groupBy("offer_id", "trigger", "segment", "decision")
+        .agg(F.min(F.struct("_ots", "_oid", "_rev")).alias("_first"))
+    )
+    new = first.join(batch_ids, on=F.col("_first._oid") == F.col("_bid"), how="left_semi")
+    return new.select(
+        F.col("trigger").alias("campaign_id"),
+        F.coalesce(F.col("segment"), F.lit(UNSEGMENTED)).alias("segment"),
+        F.when(F.col("decision") == OFFERED, F.lit(DEFAULT_VARIANT)).otherwise(F.lit(CONTROL_VARIANT)).alias("variant"),
+        F.lit(0).cast("long").alias("sends"),
+        F.lit(0).cast("long").alias("opens"),
+        F.lit(0).cast("long").alias("clicks"),
+        F.lit(1).cast("long").alias("conversions"),
+        F.coalesce(F.col("_first._rev"), F.lit(0.0)).alias("revenue"),
+    )
+
+
 def _with_all(counts: DataFrame) -> DataFrame:
     """Per segment and, as segment ``all``, over every segment."""
     per_segment = counts.groupBy(*KEYS).agg(*[F.sum(c).alias(c) for c in [*COUNT_COLUMNS, "revenue"]])
@@ -140,6 +187,9 @@ def pulse(
     segments: DataFrame | None = None,
     updated_at: datetime | None = None,
     trigger_ids: Sequence[str] | None = None,
+    orders: DataFrame | None = None,
+    open_offers: DataFrame | None = None,
+    all_orders: DataFrame | None = None,
 ) -> DataFrame:
     """The new state of gold.campaign_pulse (``PULSE_COLUMNS``): ``previous`` plus this batch.
 
@@ -147,7 +197,11 @@ def pulse(
     opened_ts, clicked_ts, converted / converted_ts, revenue[, variant]); ``offers``: the batch's
     OFFER rows; ``segments``: customer_key, segment (e.g. gold.customer_segments' segment_name) for
     the responses' segment; any may be None. ``trigger_ids`` (default: the triggers of ``conf``)
-    are the campaign ids of real-time offers.
+    are the campaign ids of real-time offers. ``orders`` (the batch's order headers: order_id,
+    customer_key, order_ts, status, net_revenue) with ``open_offers`` (gold.realtime_offers rows
+    that may still convert, e.g. of the last days, this batch's included) add the conversions of
+    real-time offers and of their control members (``_offer_conversions``); ``all_orders``: the
+    recent orders, so that only an offer's first order converts it.
     """
     settings = RealtimeSettings.from_config(conf) if conf is not None else RealtimeSettings()
     if trigger_ids is None:
@@ -157,6 +211,8 @@ def pulse(
         parts.append(_response_counts(responses, segments, trigger_ids))
     if offers is not None:
         parts.append(_offer_counts(offers))
+    if orders is not None and open_offers is not None:
+        parts.append(_offer_conversions(open_offers, orders, all_orders))
     increment = None
     for p in parts:
         increment = p if increment is None else increment.unionByName(p)
