@@ -146,6 +146,34 @@ fi
 # of writing with delta-rs (a later --set storage.engine=... still wins).
 [ "$delta" != required ] || job_args=(--set storage.engine=spark-delta "${job_args[@]+"${job_args[@]}"}")
 
+# Spark's Kafka connector (deploy/kafka-jars.txt) goes along with the stream job: the resolved
+# .venv/spark-kafka-jars when they are the ones pinned for this Spark line. CUSTSEG_KAFKA_JARS=DIR
+# ships another folder's jars; =none ships none (a cluster whose Spark has it, as Databricks').
+if [ "$job" = stream ]; then
+  case "${CUSTSEG_KAFKA_JARS:-}" in
+    none) ;;
+    "")
+      kafka_dir="$here/.venv/spark-kafka-jars"
+      wanted=""
+      [ -z "$spark_line" ] || wanted=$(awk -v line="$spark_line" \
+        '!/^#/ && $1 == line && $2 == "connector" {split($3, c, ":"); print c[2] "-" c[3] ".jar"}' "$here/deploy/kafka-jars.txt")
+      fits=0
+      if [ -n "$wanted" ]; then
+        fits=1
+        for j in $wanted; do [ -f "$kafka_dir/$j" ] || fits=0; done
+      fi
+      if [ "$fits" -eq 1 ]; then
+        jars=$(join "$jars" "$(for j in $wanted; do printf '%s\n' "$kafka_dir/$j"; done | paste -sd, -)")
+      else
+        echo "no Spark Kafka connector for Spark ${spark_line:-(unknown)} in $kafka_dir (make venv resolves it): a stream from Kafka needs it on the cluster (--packages org.apache.spark:spark-sql-kafka-0-10_2.13:<spark version>, or CUSTSEG_KAFKA_JARS=DIR)" >&2
+      fi ;;
+    *)
+      kafka_jars=$(ls "$CUSTSEG_KAFKA_JARS"/*.jar 2>/dev/null | paste -sd, - || true)
+      [ -n "$kafka_jars" ] || { echo "no jars in CUSTSEG_KAFKA_JARS=$CUSTSEG_KAFKA_JARS" >&2; exit 2; }
+      jars=$(join "$jars" "$kafka_jars") ;;
+  esac
+fi
+
 # conf/ travels with the job (cluster deploy mode reads it from the working directory).
 files=$(join "$files" "$(ls "$here"/conf/*.yaml | paste -sd, -)")
 py_files=$(join "$py_files" "$zip_file")
