@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -37,6 +38,17 @@ def broker_jars() -> Path | None:
     setting = os.environ.get("CUSTSEG_KAFKA_BROKER_JARS", "")
     candidates = [Path(setting)] if setting else [Path(sys.prefix) / "kafka-broker", ROOT / ".venv" / "kafka-broker"]
     return next((f for f in candidates if any(f.glob("kafka_2.13-*.jar"))), None)
+
+
+def _die_with_parent() -> None:
+    """Linux: the broker gets SIGTERM when the test process dies, even killed (no orphan JVM
+    holding ports after an interrupted run); elsewhere the fixture's own stop is all."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _free_port() -> int:
@@ -137,7 +149,10 @@ class KafkaBroker:
             raise RuntimeError(f"formatting the Kafka log dir failed:\n{fmt.stdout}\n{fmt.stderr}")
         with open(self.console, "wb") as out:
             self.process = subprocess.Popen(
-                [*self.java, "kafka.Kafka", str(self.props)], stdout=out, stderr=subprocess.STDOUT
+                [*self.java, "kafka.Kafka", str(self.props)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
             )
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
