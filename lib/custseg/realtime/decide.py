@@ -265,7 +265,10 @@ def decide(
         )
         day_counts = today_rows.groupBy("customer_key").agg(F.count(F.lit(1)).alias("_earlier_day"))
         per_trigger = today_rows.groupBy("customer_key", "trigger").agg(F.count(F.lit(1)).alias("_earlier_trigger"))
-    base = gold.customers
+    # Only the batch's customers: a broadcast semi-join the optimiser pushes below the base's own
+    # joins (features x segments x customers), so a micro-batch never shuffles the whole base.
+    keys = cands.select("customer_key").where(F.col("customer_key").isNotNull()).distinct()
+    base = gold.customers.join(F.broadcast(keys), on="customer_key", how="left_semi")
     base_cols = base.columns
     df = cands.join(base.withColumn("_known", F.lit(True)), on="customer_key", how="left").join(
         gold.contacted_today.select("customer_key", F.lit(True).alias("_batch_contact")), on="customer_key", how="left"
