@@ -343,9 +343,17 @@ def _known_events(events: DataFrame, types: Sequence[str]) -> DataFrame:
     )
 
 
+def _batch_customers(gold: Gold, rows: DataFrame) -> DataFrame:
+    """The base's rows of the customers in ``rows`` only (a broadcast semi-join on the batch's few keys,
+    pushed below the base's joins), so a micro-batch never shuffles the whole base."""
+    keys = rows.select("customer_key").distinct()
+    return gold.customers.join(F.broadcast(keys), on="customer_key", how="left_semi")
+
+
 def _declining(events: DataFrame, gold: Gold, t: Trigger) -> DataFrame:
-    flagged = gold.customers.where(F.coalesce(F.col("declining"), F.lit(False))).select("customer_key")
-    seen = _known_events(events, t.return_events).join(flagged, on="customer_key", how="left_semi")
+    seen = _known_events(events, t.return_events)
+    flagged = _batch_customers(gold, seen).where(F.coalesce(F.col("declining"), F.lit(False))).select("customer_key")
+    seen = seen.join(flagged, on="customer_key", how="left_semi")
     first = _first_per_customer_day(seen)
     return _candidates(
         first,
@@ -365,8 +373,13 @@ def _daypart(events: DataFrame, gold: Gold, t: Trigger) -> DataFrame:
     minute = F.hour("ts") * 60 + F.minute("ts")
     weekday = F.dayofweek("ts").between(2, 6)  # Monday-Friday, as features.lunch_hours counts
     window = weekday & (minute >= F.lit(start - t.lead_minutes)) & (minute < F.lit(start))
-    regulars = gold.customers.where(F.col("weekday_lunch_share") >= F.lit(t.min_lunch_share)).select("customer_key")
-    opened = _known_events(events, t.open_events).where(window).join(regulars, on="customer_key", how="left_semi")
+    opened = _known_events(events, t.open_events).where(window)
+    regulars = (
+        _batch_customers(gold, opened)
+        .where(F.col("weekday_lunch_share") >= F.lit(t.min_lunch_share))
+        .select("customer_key")
+    )
+    opened = opened.join(regulars, on="customer_key", how="left_semi")
     first = _first_per_customer_day(opened)
     return _candidates(
         first,
