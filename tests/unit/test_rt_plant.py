@@ -187,3 +187,24 @@ def test_customers_from_gold_reads_the_flags(spark):
         PlantCustomer("C3", "k3", opted_in=True, contacted_today=True),
         PlantCustomer("C4", None, known=False),
     ]
+
+
+def test_cli_plants_into_a_generated_layout(tmp_path):
+    from custseg.datagen.plant_triggers import main
+
+    products = tmp_path / "landing" / "products" / "2026-12-01"
+    products.mkdir(parents=True)
+    (products / "part-00000.csv").write_text(
+        "sku,name,category\nG1,a,grocery\nD1,b,dairy\nT1,c,toys\n", encoding="utf-8"
+    )
+    ids = tmp_path / "ids.csv"
+    ids.write_text("customer_id,customer_key,declining,opted_in\nC1,k1,true,\nC2,,,false\nC3,k3,,\n", encoding="utf-8")
+    assert (
+        main(["--out", str(tmp_path), "--customers", str(ids), "--day", "2026-12-07", "--rule", "grocery->dairy"]) == 0
+    )
+    with (tmp_path / "truth" / "realtime_triggers.csv").open() as fh:
+        truth = {r["customer_id"]: r for r in csv.DictReader(fh)}
+    assert truth["C1"]["situation"] == "declining" and truth["C1"]["expected_decision"] in ("offered", "control")
+    assert truth["C2"]["situation"] == "browse" and truth["C2"]["expected_decision"] == "no_consent"
+    assert truth["C3"]["situation"] == "cart"
+    assert (tmp_path / "landing" / "events" / "2026-12-07" / "planted-triggers.jsonl").exists()
