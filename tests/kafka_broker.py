@@ -7,8 +7,10 @@ It runs Apache Kafka's own jars (``kafka.Kafka``), resolved by ``make venv`` fro
 another folder). Without those jars the tests that ask for it skip, except under CI=true,
 where they fail: CI must run them.
 
-Topics are created on first use (2 partitions each), so tests write to a fresh topic name
-and read it back; nothing else needs an admin client.
+Topics: ``create_topics(bootstrap, name, ...)`` creates them (2 partitions each) and returns once
+every partition has a leader; tests write to fresh topic names. The broker also creates a topic
+on first use, but a producer writing from several Spark tasks into a topic being created that
+way once waited out its 120 s delivery timeout for one partition (CI-like run, 1 in ~20).
 """
 
 from __future__ import annotations
@@ -40,6 +42,23 @@ def broker_jars() -> Path | None:
     return next((f for f in candidates if any(f.glob("kafka_2.13-*.jar"))), None)
 
 
+def _java() -> str:
+    return os.path.join(os.environ["JAVA_HOME"], "bin", "java") if os.environ.get("JAVA_HOME") else "java"
+
+
+def create_topics(bootstrap: str, *names: str, partitions: int = PARTITIONS) -> None:
+    """Create ``names`` on the broker (Kafka's Admin API, ``tests/kafka_topics.java`` run as a
+    single-file program: about 2 s) and wait until each partition has a leader."""
+    jars = broker_jars()
+    if jars is None:
+        raise RuntimeError("no Kafka broker jars (make venv)")
+    cmd = [_java(), "-Xmx128m", "-XX:TieredStopAtLevel=1", "-cp", os.path.join(str(jars), "*")]
+    cmd += [str(Path(__file__).with_name("kafka_topics.java")), bootstrap, str(partitions), *names]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    if done.returncode != 0:
+        raise RuntimeError(f"creating topics {names} failed:\n{done.stdout}\n{done.stderr[-3000:]}")
+
+
 def _die_with_parent() -> None:
     """Linux: the broker gets SIGTERM when the test process dies, even killed (no orphan JVM
     holding ports after an interrupted run); elsewhere the fixture's own stop is all."""
@@ -58,8 +77,13 @@ def _free_port() -> int:
 
 
 def _cluster_id() -> str:
-    """What ``kafka-storage.sh random-uuid`` prints: 16 random bytes, URL-safe base64 without padding."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """What ``kafka-storage.sh random-uuid`` prints: 16 random bytes, URL-safe base64 without padding,
+    never starting with "-" (Kafka's Uuid.randomUuid redraws those too: the tool would read one as
+    an option; 1 in 64 ids)."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 def _properties(port: int, controller_port: int, log_dir: Path) -> str:
@@ -118,7 +142,7 @@ class KafkaBroker:
         log4j = home / "log4j2.properties"
         log4j.write_text(_LOG4J.format(log=self.server_log))
         self.java = [
-            os.path.join(os.environ["JAVA_HOME"], "bin", "java") if os.environ.get("JAVA_HOME") else "java",
+            _java(),
             "-Xmx256m",
             "-Xms64m",
             "-XX:+UseSerialGC",

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ci
-from tests.kafka_broker import KafkaBroker, broker_jars
+from tests.kafka_broker import KafkaBroker, broker_jars, create_topics
 
 pytestmark = pytest.mark.slow
 
@@ -130,6 +130,8 @@ def test_replay_into_kafka_read_exactly_once(kafka_spark, kafka_broker, tmp_path
     from custseg.realtime.kafka import read_kafka
 
     conf = _conf(kafka_broker)
+    topics = conf.get_path("stream.kafka.topics")
+    create_topics(kafka_broker, topics["events"], topics["campaign_responses"])
     planted = plant_landing(tmp_path / "landing")
     summary = run_replay(
         tmp_path / "landing",
@@ -176,6 +178,7 @@ def test_write_offers_kafka_sends_offered_only(kafka_spark, kafka_broker):
     from custseg.realtime.kafka import write_offers_kafka
 
     conf = _conf(kafka_broker)
+    create_topics(kafka_broker, conf.get_path("stream.kafka.activation_topic"))
     offers = kafka_spark.createDataFrame(
         [
             ("o1", "K1", "browse", "offered", 0.5),

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ci
+from tests.kafka_broker import create_topics
 
 pytestmark = pytest.mark.slow
 
@@ -121,6 +122,7 @@ def test_stream_from_kafka(connector, spark, kafka_broker, tmp_path):
     truth = _plant(tmp_path / "planted")
     run = uuid.uuid4().hex[:8]
     topics = {s: f"s{run}.{s}" for s in ("events", "orders", "campaign_responses")}
+    create_topics(kafka_broker, *topics.values())
 
     summary = run_replay(tmp_path / "planted", "kafka", rate=0, conf=_conf(kafka_broker, topics), spark=spark)
     assert summary.records == {"events": N_EVENTS + 2, "orders": N_ORDERS, "campaign_responses": N_RESPONSES}
