@@ -7,7 +7,8 @@ planted here (events in 4 files, orders in 3, campaign responses in 2, each file
 records of known ids, and per events file a malformed line, a record with an undeclared
 field and a copy of an id an earlier file carried). The test hook ``CUSTSEG_FAULT``
 (custseg.faults) kills the process right after the bronze write of micro-batch 1, before its
-quarantine, silver and progress writes. The restart replays micro-batch 1 from the
+quarantine, silver and progress writes (no triggers here: the ingest query alone; offers:
+test_stream_offers_exactly_once.py). The restart replays micro-batch 1 from the
 checkpoint and goes on to the end. Tables are read with deltalake / pyarrow: no Spark here.
 """
 
@@ -103,7 +104,7 @@ def _plant(landing: Path) -> dict:
     return truth
 
 
-def _run(home: Path, engine: str, fault: str | None) -> subprocess.CompletedProcess:
+def _run(home: Path, engine: str, fault: str | None, *extra: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("CUSTSEG_CONF", "CUSTSEG_FAULT", "SPARK_REMOTE")}
     env["CUSTSEG_HOME"] = str(home)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "lib"), env.get("PYTHONPATH", "")])
@@ -114,6 +115,7 @@ def _run(home: Path, engine: str, fault: str | None) -> subprocess.CompletedProc
         *("--set", f"storage.engine={engine}"),
         *("--set", "spark.shuffle_partitions=2"),
         *("--set", "spark.driver_memory=1g"),
+        *(extra or ("--set", "realtime.triggers_file=")),  # default: no triggers, the ingest query alone
     ]
     cmd = [sys.executable, "-m", "custseg.cli", *args]
     return subprocess.run(cmd, env=env, cwd=home, text=True, capture_output=True, timeout=900)

@@ -118,6 +118,42 @@ def start_ingest(spark, conf, settings, tables, landing: str):
     return writer.start()
 
 
+def start_sessions(spark, conf, settings, tables, landing: str):
+    """The ``sessions`` query (browse / cart abandonment), or None without session triggers or events."""
+    from pyspark.sql import functions as F
+
+    from custseg.realtime.detect import sessions
+    from custseg.realtime.microbatch import SESSIONS, SessionBatch, parse_trigger
+    from custseg.realtime.source import BATCH_CLOCK, session_stream
+    from custseg.realtime.triggers import RealtimeSettings, load_triggers
+
+    triggers = [t for t in load_triggers(conf) if t.is_session]
+    if not triggers or "events" not in settings.sources:
+        log.info("no session triggers (or no events source): the sessions query does not start")
+        return None
+    rt = RealtimeSettings.from_config(conf)
+    checkpoint = settings.checkpoint(tables.settings.root, SESSIONS)
+    guard_checkpoint(tables, SESSIONS, checkpoint)
+    events = session_stream(spark, conf, settings.source, landing, settings.max_files_per_trigger)
+    closed = sessions(events, triggers, rt.watermark, rt.purchase_events)
+    writer = (
+        closed.withColumn(BATCH_CLOCK, F.unix_micros(F.current_timestamp()))
+        .writeStream.queryName(SESSIONS)
+        .outputMode("append")
+        .option("checkpointLocation", checkpoint)
+        .trigger(**parse_trigger(settings.trigger))
+        .foreachBatch(SessionBatch(conf, settings, tables.settings.root))
+    )
+    log.info(
+        "starting query %s: triggers %s, watermark %s, checkpoint %s",
+        SESSIONS,
+        ",".join(t.id for t in triggers),
+        rt.watermark,
+        checkpoint,
+    )
+    return writer.start()
+
+
 def wait(queries: list, continuous: bool) -> int:
     """Waits for the queries; 0 when they end (or are stopped by a signal), 1 when one fails."""
     stop = {"signal": None}
@@ -191,9 +227,15 @@ def main(argv: list[str] | None = None) -> int:
     continuous = "processingTime" in parse_trigger(settings.trigger)
     with faults.stage("stream"):  # CUSTSEG_FAULT=stream:<fault>:<n> counts this process's writes (tests)
         try:
-            queries = [start_ingest(spark, conf, settings, tables, absolute(conf.paths.landing))]
+            landing = absolute(conf.paths.landing)
+            queries = [start_ingest(spark, conf, settings, tables, landing)]
+            session_query = start_sessions(spark, conf, settings, tables, landing)
+            if session_query is not None:
+                queries.append(session_query)
         except CheckpointMismatch as exc:
             log.error("%s", exc)
+            for q in spark.streams.active:
+                q.stop()
             return 2
         rc = wait(queries, continuous)
     for q in queries:

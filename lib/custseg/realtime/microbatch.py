@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -217,6 +218,8 @@ class IngestBatch:
         self.settings = settings
         self.tables_root = tables_root
         self._cache: dict = {}
+        self._batch_frames: list[DataFrame] = []  # persisted for this micro-batch only
+        self._silver: dict[str, DataFrame] = {}  # this micro-batch's silver rows, for the triggers
 
     def __getstate__(self):  # Config reads attributes through __getattr__: pickle its parts
         c = self.conf
@@ -226,6 +229,7 @@ class IngestBatch:
         data, file, origin = state["conf"]
         self.conf = Config(data, file, origin)
         self.settings, self.tables_root, self._cache = state["settings"], state["tables_root"], {}
+        self._batch_frames, self._silver = [], {}
 
     # --- per session -------------------------------------------------------------------
 
@@ -273,11 +277,19 @@ class IngestBatch:
                 work[name] = ("records", df.where(F.col("source") == name))
         batch = BatchInfo(self.query, int(batch_id), clock)
         reports = []
-        for name in sorted(work):
-            t0 = time.monotonic()
-            report = self.ingest_source(spark, tables, batch, name, *work[name])
-            report.written["seconds"] = round(time.monotonic() - t0, 2)
-            reports.append(report)
+        self._batch_frames, self._silver = [], {}
+        decided = None
+        try:
+            for name in sorted(work):
+                t0 = time.monotonic()
+                report = self.ingest_source(spark, tables, batch, name, *work[name])
+                report.written["seconds"] = round(time.monotonic() - t0, 2)
+                reports.append(report)
+            decided = self.decisions(spark, tables, batch)
+        finally:
+            for frame in self._batch_frames:
+                frame.unpersist()
+            self._batch_frames, self._silver = [], {}
         seconds = time.monotonic() - started
         self.record(spark, tables, batch, reports, seconds)
         log.info(
@@ -291,7 +303,8 @@ class IngestBatch:
                 + (f" unknown_fields={r.unknown}" if r.unknown else "")
                 + (f" lag={r.lag_s:.1f}s" if r.lag_s is not None else "")
                 for r in reports
-            ),
+            )
+            + (f"; offers {decided}" if decided else ""),
             seconds,
         )
 
@@ -371,7 +384,7 @@ class IngestBatch:
                     quarantined, QUARANTINE, partition_by=["_batch_date", "source"], txn=batch.txn(QUARANTINE)
                 )
             if report.accepted:
-                self.write_silver(spark, tables, batch, name, accepted)
+                self._silver.update(self.write_silver(spark, tables, batch, name, accepted))
         finally:
             validated.unpersist()
         return report
@@ -409,21 +422,30 @@ class IngestBatch:
         schema = StructType([StructField(c, StringType(), True) for c in ID_MAP_COLUMNS])
         return spark.createDataFrame([], schema)
 
-    def write_silver(self, spark: SparkSession, tables, batch: BatchInfo, name: str, accepted: DataFrame) -> None:
+    def write_silver(
+        self, spark: SparkSession, tables, batch: BatchInfo, name: str, accepted: DataFrame
+    ) -> dict[str, DataFrame]:
+        """Writes the source's silver tables; returns them by name (persisted until the batch ends)."""
         from custseg.conform.activity import conform_events, conform_responses
         from custseg.conform.orders import ITEM_COLUMNS, latest_orders, order_items, orders_from_items, resolve_customer
         from custseg.sources.base import MONEY
 
         salt, id_map = self.salt(), self.identity_map(spark, tables)
 
-        def put(df: DataFrame, table: str) -> None:
+        def put(df: DataFrame, table: str) -> DataFrame:
+            # kept for the triggers of this micro-batch (the PII hashing runs once)
+            df = df.persist(StorageLevel.MEMORY_AND_DISK)
+            self._batch_frames.append(df)
             tables.append(df, table, partition_by=SILVER_PARTITIONS[table], txn=batch.txn(table))
+            return df
 
         if name == "events":
-            put(accepted.transform(conform_events(salt, id_map)), "silver.events_rt")
-        elif name == "campaign_responses":
-            put(accepted.transform(conform_responses(salt, id_map)), "silver.campaign_responses_rt")
-        elif name == "orders":
+            return {"events": put(accepted.transform(conform_events(salt, id_map)), "silver.events_rt")}
+        if name == "campaign_responses":
+            return {
+                "responses": put(accepted.transform(conform_responses(salt, id_map)), "silver.campaign_responses_rt")
+            }
+        if name == "orders":
             cc = self.conf.pii.default_country_code
             orders = (
                 accepted.withColumn("order_id", F.trim("order_id"))
@@ -443,8 +465,52 @@ class IngestBatch:
                     ],
                 )
             items = items.select(*ITEM_COLUMNS)
-            put(items, "silver.order_items_rt")
-            put(orders_from_items(orders, items), "silver.orders_rt")
+            items = put(items, "silver.order_items_rt")
+            return {"items": items, "orders": put(orders_from_items(orders, items), "silver.orders_rt")}
+        return {}
+
+    # --- triggers and decisions --------------------------------------------------------
+
+    def triggers(self) -> list:
+        from custseg.realtime.triggers import load_triggers
+
+        if "triggers" not in self._cache:
+            self._cache["triggers"] = load_triggers(self.conf)
+        return self._cache["triggers"]
+
+    def gold(self, tables, batch: BatchInfo):
+        """The batch gold of the micro-batch's day, or None (logged once) when the batch jobs have not made it."""
+        from custseg.realtime.decide import load_gold
+
+        try:
+            return load_gold(tables, self.conf, batch.day)
+        except RuntimeError as exc:
+            if self._cache.get("warned_gold") != str(exc):
+                self._cache["warned_gold"] = str(exc)
+                log.warning("stream %s: no real-time decisions until the batch gold exists: %s", self.query, exc)
+            return None
+
+    def decisions(self, spark: SparkSession, tables, batch: BatchInfo) -> dict | None:
+        """The stateless triggers on this micro-batch's silver rows -> decide -> gold.realtime_offers; the pulse."""
+        from custseg.realtime.detect import stateless_candidates
+
+        stateless = [t for t in self.triggers() if not t.is_session]
+        events, items, responses = (self._silver.get(k) for k in ("events", "items", "responses"))
+        if not stateless or (events is None and items is None and responses is None):
+            return None
+        gold = self.gold(tables, batch)
+        if gold is None:
+            return None
+        offers = None
+        if events is not None or items is not None:
+            candidates = stateless_candidates(events, items, gold, stateless)
+            offers = write_offers(spark, tables, self.conf, batch, candidates, gold, self.triggers())
+        counts = offer_counts(offers) if offers is not None else {}
+        if responses is not None or counts:
+            update_pulse(tables, self.conf, batch, responses, offers if counts else None, gold, self.triggers())
+        if offers is not None:
+            offers.unpersist()
+        return counts or None
 
     def record(
         self, spark: SparkSession, tables, batch: BatchInfo, reports: list[SourceReport], seconds: float
@@ -468,3 +534,163 @@ class IngestBatch:
             for r in reports
         ]
         tables.append(spark.createDataFrame(rows, PROGRESS_SCHEMA), PROGRESS, txn=batch.txn(PROGRESS))
+
+
+# --- offers (both queries) -----------------------------------------------------------------
+
+OFFERS = "gold.realtime_offers"
+PULSE = "gold.campaign_pulse"
+# Both queries of one application decide and append offers; their decide-and-write steps take
+# turns, so each sees the other's offers of today (the shared daily cap) and the delta-rs engine
+# (no concurrent commits) never races itself. Over Spark Connect each query's function runs in
+# its own process: Delta's blind appends still commit both, the cap is then per query.
+_OFFERS_LOCK = threading.Lock()
+
+
+def earlier_offers(tables, batch: BatchInfo, horizon_days: int = 2) -> DataFrame | None:
+    """gold.realtime_offers as it was before this micro-batch (its own rows, if a replay finds them, left out)."""
+    if not tables.exists(OFFERS):
+        return None
+    since = batch.day - timedelta(days=max(horizon_days, 1))
+    mine = (F.col("query") == F.lit(batch.query)) & (F.col("batch_id") == F.lit(batch.batch_id))
+    return tables.read(OFFERS).where((F.col("decision_date") >= F.lit(since)) & ~mine)
+
+
+def write_offers(spark: SparkSession, tables, conf: Config, batch: BatchInfo, candidates: DataFrame, gold, triggers):
+    """CANDIDATE rows -> OFFER rows appended to gold.realtime_offers exactly once; the offered ones
+    to Kafka when brokers are configured. Returns the batch's offers (persisted: unpersist them)."""
+    from custseg.realtime.decide import decide
+
+    with _OFFERS_LOCK:
+        earlier = earlier_offers(tables, batch)
+        offers = decide(candidates, gold, earlier, triggers, conf, batch.clock, batch.query, batch.batch_id)
+        offers = offers.persist(StorageLevel.MEMORY_AND_DISK)
+        if offers.limit(1).count():
+            tables.append(offers, OFFERS, partition_by=["decision_date"], txn=batch.txn(OFFERS))
+            activate(offers, conf)
+    return offers
+
+
+def activate(offers: DataFrame, conf: Config) -> None:
+    """Offered rows to the Kafka activation topic when brokers are configured (at least once:
+    a replayed micro-batch may send an offer again with the same offer_id, the consumer's key)."""
+    import os
+
+    from custseg.realtime import kafka
+
+    if not (os.environ.get(kafka.BOOTSTRAP_ENV, "").strip() or conf.get_path("stream.kafka.bootstrap_servers", "")):
+        return  # no brokers configured: gold.realtime_offers is the activation record
+    kafka.write_offers_kafka(offers, conf)
+
+
+def offer_counts(offers: DataFrame) -> dict[str, int]:
+    """decision -> rows of the batch's offers (six decisions at most reach the driver)."""
+    return {r["decision"]: int(r["n"]) for r in offers.groupBy("decision").agg(F.count("*").alias("n")).collect()}
+
+
+def update_pulse(tables, conf: Config, batch: BatchInfo, responses, offers, gold, triggers) -> None:
+    """gold.campaign_pulse: the previous state plus this micro-batch (replaced in one commit, exactly once)."""
+    from custseg.realtime.pulse import pulse
+
+    previous = tables.read(PULSE) if tables.exists(PULSE) else None
+    segments = gold.customers.select("customer_key", F.col("segment_name").alias("segment"))
+    state = pulse(
+        responses, offers, previous, conf, segments, updated_at=batch.clock, trigger_ids=[t.id for t in triggers]
+    )
+    state = state.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        state.count()  # materialised before the table it was computed from is replaced
+        tables.overwrite(state, PULSE, txn=batch.txn(PULSE))
+    finally:
+        state.unpersist()
+
+
+# --- the sessions query ----------------------------------------------------------------------
+
+SESSIONS = "sessions"
+
+
+class SessionBatch(IngestBatch):
+    """The ``foreachBatch`` function of the ``sessions`` query: closed sessions -> abandonment offers.
+
+    Sessions arrive with the raw customer and device ids they were grouped by; here, on the few
+    closed sessions of the batch, they are resolved to keys through ``silver.identity_map``
+    (customer_id first, then the device's owner, as ``conform_events``), and the session key is
+    re-made from the hashed ids, so nothing raw reaches gold.
+    """
+
+    query = SESSIONS
+
+    def resolve(self, spark: SparkSession, tables, closed: DataFrame) -> DataFrame:
+        from custseg.conform.identity import CUSTOMER_ID, DEVICE, customer_id_key, device_key, with_customer_key
+
+        salt = self.salt()
+        device = F.when(F.col("session_key").startswith("d:"), F.col("device_raw"))
+        keyed = (
+            closed.withColumn("customer_raw", F.col("customer_key"))
+            .withColumn("device_raw", F.substring(F.col("session_key"), 3, 1 << 20))
+            .withColumn("_customer_id_key", customer_id_key("customer_raw", salt))
+            .withColumn("_device_key", device_key(device, salt))
+            .transform(
+                with_customer_key(
+                    self.identity_map(spark, tables),
+                    (CUSTOMER_ID, F.col("_customer_id_key")),
+                    (DEVICE, F.col("_device_key")),
+                )
+            )
+        )
+        session_key = F.coalesce(
+            F.concat(F.lit("d:"), F.col("_device_key")),
+            F.concat(F.lit("c:"), F.col("_customer_id_key")),
+            F.when(F.col("session_key").startswith("s:"), F.col("session_key")),
+        )
+        return keyed.withColumn("session_key", session_key).drop(
+            "customer_raw", "device_raw", "_customer_id_key", "_device_key", BATCH_CLOCK
+        )
+
+    def __call__(self, df: DataFrame, batch_id: int) -> None:
+        from custseg.realtime.detect import session_candidates
+
+        started = time.monotonic()
+        spark = df.sparkSession
+        tables = self.tables(spark)
+        head = df.select(BATCH_CLOCK).limit(1).collect()
+        if not head:
+            return
+        batch = BatchInfo(self.query, int(batch_id), clock_of(head[0][BATCH_CLOCK]))
+        closed = self.resolve(spark, tables, df).persist(StorageLevel.MEMORY_AND_DISK)
+        counts = None
+        try:
+            n_closed = closed.count()
+            triggers = [t for t in self.triggers() if t.is_session]
+            gold = self.gold(tables, batch) if triggers else None
+            n_candidates = 0
+            if gold is not None:
+                orders = None
+                if tables.exists("silver.orders_rt"):
+                    since = batch.day - timedelta(days=1)
+                    orders = tables.read("silver.orders_rt").where(F.col("order_date") >= F.lit(since))
+                candidates = session_candidates(closed, triggers, orders).persist(StorageLevel.MEMORY_AND_DISK)
+                try:
+                    n_candidates = candidates.count()
+                    if n_candidates:
+                        offers = write_offers(spark, tables, self.conf, batch, candidates, gold, self.triggers())
+                        counts = offer_counts(offers)
+                        offers.unpersist()
+                finally:
+                    candidates.unpersist()
+        finally:
+            closed.unpersist()
+        seconds = time.monotonic() - started
+        report = SourceReport(SESSIONS, None, n_closed, n_candidates, 0)
+        report.written["seconds"] = round(seconds, 2)
+        self.record(spark, tables, batch, [report], seconds)
+        log.info(
+            "stream %s batch %d: %d sessions closed, %d candidates%s; %.1fs",
+            self.query,
+            batch.batch_id,
+            n_closed,
+            n_candidates,
+            f", offers {counts}" if counts else "",
+            seconds,
+        )

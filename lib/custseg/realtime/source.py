@@ -79,3 +79,47 @@ def ingest_stream(spark: SparkSession, conf, kind: str, landing: str, sources: l
     else:
         raise ValueError(f"stream source must be one of {', '.join(SOURCE_KINDS)}; got {kind!r}")
     return reduce(DataFrame.unionByName, parts).withColumn(BATCH_CLOCK, F.unix_micros(F.current_timestamp()))
+
+
+def session_stream(spark: SparkSession, conf, kind: str, landing: str, max_files: int) -> DataFrame:
+    """Events for the ``sessions`` query: usable event records, parsed in Spark columns (no Python).
+
+    The lines of ``<landing>/events/`` (or the events topic) through ``from_json`` with the events
+    source's schema; a record that is not a JSON object, or that a rule of the source rejects
+    (``custseg.sources.catalog.EVENTS``: no id, no device, bad time, unknown type), is left out
+    here: the ``ingest`` query quarantines it with its reason. ``customer_key`` / ``device_key``
+    hold the raw ids until a closed session is resolved in its micro-batch (they live in the
+    checkpoint's state only while the session is open).
+    """
+    from custseg.sources.base import parse_ts
+    from custseg.sources.catalog import EVENTS
+
+    if kind == FILES:
+        path = f"{landing.rstrip('/')}/{EVENTS.name}"
+        ensure_dir(path)
+        text = (
+            spark.readStream.format("text")
+            .option("recursiveFileLookup", "true")
+            .option("maxFilesPerTrigger", int(max_files))
+            .load(path)
+            .select(F.col("value").alias("raw_record"))
+        )
+    elif kind == KAFKA:
+        text = kafka_stream(spark, conf, EVENTS.name).select("raw_record")
+    else:
+        raise ValueError(f"stream source must be one of {', '.join(SOURCE_KINDS)}; got {kind!r}")
+    value = F.col("raw_record")
+    is_object = F.try_parse_json(value).isNotNull() & F.trim(value).startswith("{")
+    parsed = text.where(is_object).select(F.from_json(value, EVENTS.schema).alias("e")).select("e.*")
+    for _code, rule in EVENTS.rules:
+        parsed = parsed.where(~F.coalesce(rule(), F.lit(False)))
+    return parsed.select(
+        F.trim("event_id").alias("event_id"),
+        F.nullif(F.trim("customer_id"), F.lit("")).alias("customer_key"),  # raw: resolved per batch
+        F.nullif(F.trim("device_id"), F.lit("")).alias("device_key"),  # raw: resolved per batch
+        F.nullif(F.trim("session_id"), F.lit("")).alias("session_id"),
+        parse_ts("ts").alias("ts"),
+        F.lower(F.trim("event_type")).alias("event_type"),
+        F.nullif(F.trim("sku"), F.lit("")).alias("sku"),
+        F.lower(F.nullif(F.trim("category"), F.lit(""))).alias("category"),
+    )
