@@ -3,7 +3,7 @@ record is in every table exactly once, on both storage engines.
 
 The stream runs as a scheduler runs it, ``python -m custseg.cli stream`` in its own process,
 ``--trigger available-now`` with one file per source per micro-batch, over a landing zone
-planted here (events in 4 files, orders in 3, campaign responses in 2, each file with
+planted here (events in 3 files, orders in 3, campaign responses in 2, each file with
 records of known ids, and per events file a malformed line, a record with an undeclared
 field and a copy of an id an earlier file carried). The test hook ``CUSTSEG_FAULT``
 (custseg.faults) kills the process right after the bronze write of micro-batch 1, before its
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 DAY = "2026-12-07"
-EVENT_FILES, EVENTS_PER_FILE = 4, 60
+EVENT_FILES, EVENTS_PER_FILE = 3, 60
 ORDER_FILES, ORDERS_PER_FILE = 3, 15
 RESPONSE_FILES, RESPONSES_PER_FILE = 2, 20
 RESPONSE_HEADER = "campaign_id,customer_id,channel,group,sent_ts,opened_ts,clicked_ts,converted_ts,revenue"

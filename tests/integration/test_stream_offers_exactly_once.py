@@ -4,7 +4,7 @@ once in gold.campaign_pulse, on both storage engines.
 
 The batch gold is planted (gold.customer_features with ``declining`` customers, silver.customers
 with their e-mail opt-in, silver.identity_map keyed with the test salt), and one trigger is on:
-``welcome_back`` (a declining customer shows up). Each of 4 events files (one micro-batch each)
+``welcome_back`` (a declining customer shows up). Each of 3 events files (one micro-batch each)
 brings 5 new declining customers, so each micro-batch decides 5 offers. Micro-batch writes:
 bronze.events_rt, bronze.quarantine, silver.events_rt, gold.realtime_offers, gold.campaign_pulse,
 meta.stream_progress (6 each). delta-rs is killed after write 9 (micro-batch 1's silver, before
@@ -28,7 +28,7 @@ from tests.integration.test_stream_exactly_once import _run, _table
 
 pytestmark = pytest.mark.slow
 
-FILES, PER_FILE = 4, 5
+FILES, PER_FILE = 3, 5
 KILLS = {"delta-rs": (9, "silver.events_rt"), "spark-delta": (10, "gold.realtime_offers")}
 TRIGGERS = """
 defaults: {channels: [email], max_per_day: 1, holdout_share: 0.3}
