@@ -52,6 +52,10 @@ PERSONAL_TABLES = {
         f"bronze.{s}": "customer_id / email / phone / loyalty_phone / device_id"
         for s in ("crm_customers", "orders", "events", "feedback", "social", "campaign_responses")
     },
+    **{
+        f"bronze.{s}_rt": "customer_id / loyalty_phone / device_id"  # custseg stream (docs/realtime.md)
+        for s in ("orders", "events", "campaign_responses")
+    },
     "bronze.flat_transactions": "customer_id",
     "bronze.consent": "customer_id",
     "bronze.quarantine": "raw_record",
@@ -59,6 +63,7 @@ PERSONAL_TABLES = {
         f"silver.{s}": "customer_key"
         for s in ("customers", "orders", "order_items", "events", "feedback", "social", "campaign_responses")
     },
+    **{f"silver.{s}_rt": "customer_key" for s in ("orders", "order_items", "events", "campaign_responses")},
     "silver.consent": "customer_key",
     "silver.identity_map": "customer_key, id_key",
     "silver.activation_ids": "customer_key, customer_id",
@@ -71,6 +76,7 @@ PERSONAL_TABLES = {
             "cross_sell",
             "recommendations",
             "campaign_audiences",
+            "realtime_offers",
         )
     },
 }
@@ -101,6 +107,8 @@ CUSTOMER_FREE = {
     "meta.identity_metrics": "resolution rates",
     "meta.silver_snapshots": "which silver versions each run date reads",
     "meta.erasure_requests": "the erasure log: keys of erased people only (docs/security.md)",
+    "meta.stream_progress": "record counts per micro-batch of custseg stream",
+    "gold.campaign_pulse": "per campaign, segment and variant counts (real-time pulse)",
 }
 
 

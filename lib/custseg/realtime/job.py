@@ -83,7 +83,9 @@ def guard_checkpoint(tables, query: str, checkpoint: str) -> None:
     if has_commits(checkpoint) or not tables.exists(PROGRESS):
         return
     last = tables.read(PROGRESS).where(F.col("query") == query).agg(F.max("batch_id").alias("b")).first()["b"]
-    if last is not None:
+    # micro-batch 0 recorded without a commit: the job died after its last write, before Spark
+    # committed it; the restart replays it (its writes are skipped). Anything later: a lost checkpoint.
+    if last is not None and last >= 1:
         raise CheckpointMismatch(
             f"query {query!r}: {PROGRESS} records micro-batches up to {last} but the checkpoint {checkpoint} has none: "
             "the checkpoint was deleted or moved. Restore it, or start over by deleting the stream's tables "
