@@ -17,7 +17,7 @@ SCALE ?= s
 PYTEST_ARGS ?=
 UV_VERSION := 0.13.9
 
-.PHONY: demo test test-fast test-spark40 lint format bench bench-exits clean java venv venv40 dist lock kafka-jars
+.PHONY: demo test test-fast test-spark40 lint format bench bench-exits bench-stream clean java venv venv40 dist lock kafka-jars
 
 # uv installs the same pins as pip in under half the time (downloads in parallel; the
 # pyspark sdist is built while the rest unpacks): 35 s against about 80 s on an empty cache (2 cores).
@@ -118,3 +118,10 @@ dist: $(STAMP)
 
 clean:
 	rm -rf $(VENV) $(VENV40) build dist *.egg-info lib/*.egg-info .pytest_cache .ruff_cache data spark-warehouse metastore_db derby.log
+
+# Real-time bench (issue 23): event-to-offer latency of `custseg stream` at RATE records/s with a
+# 10 s processing-time trigger, and the availableNow catch-up throughput, over a home with batch
+# gold (`make demo`; made if absent). Writes bench/results/stream.json and stream.md.
+RATE ?= 5000
+bench-stream: $(STAMP) $(JARS) $(KAFKA) java
+	$(PY) -m bench.stream_latency --home $${CUSTSEG_HOME:-data} --rate $(RATE)

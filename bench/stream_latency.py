@@ -1,0 +1,399 @@
+"""Real-time bench: event-to-offer latency of ``custseg stream`` at a stated event rate, and its
+``availableNow`` catch-up throughput.
+
+    .venv/bin/python -m bench.stream_latency [--home data] [--rate 5000] [--seconds 60]
+                                             [--trigger processing:10s] [--backlog-days 60]
+
+``--home``: a home with the batch gold and the landing zone it was built from (``custseg demo``
+makes one; without gold there, the bench runs ``custseg demo --home`` first). Its tables are
+copied into two scratch homes under ``--work`` (the stream appends to them; the home is never
+touched), each with its own checkpoint:
+
+1. Catch-up: the last ``--backlog-days`` date folders of the home's events, orders and
+   campaign responses are replayed as fast as possible into a landing folder (a backlog), then
+   ``custseg stream --trigger available-now --max-files 100000`` processes it (the backlog in
+   one micro-batch per source, as a job catching up after downtime would): records read (meta.stream_progress,
+   ingest query) per second of the job's wall clock (session start included) and per second of
+   micro-batch work.
+2. Latency: ``custseg stream --trigger processing:10s`` runs; once its queries are up,
+   ``custseg generate replay --speed X --now`` emits the latest date folders into its landing
+   folder for about ``--seconds``, with X chosen so that the records arrive at ``--rate`` per
+   second and each record's event time is the wall-clock time it is sent. When the stream has
+   read every replayed file it is stopped (SIGTERM). Per offer of gold.realtime_offers whose
+   firing event was replayed: ``latency_s`` as the job records it (decided_at, the micro-batch's
+   clock, minus event_ts) and the time until the offer is readable (the micro-batch's
+   ``finished_at`` in meta.stream_progress minus event_ts). p50 / p95 of both; the target (p95 <=
+   60 s) is judged on the second. Session triggers (browse / cart abandonment) fire by design
+   only after their timeout plus the watermark in event time: they are counted, not timed.
+
+Writes ``bench/results/stream.json`` and ``stream.md`` (commit, machine, load average sampled
+during the runs, rate, figures). The machine may be shared with other Spark runs: the load
+average is recorded beside the figures for that reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "lib"))
+
+SOURCES = ("events", "orders", "campaign_responses")
+SESSION_KINDS = ("browse_abandonment", "cart_abandonment")
+
+
+class LoadSampler(threading.Thread):
+    """1-minute load average every few seconds while a run lasts."""
+
+    def __init__(self, every: float = 5.0):
+        super().__init__(daemon=True)
+        self.every, self.samples, self._stop = every, [], threading.Event()
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append(os.getloadavg()[0])
+            self._stop.wait(self.every)
+
+    def stop(self) -> dict:
+        self._stop.set()
+        self.join()
+        s = self.samples or [os.getloadavg()[0]]
+        return {"min": round(min(s), 2), "mean": round(sum(s) / len(s), 2), "max": round(max(s), 2), "samples": len(s)}
+
+
+def _env(home: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("CUSTSEG_CONF", "CUSTSEG_FAULT", "SPARK_REMOTE")}
+    env["CUSTSEG_HOME"] = str(home)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "lib"), env.get("PYTHONPATH", "")])
+    env.setdefault("CUSTSEG_PII_SALT", "bench-salt-for-the-stream-latency-run-0123456789")
+    return env
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "custseg.cli", *args]
+
+
+def _stream_args(trigger: str, extra: list[str]) -> list[str]:
+    return _cli(
+        "stream",
+        "--trigger",
+        trigger,
+        *("--set", "spark.shuffle_partitions=2"),
+        *("--set", "spark.driver_memory=2g"),
+        *extra,
+    )
+
+
+def _dates(landing: Path, n: int) -> list[str]:
+    days = sorted({p.name for s in SOURCES for p in (landing / s).glob("*") if p.is_dir()})
+    return days[-n:]
+
+
+def _count(landing: Path, dates: list[str]) -> int:
+    n = 0
+    for s in SOURCES:
+        for d in dates:
+            for f in (landing / s / d).glob("*"):
+                if f.suffix in (".jsonl", ".csv"):
+                    with f.open("rb") as fh:
+                        lines = sum(1 for _ in fh)
+                    n += lines - (1 if f.suffix == ".csv" else 0)
+    return n
+
+
+def _scratch(home: Path, work: Path, name: str) -> Path:
+    target = work / name
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    shutil.copytree(home / "tables", target / "tables", ignore=shutil.ignore_patterns("_checkpoints"))
+    for rt in ("bronze", "silver", "gold", "meta"):  # no stream output from an earlier stream run
+        for t in (target / "tables" / rt).glob("*_rt"):
+            shutil.rmtree(t)
+    for t in ("gold/realtime_offers", "gold/campaign_pulse", "meta/stream_progress"):
+        shutil.rmtree(target / "tables" / t, ignore_errors=True)
+    return target
+
+
+def _read(home: Path, name: str):
+    from custseg.storage.arrow_read import read_pandas
+
+    layer, table = name.split(".")
+    return read_pandas(home / "tables" / layer / table)
+
+
+def catch_up(home: Path, work: Path, days: int, log) -> dict:
+    scratch = _scratch(home, work, "catchup")
+    dates = _dates(home / "landing", days)
+    env = _env(scratch)
+    t0 = time.monotonic()
+    subprocess.run(
+        _cli("generate", "replay", "--from", str(home / "landing"), "--to", str(scratch / "landing"))
+        + ["--rate", "0", "--tick", "5", "--dates", ",".join(dates)],
+        env=env,
+        cwd=scratch,
+        check=True,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    replay_s = time.monotonic() - t0
+    t0 = time.monotonic()
+    rc = subprocess.run(
+        _stream_args("available-now", ["--max-files", "100000"]),
+        env=env,
+        cwd=scratch,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    ).returncode
+    wall = time.monotonic() - t0
+    if rc != 0:
+        raise SystemExit(f"catch-up stream failed (rc {rc}): see the log")
+    p = _read(scratch, "meta.stream_progress")
+    ing = p[p["query"] == "ingest"]
+    records = int(ing["records_read"].sum())
+    batch_s = float(ing.groupby("batch_id")["seconds"].max().sum())
+    return {
+        "backlog_dates": f"{dates[0]}..{dates[-1]} ({len(dates)} days)",
+        "backlog_records": records,
+        "micro_batches": int(ing["batch_id"].nunique()),
+        "replay_into_landing_s": round(replay_s, 1),
+        "job_wall_s": round(wall, 1),
+        "records_per_s_wall": round(records / wall, 1),
+        "micro_batch_s": round(batch_s, 1),
+        "records_per_s_batches": round(records / batch_s, 1) if batch_s else None,
+    }
+
+
+def _wait_for(path: Path, text: str, proc, timeout: float) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise SystemExit(f"the stream ended (rc {proc.returncode}) before {text!r}: see the log")
+        if text in path.read_text(errors="replace"):
+            return
+        time.sleep(1)
+    raise SystemExit(f"no {text!r} within {timeout:.0f}s: see the log")
+
+
+def latency(home: Path, work: Path, rate: float, seconds: float, trigger: str, log, log_path: Path) -> dict:
+    scratch = _scratch(home, work, "latency")
+    env = _env(scratch)
+    # the latest date folders holding about rate x seconds records
+    all_dates = _dates(home / "landing", 10_000)
+    dates, n = [], 0
+    for d in reversed(all_dates):
+        dates.insert(0, d)
+        n = _count(home / "landing", dates)
+        if n >= rate * seconds:
+            break
+    span_s = len(dates) * 86400.0
+    speed = rate * span_s / n  # event time runs this much faster than the wall clock
+    stream_log = work / "latency-stream.log"
+    with stream_log.open("w") as out:
+        proc = subprocess.Popen(_stream_args(trigger, []), env=env, cwd=scratch, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            _wait_for(stream_log, "starting query sessions", proc, 300)
+            time.sleep(15)  # the first (empty) micro-batches are done: the session is warm
+            started = datetime.now(timezone.utc).replace(tzinfo=None)
+            t0 = time.monotonic()
+            subprocess.run(
+                _cli("generate", "replay", "--from", str(home / "landing"), "--to", str(scratch / "landing"))
+                + ["--speed", f"{speed:.3f}", "--now", "--tick", "1", "--dates", ",".join(dates)],
+                env=env,
+                cwd=scratch,
+                check=True,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            replay_s = time.monotonic() - t0
+            files = sum(1 for s in SOURCES for _ in (scratch / "landing" / s).glob("*/replay-*"))
+            # wait until the ingest query has read every replayed file (or 10 minutes)
+            end = time.monotonic() + 600
+            seen = 0
+            while time.monotonic() < end and proc.poll() is None:
+                if (scratch / "tables" / "meta" / "stream_progress").exists():
+                    p = _read(scratch, "meta.stream_progress")
+                    seen = int(p.loc[p["query"] == "ingest", "files"].fillna(0).sum())
+                    if seen >= files:
+                        break
+                time.sleep(5)
+            drained_s = time.monotonic() - t0
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(180)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+    log.write(stream_log.read_text(errors="replace"))
+    import pandas as pd
+
+    from custseg.config import load_config
+    from custseg.realtime.triggers import load_triggers
+
+    kinds = {t.id: t.kind for t in load_triggers(load_config("local.yaml"))}
+    offers = _read(scratch, "gold.realtime_offers") if (scratch / "tables/gold/realtime_offers").exists() else None
+    p = _read(scratch, "meta.stream_progress")
+    replayed = int(p.loc[p["query"] == "ingest", "records_read"].sum())
+    out = {
+        "replayed_dates": f"{dates[0]}..{dates[-1]} ({len(dates)} days)",
+        "speed_x": round(speed, 1),
+        "records_replayed": replayed,
+        "replay_s": round(replay_s, 1),
+        "rate_measured_records_per_s": round(n / replay_s, 1),
+        "files": files,
+        "files_read": seen,
+        "drained_after_s": round(drained_s, 1),
+        "micro_batches": int(p.loc[p["query"] == "ingest", "batch_id"].nunique()),
+        "micro_batch_s_p50": round(
+            float(p.loc[p["query"] == "ingest"].groupby("batch_id")["seconds"].max().median()), 1
+        ),
+    }
+    if offers is None or offers.empty:
+        out["offers"] = 0
+        return out
+    offers = offers[pd.to_datetime(offers["event_ts"]) >= pd.Timestamp(started)]
+    offers = offers.assign(kind=offers["trigger"].map(kinds))
+    timed = offers[~offers["kind"].isin(SESSION_KINDS)]
+    done = p.groupby(["query", "batch_id"])["finished_at"].max().rename("finished_at").reset_index()
+    timed = timed.merge(done, on=["query", "batch_id"], how="left")
+    visible = (pd.to_datetime(timed["finished_at"]) - pd.to_datetime(timed["event_ts"])).dt.total_seconds()
+    out.update(
+        {
+            "offers": int(len(offers)),
+            "by_trigger": {k: int(v) for k, v in offers.groupby("trigger").size().items()},
+            "by_decision": {k: int(v) for k, v in offers.groupby("decision").size().items()},
+            "timed_decisions": int(len(timed)),
+            "session_trigger_decisions": int(len(offers) - len(timed)),
+            "latency_s_recorded_p50": round(float(timed["latency_s"].quantile(0.5)), 1),
+            "latency_s_recorded_p95": round(float(timed["latency_s"].quantile(0.95)), 1),
+            "latency_s_visible_p50": round(float(visible.quantile(0.5)), 1),
+            "latency_s_visible_p95": round(float(visible.quantile(0.95)), 1),
+            "latency_s_visible_max": round(float(visible.max()), 1),
+        }
+    )
+    return out
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, text=True, capture_output=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def markdown(r: dict) -> str:
+    lat, cu = r["latency"], r["catch_up"]
+    rows = [
+        ("commit measured", f"`{r['commit'][:10]}`"),
+        ("machine", f"{r['machine']['cores']} cores, {r['machine']['platform']} (shared with other Spark runs)"),
+        (
+            "load average (1 min) during the latency run",
+            "min {min} / mean {mean} / max {max}".format(**r["load_latency"]),
+        ),
+        ("trigger", r["trigger"]),
+        ("event rate asked / measured", f"{r['rate']:g} / {lat.get('rate_measured_records_per_s')} records/s"),
+        ("records replayed, micro-batches", f"{lat.get('records_replayed')}, {lat.get('micro_batches')}"),
+        ("micro-batch seconds (p50)", lat.get("micro_batch_s_p50")),
+        ("decisions timed (stateless triggers)", lat.get("timed_decisions")),
+        (
+            "latency_s as recorded (decided_at - event_ts) p50 / p95",
+            f"{lat.get('latency_s_recorded_p50')} / {lat.get('latency_s_recorded_p95')} s",
+        ),
+        (
+            "event to offer readable p50 / p95 (max)",
+            f"{lat.get('latency_s_visible_p50')} / {lat.get('latency_s_visible_p95')} ({lat.get('latency_s_visible_max')}) s",
+        ),
+        ("target p95 <= 60 s", "met" if r["target_met"] else "not met"),
+        (
+            "availableNow catch-up",
+            f"{cu['backlog_records']} records ({cu['backlog_dates']}) in {cu['job_wall_s']} s: {cu['records_per_s_wall']} records/s wall, {cu['records_per_s_batches']} records/s of micro-batch time",
+        ),
+        (
+            "load average (1 min) during the catch-up",
+            "min {min} / mean {mean} / max {max}".format(**r["load_catch_up"]),
+        ),
+    ]
+    lines = [
+        "# custseg stream: latency and catch-up",
+        "",
+        f"Measured {r['measured_at']} by `python -m bench.stream_latency` (bench/stream_latency.py).",
+        "",
+        "| figure | value |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | {v} |" for k, v in rows]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--home", default=os.environ.get("CUSTSEG_HOME", "data"))
+    ap.add_argument("--customers", type=int, default=5000, help="for custseg demo when --home has no gold")
+    ap.add_argument("--rate", type=float, default=5000.0, help="records per second to replay")
+    ap.add_argument("--seconds", type=float, default=60.0, help="about how long the replay lasts")
+    ap.add_argument("--trigger", default="processing:10s")
+    ap.add_argument("--backlog-days", type=int, default=30)
+    ap.add_argument("--work", default="/tmp/custseg-bench-stream")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "stream.json"))
+    args = ap.parse_args(argv)
+    home, work = Path(args.home).resolve(), Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    log_path = work / "bench.log"
+    with log_path.open("w") as log:
+        if not (home / "tables" / "gold" / "customer_features").exists():
+            subprocess.run(
+                _cli("demo", "--home", str(home), "--customers", str(args.customers), "--no-ui"),
+                env=_env(home),
+                check=True,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        sampler = LoadSampler()
+        sampler.start()
+        cu = catch_up(home, work, args.backlog_days, log)
+        load_cu = sampler.stop()
+        print("catch-up:", json.dumps(cu), flush=True)
+        sampler = LoadSampler()
+        sampler.start()
+        lat = latency(home, work, args.rate, args.seconds, args.trigger, log, log_path)
+        load_lat = sampler.stop()
+        print("latency:", json.dumps(lat), flush=True)
+    p95 = lat.get("latency_s_visible_p95")
+    result = {
+        "commit": _commit(),
+        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cores": os.cpu_count(), "platform": platform.platform(), "shared": True},
+        "home": str(home),
+        "trigger": args.trigger,
+        "rate": args.rate,
+        "latency": lat,
+        "catch_up": cu,
+        "load_latency": load_lat,
+        "load_catch_up": load_cu,
+        "target_p95_s": 60,
+        "target_met": p95 is not None and p95 <= 60,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown(result))
+    print(markdown(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
