@@ -2,22 +2,22 @@
 ``availableNow`` catch-up throughput.
 
     .venv/bin/python -m bench.stream_latency [--home data] [--rate 5000] [--seconds 60]
-                                             [--trigger processing:10s] [--backlog-days 60]
+                                             [--trigger processing:10s] [--backlog-limit N]
 
 ``--home``: a home with the batch gold and the landing zone it was built from (``custseg demo``
 makes one; without gold there, the bench runs ``custseg demo --home`` first). Its tables are
 copied into two scratch homes under ``--work`` (the stream appends to them; the home is never
 touched), each with its own checkpoint:
 
-1. Catch-up: the last ``--backlog-days`` date folders of the home's events, orders and
-   campaign responses are replayed as fast as possible into a landing folder (a backlog), then
+1. Catch-up: the home's events, orders and campaign responses (``--backlog-limit`` records, default
+   all) are replayed as fast as possible into a landing folder (a backlog), then
    ``custseg stream --trigger available-now --max-files 100000`` processes it (the backlog in
    one micro-batch per source, as a job catching up after downtime would): records read (meta.stream_progress,
    ingest query) per second of the job's wall clock (session start included) and per second of
    micro-batch work.
 2. Latency: ``custseg stream --trigger processing:10s`` runs; once its queries are up,
-   ``custseg generate replay --speed X --now`` emits the latest date folders into its landing
-   folder for about ``--seconds``, with X chosen so that the records arrive at ``--rate`` per
+   ``custseg generate replay --speed X --now --limit N`` emits the first N = rate x ``--seconds``
+   records (event-time order; all if fewer) into its landing folder, with X chosen so that the records arrive at ``--rate`` per
    second and each record's event time is the wall-clock time it is sent. When the stream has
    read every replayed file it is stopped (SIGTERM). Per offer of gold.realtime_offers whose
    firing event was replayed: ``latency_s`` as the job records it (decided_at, the micro-batch's
@@ -95,23 +95,6 @@ def _stream_args(trigger: str, extra: list[str]) -> list[str]:
     )
 
 
-def _dates(landing: Path, n: int) -> list[str]:
-    days = sorted({p.name for s in SOURCES for p in (landing / s).glob("*") if p.is_dir()})
-    return days[-n:]
-
-
-def _count(landing: Path, dates: list[str]) -> int:
-    n = 0
-    for s in SOURCES:
-        for d in dates:
-            for f in (landing / s / d).glob("*"):
-                if f.suffix in (".jsonl", ".csv"):
-                    with f.open("rb") as fh:
-                        lines = sum(1 for _ in fh)
-                    n += lines - (1 if f.suffix == ".csv" else 0)
-    return n
-
-
 def _scratch(home: Path, work: Path, name: str) -> Path:
     target = work / name
     if target.exists():
@@ -133,14 +116,14 @@ def _read(home: Path, name: str):
     return read_pandas(home / "tables" / layer / table)
 
 
-def catch_up(home: Path, work: Path, days: int, log) -> dict:
+def catch_up(home: Path, work: Path, limit: int, log) -> dict:
     scratch = _scratch(home, work, "catchup")
-    dates = _dates(home / "landing", days)
     env = _env(scratch)
     t0 = time.monotonic()
     subprocess.run(
         _cli("generate", "replay", "--from", str(home / "landing"), "--to", str(scratch / "landing"))
-        + ["--rate", "0", "--tick", "5", "--dates", ",".join(dates)],
+        + ["--rate", "0", "--tick", "5"]
+        + (["--limit", str(limit)] if limit else []),
         env=env,
         cwd=scratch,
         check=True,
@@ -164,7 +147,6 @@ def catch_up(home: Path, work: Path, days: int, log) -> dict:
     records = int(ing["records_read"].sum())
     batch_s = float(ing.groupby("batch_id")["seconds"].max().sum())
     return {
-        "backlog_dates": f"{dates[0]}..{dates[-1]} ({len(dates)} days)",
         "backlog_records": records,
         "micro_batches": int(ing["batch_id"].nunique()),
         "replay_into_landing_s": round(replay_s, 1),
@@ -189,15 +171,13 @@ def _wait_for(path: Path, text: str, proc, timeout: float) -> None:
 def latency(home: Path, work: Path, rate: float, seconds: float, trigger: str, log, log_path: Path) -> dict:
     scratch = _scratch(home, work, "latency")
     env = _env(scratch)
-    # the latest date folders holding about rate x seconds records
-    all_dates = _dates(home / "landing", 10_000)
-    dates, n = [], 0
-    for d in reversed(all_dates):
-        dates.insert(0, d)
-        n = _count(home / "landing", dates)
-        if n >= rate * seconds:
-            break
-    span_s = len(dates) * 86400.0
+    from custseg.datagen.replay import load_records
+
+    # the first rate x seconds records in event-time order (all, if fewer): replay --limit
+    records = [r.at for r in load_records(home / "landing")]
+    n = min(len(records), int(rate * seconds))
+    dated = [t for t in records[:n] if t.year > 2000]  # a record with no readable time sorts first
+    span_s = (dated[-1] - dated[0]).total_seconds()
     speed = rate * span_s / n  # event time runs this much faster than the wall clock
     stream_log = work / "latency-stream.log"
     with stream_log.open("w") as out:
@@ -209,7 +189,7 @@ def latency(home: Path, work: Path, rate: float, seconds: float, trigger: str, l
             t0 = time.monotonic()
             subprocess.run(
                 _cli("generate", "replay", "--from", str(home / "landing"), "--to", str(scratch / "landing"))
-                + ["--speed", f"{speed:.3f}", "--now", "--tick", "1", "--dates", ",".join(dates)],
+                + ["--speed", f"{speed:.3f}", "--now", "--tick", "1", "--limit", str(n)],
                 env=env,
                 cwd=scratch,
                 check=True,
@@ -247,7 +227,7 @@ def latency(home: Path, work: Path, rate: float, seconds: float, trigger: str, l
     p = _read(scratch, "meta.stream_progress")
     replayed = int(p.loc[p["query"] == "ingest", "records_read"].sum())
     out = {
-        "replayed_dates": f"{dates[0]}..{dates[-1]} ({len(dates)} days)",
+        "replayed_event_time_span": f"{dated[0]}..{dated[-1]}",
         "speed_x": round(speed, 1),
         "records_replayed": replayed,
         "replay_s": round(replay_s, 1),
@@ -320,7 +300,7 @@ def markdown(r: dict) -> str:
         ("target p95 <= 60 s", "met" if r["target_met"] else "not met"),
         (
             "availableNow catch-up",
-            f"{cu['backlog_records']} records ({cu['backlog_dates']}) in {cu['job_wall_s']} s: {cu['records_per_s_wall']} records/s wall, {cu['records_per_s_batches']} records/s of micro-batch time",
+            f"{cu['backlog_records']} records in {cu['job_wall_s']} s: {cu['records_per_s_wall']} records/s wall, {cu['records_per_s_batches']} records/s of micro-batch time",
         ),
         (
             "load average (1 min) during the catch-up",
@@ -346,7 +326,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--rate", type=float, default=5000.0, help="records per second to replay")
     ap.add_argument("--seconds", type=float, default=60.0, help="about how long the replay lasts")
     ap.add_argument("--trigger", default="processing:10s")
-    ap.add_argument("--backlog-days", type=int, default=30)
+    ap.add_argument("--backlog-limit", type=int, default=0, help="records of the catch-up backlog (0: all)")
     ap.add_argument("--work", default="/tmp/custseg-bench-stream")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "stream.json"))
     args = ap.parse_args(argv)
@@ -364,7 +344,7 @@ def main(argv: list[str] | None = None) -> dict:
             )
         sampler = LoadSampler()
         sampler.start()
-        cu = catch_up(home, work, args.backlog_days, log)
+        cu = catch_up(home, work, args.backlog_limit, log)
         load_cu = sampler.stop()
         print("catch-up:", json.dumps(cu), flush=True)
         sampler = LoadSampler()
