@@ -116,6 +116,13 @@ def _read(home: Path, name: str):
     return read_pandas(home / "tables" / layer / table)
 
 
+def _batch_seconds(p, query: str):
+    """Seconds of each micro-batch of a query: its clock (start) to its progress rows' finish."""
+    q = p[p["query"] == query]
+    g = q.groupby("batch_id")
+    return (g["finished_at"].max() - g["batch_ts"].min()).dt.total_seconds()
+
+
 def catch_up(home: Path, work: Path, limit: int, log) -> dict:
     scratch = _scratch(home, work, "catchup")
     env = _env(scratch)
@@ -145,14 +152,15 @@ def catch_up(home: Path, work: Path, limit: int, log) -> dict:
     p = _read(scratch, "meta.stream_progress")
     ing = p[p["query"] == "ingest"]
     records = int(ing["records_read"].sum())
-    batch_s = float(ing.groupby("batch_id")["seconds"].max().sum())
+    # first micro-batch's clock to the last one's end (a source's `seconds` leaves out decisions and pulse)
+    batch_s = (ing["finished_at"].max() - ing["batch_ts"].min()).total_seconds()
     return {
         "backlog_records": records,
         "micro_batches": int(ing["batch_id"].nunique()),
         "replay_into_landing_s": round(replay_s, 1),
         "job_wall_s": round(wall, 1),
         "records_per_s_wall": round(records / wall, 1),
-        "micro_batch_s": round(batch_s, 1),
+        "micro_batches_s": round(batch_s, 1),
         "records_per_s_batches": round(records / batch_s, 1) if batch_s else None,
     }
 
@@ -200,7 +208,6 @@ def latency(home: Path, work: Path, rate: float, seconds: float, trigger: str, l
             files = sum(1 for s in SOURCES for _ in (scratch / "landing" / s).glob("*/replay-*"))
             # wait until the ingest query has read every replayed file (or 10 minutes)
             end = time.monotonic() + 600
-            seen = 0
             while time.monotonic() < end and proc.poll() is None:
                 if (scratch / "tables" / "meta" / "stream_progress").exists():
                     p = _read(scratch, "meta.stream_progress")
@@ -217,6 +224,26 @@ def latency(home: Path, work: Path, rate: float, seconds: float, trigger: str, l
                 except subprocess.TimeoutExpired:
                     proc.kill()
     log.write(stream_log.read_text(errors="replace"))
+    out = summarize(scratch, started, speed, n, replay_s)
+    out.update(
+        {
+            "replayed_event_time_span": f"{dated[0]}..{dated[-1]}",
+            "files_replayed": files,
+            "drained_after_s": round(drained_s, 1),
+        }
+    )
+    return out
+
+
+def _utc(values):
+    """Timestamps as naive UTC (deltalake gives tz-aware UTC; the job's clocks are naive UTC)."""
+    import pandas as pd
+
+    return pd.to_datetime(values, utc=True).dt.tz_localize(None)
+
+
+def summarize(scratch: Path, started: datetime, speed: float, n: int, replay_s: float) -> dict:
+    """Latency figures from the latency run's tables (offers whose firing event was replayed)."""
     import pandas as pd
 
     from custseg.config import load_config
@@ -225,30 +252,31 @@ def latency(home: Path, work: Path, rate: float, seconds: float, trigger: str, l
     kinds = {t.id: t.kind for t in load_triggers(load_config("local.yaml"))}
     offers = _read(scratch, "gold.realtime_offers") if (scratch / "tables/gold/realtime_offers").exists() else None
     p = _read(scratch, "meta.stream_progress")
-    replayed = int(p.loc[p["query"] == "ingest", "records_read"].sum())
+    ingest = p[p["query"] == "ingest"]
     out = {
-        "replayed_event_time_span": f"{dated[0]}..{dated[-1]}",
+        "replay_started": started.isoformat(sep=" ", timespec="seconds"),
         "speed_x": round(speed, 1),
-        "records_replayed": replayed,
+        "records_replayed": n,
+        "records_read_by_stream": int(ingest["records_read"].sum()),
+        "files_read_by_stream": int(ingest["files"].fillna(0).sum()),
         "replay_s": round(replay_s, 1),
         "rate_measured_records_per_s": round(n / replay_s, 1),
-        "files": files,
-        "files_read": seen,
-        "drained_after_s": round(drained_s, 1),
-        "micro_batches": int(p.loc[p["query"] == "ingest", "batch_id"].nunique()),
-        "micro_batch_s_p50": round(
-            float(p.loc[p["query"] == "ingest"].groupby("batch_id")["seconds"].max().median()), 1
+        "micro_batches": int(ingest["batch_id"].nunique()),
+        "micro_batch_s_p50": round(float(_batch_seconds(p, "ingest").median()), 1),
+        "micro_batch_s_max": round(float(_batch_seconds(p, "ingest").max()), 1),
+        "last_micro_batch_done_after_replay_start_s": round(
+            (_utc(ingest["finished_at"]).max() - pd.Timestamp(started)).total_seconds(), 1
         ),
     }
     if offers is None or offers.empty:
         out["offers"] = 0
         return out
-    offers = offers[pd.to_datetime(offers["event_ts"]) >= pd.Timestamp(started)]
+    offers = offers[_utc(offers["event_ts"]) >= pd.Timestamp(started)]
     offers = offers.assign(kind=offers["trigger"].map(kinds))
     timed = offers[~offers["kind"].isin(SESSION_KINDS)]
     done = p.groupby(["query", "batch_id"])["finished_at"].max().rename("finished_at").reset_index()
     timed = timed.merge(done, on=["query", "batch_id"], how="left")
-    visible = (pd.to_datetime(timed["finished_at"]) - pd.to_datetime(timed["event_ts"])).dt.total_seconds()
+    visible = (_utc(timed["finished_at"]) - _utc(timed["event_ts"])).dt.total_seconds()
     out.update(
         {
             "offers": int(len(offers)),
