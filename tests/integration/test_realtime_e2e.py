@@ -22,6 +22,7 @@ deltalake / pyarrow.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -37,9 +38,10 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 HOLDOUT = 0.3
-N_DECLINING, N_LUNCH, N_OTHERS, N_NO_CONSENT, N_CONTACTED = 10, 10, 35, 3, 6
+N_DECLINING, N_LUNCH, N_OTHERS, N_NO_CONSENT, N_CONTACTED = 10, 10, 70, 3, 6
 UNKNOWN_IDS = ["RT-UNKNOWN-1", "RT-UNKNOWN-2"]
 BAD_LINE = '{"event_id": "EBAD00001", "ts": "'  # cut mid-record: malformed_json
+BAD_ORDER = '{"order_id": "OBAD00001", "customer_id": '  # one in the orders of the same micro-batch
 
 
 def _plant_day() -> date:
@@ -111,7 +113,7 @@ def _choose(flags) -> tuple[list, list]:
     plain = [c for c in flags if c.known and not c.declining and not c.lunch_regular and not c.contacted_today]
     consented = [c for c in plain if c.opted_in]
     no_consent = [c for c in plain if not c.opted_in][:N_NO_CONSENT]
-    assert len(declining) >= 5 and len(lunch) >= 4 and len(consented) >= N_OTHERS + N_CONTACTED, "base too small"
+    assert len(declining) >= 3 and len(lunch) >= 2 and len(consented) >= N_OTHERS + N_CONTACTED, "base too small"
     others, contacted = consented[:N_OTHERS], consented[N_OTHERS : N_OTHERS + N_CONTACTED]
     # the others rotate through browse, cart, cross_sell, then four near misses: the contacted
     # ones go where a situation fires (positions 0-2 and 7-9), the no-consent ones too
@@ -175,7 +177,21 @@ def rt_e2e(spark, demo_run, tmp_path_factory):
     )
     write_planted(planted, home / "landing", home / "truth", day)
     bad = home / "landing" / "events" / day.isoformat() / "broken.jsonl"
-    bad.write_text(BAD_LINE + "\n", encoding="utf-8")
+    # the malformed line between two good anonymous page views (no trigger fires on them)
+    good = [
+        json.dumps(
+            {
+                "event_id": f"EGOOD{j}",
+                "ts": f"{day} 08:0{j}:00",
+                "device_id": f"DGOOD{j}",
+                "session_id": f"SGOOD{j}",
+                "event_type": "page_view",
+            }
+        )
+        for j in range(2)
+    ]
+    bad.write_text("\n".join([good[0], BAD_LINE, good[1]]) + "\n", encoding="utf-8")
+    (home / "landing" / "orders" / day.isoformat() / "broken.jsonl").write_text(BAD_ORDER + "\n", encoding="utf-8")
 
     env = {k: v for k, v in os.environ.items() if k not in ("CUSTSEG_CONF", "CUSTSEG_FAULT", "SPARK_REMOTE")}
     env["CUSTSEG_HOME"] = str(home)
@@ -201,25 +217,33 @@ def _firing(keys, row) -> tuple:
 def test_fired_offers_match_the_planted_truth(rt_e2e):
     _, truth, keys, offers = rt_e2e
     assert offers["offer_id"].is_unique
-    fired = Counter(
-        (None if k != k else k, t)  # NaN (unknown customer) -> None
-        for k, t in zip(
-            offers.loc[offers["decision"] == "offered", "customer_key"],
-            offers.loc[offers["decision"] == "offered", "trigger"],
-            strict=True,
-        )
-    )
+    key = offers["customer_key"].where(offers["customer_key"].notna(), None)
+    offered = offers["decision"] == "offered"
+    fired = Counter(zip(key[offered], offers.loc[offered, "trigger"], strict=True))
     want = Counter(_firing(keys, r) for r in truth if r["expected_decision"] == "offered")
     hits = sum((fired & want).values())
     precision = hits / max(sum(fired.values()), 1)
     recall = hits / max(sum(want.values()), 1)
+    # every planted firing, whatever its decision: logged once with the decision the truth expects
+    logged = Counter(zip(key, offers["trigger"], offers["decision"], strict=True))
+    expected = Counter((*_firing(keys, r), r["expected_decision"]) for r in truth if r["trigger"])
+    agree = sum((logged & expected).values()) / max(sum(expected.values()), 1)
     decisions = offers.groupby(["trigger", "decision"]).size().to_dict()
     print(
         f"\nrealtime e2e: {sum(want.values())} planted offers, {sum(fired.values())} offered, "
-        f"precision {precision:.3f}, recall {recall:.3f}; decisions {decisions}"
+        f"precision {precision:.3f}, recall {recall:.3f}; {sum(expected.values())} planted firings, "
+        f"{len(offers)} logged, decisions as expected {agree:.3f}; by trigger and decision {decisions}"
     )
-    assert sum(want.values()) >= 20 and {t for _, t in want} >= {"browse_abandon", "cart_abandon", "post_purchase"}
+    assert {r["trigger"] for r in truth if r["trigger"]} == {
+        "browse_abandon",
+        "cart_abandon",
+        "post_purchase",
+        "welcome_back",
+        "lunch_regular",
+    }
+    assert sum(want.values()) >= 15
     assert precision >= 0.95 and recall >= 0.95, (precision, recall, fired - want, want - fired)
+    assert agree >= 0.95, (logged - expected, expected - logged)
 
 
 def test_control_and_capped_customers_are_logged_never_offered(rt_e2e):
@@ -254,11 +278,30 @@ def test_near_misses_fire_nothing_and_other_decisions_hold(rt_e2e):
     assert len(unknown) == sum(r["expected_decision"] == "unknown_customer" for r in truth)
 
 
+def _quarantined(home: Path):
+    q = _table(home, "bronze.quarantine")
+    q = q[q["source"].str.endswith("_rt")]
+    return q.assign(file=q["_source_file"].str.rsplit("/", n=1).str[-1])
+
+
 def test_malformed_event_quarantined_with_its_reason(rt_e2e):
     home, _, _, _ = rt_e2e
-    q = _table(home, "bronze.quarantine")
-    q = q[q["source"] == "events_rt"]
-    bad = q[q["raw_record"].fillna("").str.contains("EBAD00001")]
-    assert list(bad["reason"]) == ["malformed_json"], q[["reason", "raw_record"]].to_dict("records")
-    assert bad["_source_file"].iloc[0].endswith("broken.jsonl")
-    assert len(q) == 1  # every planted record is well formed
+    q = _quarantined(home)
+    events = q[q["source"] == "events_rt"]
+    # every planted event is well formed: the cut line is all the stream quarantines of them
+    assert list(zip(events["reason"], events["file"], strict=True)) == [("malformed_json", "broken.jsonl")], q
+    assert events["raw_record"].str.contains("EBAD00001").all()
+
+
+@pytest.mark.xfail(
+    reason="custseg.realtime.microbatch appends each source's quarantine rows with one WriteId per micro-batch "
+    "(custseg/stream/ingest/bronze.quarantine, batch id): a second source's rows in the same micro-batch are "
+    "skipped as already committed (notes/rte2e-to-stream.md)",
+    strict=False,
+)
+def test_malformed_order_of_the_same_micro_batch_quarantined(rt_e2e):
+    home, _, _, _ = rt_e2e
+    q = _quarantined(home)
+    orders = q[q["source"] == "orders_rt"]
+    assert list(zip(orders["reason"], orders["file"], strict=True)) == [("malformed_json", "broken.jsonl")], q
+    assert orders["raw_record"].str.contains("OBAD00001").all()
