@@ -293,12 +293,6 @@ def test_malformed_event_quarantined_with_its_reason(rt_e2e):
     assert events["raw_record"].str.contains("EBAD00001").all()
 
 
-@pytest.mark.xfail(
-    reason="custseg.realtime.microbatch appends each source's quarantine rows with one WriteId per micro-batch "
-    "(custseg/stream/ingest/bronze.quarantine, batch id): a second source's rows in the same micro-batch are "
-    "skipped as already committed (notes/rte2e-to-stream.md)",
-    strict=False,
-)
 def test_malformed_order_of_the_same_micro_batch_quarantined(rt_e2e):
     home, _, _, _ = rt_e2e
     q = _quarantined(home)

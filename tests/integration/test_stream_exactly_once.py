@@ -32,14 +32,16 @@ ORDER_FILES, ORDERS_PER_FILE = 3, 15
 RESPONSE_FILES, RESPONSES_PER_FILE = 2, 20
 RESPONSE_HEADER = "campaign_id,customer_id,channel,group,sent_ts,opened_ts,clicked_ts,converted_ts,revenue"
 # Micro-batch 0 writes: campaign_responses (bronze, silver), events (bronze, quarantine,
-# silver), orders (bronze, order items, orders), progress: 9 writes. Micro-batch 1 starts with
-# campaign_responses (10, 11), then bronze.events_rt (12): killed right after it commits.
-KILL = "stream:kill-after-write:12"
+# silver), orders (bronze, quarantine, order items, orders), progress: 10 writes. Micro-batch 1
+# starts with campaign_responses (11, 12), then bronze.events_rt (13): killed right after it commits.
+KILL = "stream:kill-after-write:13"
 
 
 def _plant(landing: Path) -> dict:
     """Landing files; returns the truth: ids that must be accepted, and the quarantine rows by reason."""
-    truth = {"events": [], "orders": [], "responses": [], "reasons": {}}
+    # order_reasons: a malformed order in every orders file, so two sources quarantine in the
+    # same micro-batch (each source's quarantine append has its own write id).
+    truth = {"events": [], "orders": [], "responses": [], "reasons": {}, "order_reasons": {}}
 
     def put(source: str, i: int, lines: list[str], ext: str) -> None:
         folder = landing / source / DAY
@@ -93,6 +95,8 @@ def _plant(landing: Path) -> dict:
                 "items": [item, {**item, "sku": "SKU9"}],
             }
             lines.append(json.dumps(order))
+        lines.append('{"order_id": "ord-cut", "items": [')  # malformed
+        truth["order_reasons"]["malformed_json"] = truth["order_reasons"].get("malformed_json", 0) + 1
         put("orders", f, lines, "jsonl")
     for f in range(RESPONSE_FILES):
         rows = [RESPONSE_HEADER]
@@ -145,7 +149,7 @@ def killed_and_restarted(request, tmp_path_factory):
     truth = _plant(home / "landing")
     first = _run(home, engine, KILL)
     assert first.returncode == -signal.SIGKILL, f"expected the kill: rc={first.returncode}\n{first.stderr[-4000:]}"
-    assert "after write 12 (bronze.events_rt)" in first.stderr, first.stderr[-4000:]
+    assert "after write 13 (bronze.events_rt)" in first.stderr, first.stderr[-4000:]
     # killed mid-batch: batch 1's bronze events are in, its silver events are not yet
     assert (_table(home, "bronze.events_rt")["_batch_id"] == "stream/ingest/1").sum() == EVENTS_PER_FILE
     assert len(_table(home, "silver.events_rt")) == EVENTS_PER_FILE
@@ -166,8 +170,8 @@ def test_events_exactly_once_in_bronze_silver_and_quarantine(killed_and_restarte
         assert _once(ids) == {}, name
         assert sorted(ids) == sorted(truth["events"]), name
     q = _table(home, "bronze.quarantine")
-    q = q[q["source"] == "events_rt"]
-    assert q["reason"].value_counts().to_dict() == truth["reasons"]
+    assert q[q["source"] == "events_rt"]["reason"].value_counts().to_dict() == truth["reasons"]
+    assert q[q["source"] == "orders_rt"]["reason"].value_counts().to_dict() == truth["order_reasons"]
 
 
 def test_orders_and_responses_exactly_once(killed_and_restarted):
@@ -191,5 +195,6 @@ def test_progress_has_each_micro_batch_once_and_reconciles(killed_and_restarted)
     assert by_source.loc["events", "records_accepted"] == len(truth["events"])
     assert by_source.loc["events", "records_quarantined"] == sum(truth["reasons"].values())
     assert by_source.loc["orders", "records_accepted"] == len(truth["orders"])
+    assert by_source.loc["orders", "records_quarantined"] == sum(truth["order_reasons"].values())
     assert by_source.loc["campaign_responses", "records_read"] == len(truth["responses"])
     assert p["batch_id"].max() == EVENT_FILES - 1  # one events file per micro-batch

@@ -380,8 +380,14 @@ class IngestBatch:
                 table = bronze_table(name)
                 tables.append(accepted, table, partition_by=["_batch_date"], txn=batch.txn(table))
             if report.quarantined:
+                # One write id per source: every source of a micro-batch appends its own rows to
+                # the shared quarantine table, and one id for all would skip the second source's
+                # rows as "already committed" (they were lost before this).
                 tables.append(
-                    quarantined, QUARANTINE, partition_by=["_batch_date", "source"], txn=batch.txn(QUARANTINE)
+                    quarantined,
+                    QUARANTINE,
+                    partition_by=["_batch_date", "source"],
+                    txn=batch.txn(f"{QUARANTINE}/{name}"),
                 )
             if report.accepted:
                 self._silver.update(self.write_silver(spark, tables, batch, name, accepted))
