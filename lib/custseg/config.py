@@ -429,3 +429,16 @@ def _check_tracking(conf: Config) -> None:
     timeout = conf.get_path("tracking.http_timeout_seconds", 30)
     if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0:
         raise conf.error("tracking.http_timeout_seconds", f"must be a positive integer; got {timeout!r}")
+
+
+def side_file(conf: Config, key: str) -> Path | None:
+    """A file a config key names (campaigns, triggers): relative to the config file's folder,
+    else the packaged conf/; None if the key is empty."""
+    name = conf.get_path(key, "")
+    if not name:
+        return None
+    p = Path(name)
+    if p.is_absolute():
+        return p
+    beside = Path(conf.file).parent / p
+    return beside if beside.exists() else DEFAULT_CONF_DIR / p

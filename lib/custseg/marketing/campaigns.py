@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from custseg.config import DEFAULT_CONF_DIR, Config, ConfigError, validator
+from custseg.config import Config, ConfigError, side_file, validator
 
 GOALS = ("retention", "growth", "reactivation", "acquisition")
 # Contact channel -> the silver.customers consent column it needs.
@@ -482,14 +482,7 @@ def parse_campaigns(doc: Any, where: str, inline: Mapping | None = None) -> list
 
 def campaigns_path(conf: Config) -> Path | None:
     """The campaigns file: relative to the config file's folder, else conf/; None if not set."""
-    name = conf.get_path("marketing.campaigns_file", "")
-    if not name:
-        return None
-    p = Path(name)
-    if p.is_absolute():
-        return p
-    beside = Path(conf.file).parent / p
-    return beside if beside.exists() else DEFAULT_CONF_DIR / p
+    return side_file(conf, "marketing.campaigns_file")
 
 
 def load_campaigns(conf: Config) -> list[Campaign]:

@@ -35,7 +35,7 @@ from typing import Any
 
 import yaml
 
-from custseg.config import DEFAULT_CONF_DIR, Config, ConfigError, validator
+from custseg.config import Config, ConfigError, side_file, validator
 from custseg.marketing.campaigns import (
     CHANNEL_CONSENT,
     OFFER_TYPES,
@@ -247,14 +247,7 @@ def parse_triggers(doc: Any, where: str) -> list[Trigger]:
 
 def triggers_path(conf: Config) -> Path | None:
     """The triggers file: relative to the config file's folder, else conf/; None if not set."""
-    name = conf.get_path("realtime.triggers_file", "")
-    if not name:
-        return None
-    p = Path(name)
-    if p.is_absolute():
-        return p
-    beside = Path(conf.file).parent / p
-    return beside if beside.exists() else DEFAULT_CONF_DIR / p
+    return side_file(conf, "realtime.triggers_file")
 
 
 def load_triggers(conf: Config) -> list[Trigger]:
