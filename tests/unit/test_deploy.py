@@ -184,7 +184,6 @@ def test_emr_step_builds_every_stage_from_the_files_it_ships_alone(name, tmp_pat
     container's working folder), and everything a stage reads from it resolves: the repository's
     conf/ is not on the cluster, so the fallback to it is taken away here."""
     import custseg.config
-    import custseg.marketing.campaigns as campaigns_module
     from custseg.basket.settings import BasketSettings
     from custseg.config import load_config
     from custseg.features.settings import FeatureSettings
@@ -197,8 +196,8 @@ def test_emr_step_builds_every_stage_from_the_files_it_ships_alone(name, tmp_pat
 
     nowhere = tmp_path / "no-repository-conf"
     nowhere.mkdir()
+    # config.side_file is the one place a named side file (campaigns, triggers) falls back to conf/
     monkeypatch.setattr(custseg.config, "DEFAULT_CONF_DIR", nowhere)
-    monkeypatch.setattr(campaigns_module, "DEFAULT_CONF_DIR", nowhere)
     for step in json.loads((EMR / name).read_text()):
         args = step["Args"]
         script = next(a for a in args if a.endswith(".py"))
