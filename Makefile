@@ -15,6 +15,11 @@ JARS40 := $(VENV40)/delta-jars/.resolved
 KAFKA40 := $(VENV40)/.kafka-jars
 SCALE ?= s
 PYTEST_ARGS ?=
+# Two pytest workers (pytest-xdist): each test module is one unit of work, and the modules that
+# share the pipeline run of tests/integration/conftest.py go to one worker (tests/conftest.py).
+# TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist loadgroup
 UV_VERSION := 0.13.9
 
 .PHONY: demo test test-fast test-spark40 lint format bench bench-exits bench-stream clean java venv venv40 dist lock kafka-jars
@@ -85,17 +90,17 @@ demo: $(STAMP) $(JARS) $(KAFKA) java
 	$(VENV)/bin/custseg demo
 
 test: $(STAMP) $(JARS) $(KAFKA) java
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-spark40
 
 # The Spark 4.0 line: the storage contract suite and a small pipeline, in their own venv.
 # With one Kafka round trip (the connector pinned for 4.0, against the broker in .venv).
 KAFKA40_TEST := tests/integration/test_kafka_replay.py::test_write_offers_kafka_sends_offered_only
 test-spark40: $(STAMP40) $(JARS40) $(KAFKA40) $(KAFKA) java
-	$(VENV40)/bin/python -m pytest -p no:cacheprovider tests/unit/test_storage_contract.py tests/spark40 $(KAFKA40_TEST) $(PYTEST_ARGS)
+	$(VENV40)/bin/python -m pytest -p no:cacheprovider $(XDIST) tests/unit/test_storage_contract.py tests/spark40 $(KAFKA40_TEST) $(PYTEST_ARGS)
 
 test-fast: $(STAMP) $(JARS) $(KAFKA) java
-	$(PY) -m pytest -m "not slow and not cluster" $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) -m "not slow and not cluster" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check lib jobs tests bench
