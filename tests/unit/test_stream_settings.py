@@ -37,6 +37,7 @@ def test_defaults_load_from_base_yaml():
         ("stream.max_files_per_trigger", 0),
         ("stream.on_unknown_fields", "ignore"),
         ("stream.dedup_horizon_days", -1),
+        ("stream.reference_refresh_minutes", -5),
     ],
 )
 def test_a_bad_value_names_its_key_and_file(key, value):
@@ -71,3 +72,33 @@ def test_a_checkpoint_without_commits_is_new(tmp_path):
     assert not has_commits(str(tmp_path / "ck"))
     (tmp_path / "ck" / "commits" / "0").write_text("v1")
     assert has_commits(str(tmp_path / "ck"))
+
+
+def test_reference_tables_are_read_once_per_refresh_and_again_on_a_new_day(monkeypatch):
+    """The batch tables a micro-batch joins are loaded once, kept until the refresh interval has
+    passed or the micro-batch day changes, then loaded again; 0 loads them every micro-batch."""
+    import datetime as dt
+
+    import custseg.realtime.microbatch as mb
+
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(mb.time, "monotonic", lambda: clock["now"])
+    loads = []
+
+    def load():
+        loads.append(clock["now"])
+        return f"gold#{len(loads)}"
+
+    batch = mb.IngestBatch(load_config(), StreamSettings(reference_refresh_minutes=10), "/t")
+    day = dt.date(2026, 12, 7)
+    assert batch.reference("gold", day, load) == "gold#1"
+    clock["now"] += 599
+    assert batch.reference("gold", day, load) == "gold#1"  # inside the 10 minutes: cached
+    assert batch.reference("identity_map", day, load) == "gold#2"  # another table: its own entry
+    clock["now"] += 2
+    assert batch.reference("gold", day, load) == "gold#3"  # 10 minutes passed: read again
+    assert batch.reference("gold", day + dt.timedelta(days=1), load) == "gold#4"  # a new day: read again
+    assert len(loads) == 4
+
+    every = mb.IngestBatch(load_config(), StreamSettings(reference_refresh_minutes=0), "/t")
+    assert [every.reference("gold", day, load) for _ in range(2)] == ["gold#5", "gold#6"]

@@ -4,7 +4,7 @@ Every micro-batch is a static DataFrame here, so the batch code runs unchanged a
 quarantines with the same rules and reasons as ``custseg run ingest``:
 ``custseg.file_checks`` + ``custseg.ingest.read_raw`` (files) or ``jsonl_records`` (Kafka
 messages), ``with_reasons``, ``split_batch``; silver through ``custseg.conform`` with
-``silver.identity_map`` read once per micro-batch (a stream-static join).
+``silver.identity_map`` (a stream-static join; read again every ``stream.reference_refresh_minutes``).
 
 Tables (append only; the batch jobs' own tables are never touched):
 - ``bronze.<source>_rt`` (``_batch_date`` partitions; ``_batch_id`` = ``stream/<query>/<batch id>``);
@@ -126,6 +126,7 @@ class StreamSettings:
     checkpoint_location: str = ""
     on_unknown_fields: str = ""
     dedup_horizon_days: int = 2
+    reference_refresh_minutes: float = 10.0
 
     @classmethod
     def from_config(cls, conf: Config) -> StreamSettings:
@@ -138,6 +139,7 @@ class StreamSettings:
             checkpoint_location=str(get("checkpoint_location", "") or ""),
             on_unknown_fields=str(get("on_unknown_fields", "") or ""),
             dedup_horizon_days=get("dedup_horizon_days", cls.dedup_horizon_days),
+            reference_refresh_minutes=get("reference_refresh_minutes", cls.reference_refresh_minutes),
         )
         if s.source not in SOURCE_KINDS:
             raise conf.error("stream.source", f"must be one of {', '.join(SOURCE_KINDS)}; got {s.source!r}")
@@ -159,6 +161,9 @@ class StreamSettings:
         d = s.dedup_horizon_days
         if not isinstance(d, int) or isinstance(d, bool) or d < 0:
             raise conf.error("stream.dedup_horizon_days", f"must be a whole number of days >= 0; got {d!r}")
+        r = s.reference_refresh_minutes
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or r < 0:
+            raise conf.error("stream.reference_refresh_minutes", f"must be a number of minutes >= 0; got {r!r}")
         return s
 
     def checkpoint(self, tables_root: str, query: str) -> str:
@@ -220,6 +225,7 @@ class IngestBatch:
         self._cache: dict = {}
         self._batch_frames: list[DataFrame] = []  # persisted for this micro-batch only
         self._silver: dict[str, DataFrame] = {}  # this micro-batch's silver rows, for the triggers
+        self._steps: dict[str, float] = {}  # seconds of the batch's steps after ingest, for its log line
 
     def __getstate__(self):  # Config reads attributes through __getattr__: pickle its parts
         c = self.conf
@@ -229,7 +235,7 @@ class IngestBatch:
         data, file, origin = state["conf"]
         self.conf = Config(data, file, origin)
         self.settings, self.tables_root, self._cache = state["settings"], state["tables_root"], {}
-        self._batch_frames, self._silver = [], {}
+        self._batch_frames, self._silver, self._steps = [], {}, {}
 
     # --- per session -------------------------------------------------------------------
 
@@ -277,7 +283,7 @@ class IngestBatch:
                 work[name] = ("records", df.where(F.col("source") == name))
         batch = BatchInfo(self.query, int(batch_id), clock)
         reports = []
-        self._batch_frames, self._silver = [], {}
+        self._batch_frames, self._silver, self._steps = [], {}, {}
         decided = None
         try:
             for name in sorted(work):
@@ -304,7 +310,8 @@ class IngestBatch:
                 + (f" lag={r.lag_s:.1f}s" if r.lag_s is not None else "")
                 for r in reports
             )
-            + (f"; offers {decided}" if decided else ""),
+            + (f"; offers {decided}" if decided else "")
+            + "".join(f"; {k} {v:.1f}s" for k, v in self._steps.items()),
             seconds,
         )
 
@@ -415,11 +422,35 @@ class IngestBatch:
             .drop("_seen", "_earlier")
         )
 
-    def identity_map(self, spark: SparkSession, tables) -> DataFrame:
+    # --- the batch tables a micro-batch reads (identity map, gold): cached between refreshes -----
+
+    def reference(self, name: str, day: date, load):
+        """``load()``'s result, kept (its DataFrames persisted) across micro-batches of one day until
+        ``stream.reference_refresh_minutes`` have passed: the batch jobs change these tables once a
+        day, and reading and joining them again in every micro-batch was most of its fixed cost.
+        0 re-reads them in every micro-batch."""
+        refresh_s = 60.0 * float(self.settings.reference_refresh_minutes)
+        held = self._cache.get(("reference", name))
+        now = time.monotonic()
+        if held is not None and held[0] == day and now - held[1] < refresh_s:
+            return held[2]
+        value = load()
+        if held is not None:
+            _unpersist(held[2])
+        if refresh_s > 0:
+            value = _persist(value)
+            self._cache[("reference", name)] = (day, now, value)
+        return value
+
+    def identity_map(self, spark: SparkSession, tables, day: date | None = None) -> DataFrame:
         from custseg.conform.identity import ID_MAP_COLUMNS
 
         if tables.exists("silver.identity_map"):
-            return tables.read("silver.identity_map").select(*ID_MAP_COLUMNS)
+            if day is None:
+                return tables.read("silver.identity_map").select(*ID_MAP_COLUMNS)
+            return self.reference(
+                "identity_map", day, lambda: tables.read("silver.identity_map").select(*ID_MAP_COLUMNS)
+            )
         if not self._cache.get("warned_id_map"):
             self._cache["warned_id_map"] = True
             log.warning(
@@ -436,7 +467,7 @@ class IngestBatch:
         from custseg.conform.orders import ITEM_COLUMNS, latest_orders, order_items, orders_from_items, resolve_customer
         from custseg.sources.base import MONEY
 
-        salt, id_map = self.salt(), self.identity_map(spark, tables)
+        salt, id_map = self.salt(), self.identity_map(spark, tables, batch.day)
 
         def put(df: DataFrame, table: str) -> DataFrame:
             # kept for the triggers of this micro-batch (the PII hashing runs once)
@@ -489,7 +520,7 @@ class IngestBatch:
         from custseg.realtime.decide import load_gold
 
         try:
-            return load_gold(tables, self.conf, batch.day)
+            return self.reference("gold", batch.day, lambda: load_gold(tables, self.conf, batch.day))
         except RuntimeError as exc:
             if self._cache.get("warned_gold") != str(exc):
                 self._cache["warned_gold"] = str(exc)
@@ -504,16 +535,22 @@ class IngestBatch:
         events, items, responses = (self._silver.get(k) for k in ("events", "items", "responses"))
         if not stateless or (events is None and items is None and responses is None):
             return None
+        t0 = time.monotonic()
         gold = self.gold(tables, batch)
+        self._steps["gold"] = time.monotonic() - t0
         if gold is None:
             return None
         offers = None
         if events is not None or items is not None:
+            t0 = time.monotonic()
             candidates = stateless_candidates(events, items, gold, stateless)
             offers = write_offers(spark, tables, self.conf, batch, candidates, gold, self.triggers())
+            self._steps["offers"] = time.monotonic() - t0
         counts = offer_counts(offers) if offers is not None else {}
         if responses is not None or counts:
+            t0 = time.monotonic()
             update_pulse(tables, self.conf, batch, responses, offers if counts else None, gold, self.triggers())
+            self._steps["pulse"] = time.monotonic() - t0
         if offers is not None:
             offers.unpersist()
         return counts or None
@@ -540,6 +577,28 @@ class IngestBatch:
             for r in reports
         ]
         tables.append(spark.createDataFrame(rows, PROGRESS_SCHEMA), PROGRESS, txn=batch.txn(PROGRESS))
+
+
+def _persist(value):
+    """A DataFrame, or a dataclass of DataFrames (decide.Gold), with its DataFrames persisted."""
+    import dataclasses
+
+    if isinstance(value, DataFrame):
+        return value.persist(StorageLevel.MEMORY_AND_DISK)
+    if dataclasses.is_dataclass(value):
+        frames = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+        return dataclasses.replace(value, **{k: _persist(v) for k, v in frames.items() if isinstance(v, DataFrame)})
+    return value
+
+
+def _unpersist(value) -> None:
+    import dataclasses
+
+    if isinstance(value, DataFrame):
+        value.unpersist()
+    elif dataclasses.is_dataclass(value):
+        for f in dataclasses.fields(value):
+            _unpersist(getattr(value, f.name))
 
 
 # --- offers (both queries) -----------------------------------------------------------------
@@ -627,7 +686,7 @@ class SessionBatch(IngestBatch):
 
     query = SESSIONS
 
-    def resolve(self, spark: SparkSession, tables, closed: DataFrame) -> DataFrame:
+    def resolve(self, spark: SparkSession, tables, closed: DataFrame, day: date | None = None) -> DataFrame:
         from custseg.conform.identity import CUSTOMER_ID, DEVICE, customer_id_key, device_key, with_customer_key
 
         salt = self.salt()
@@ -639,7 +698,7 @@ class SessionBatch(IngestBatch):
             .withColumn("_device_key", device_key(device, salt))
             .transform(
                 with_customer_key(
-                    self.identity_map(spark, tables),
+                    self.identity_map(spark, tables, day),
                     (CUSTOMER_ID, F.col("_customer_id_key")),
                     (DEVICE, F.col("_device_key")),
                 )
@@ -664,7 +723,7 @@ class SessionBatch(IngestBatch):
         if not head:
             return
         batch = BatchInfo(self.query, int(batch_id), clock_of(head[0][BATCH_CLOCK]))
-        closed = self.resolve(spark, tables, df).persist(StorageLevel.MEMORY_AND_DISK)
+        closed = self.resolve(spark, tables, df, batch.day).persist(StorageLevel.MEMORY_AND_DISK)
         counts = None
         try:
             n_closed = closed.count()
