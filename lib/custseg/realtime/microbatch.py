@@ -307,6 +307,9 @@ class IngestBatch:
             + (f"; offers {decided}" if decided else ""),
             seconds,
         )
+        from custseg.realtime.export import export_due
+
+        export_due(spark, tables, self.conf, batch.clock, self._cache)  # closed hours -> files; never raises
 
     def raw_records(
         self, spark: SparkSession, name: str, kind: str, payload
