@@ -299,3 +299,44 @@ def test_the_command_names_hours_and_refuses_an_open_one(tmp_path, monkeypatch):
     monkeypatch.setenv("CUSTSEG_HOME", str(tmp_path))
     future = (datetime.now(UTC) + timedelta(hours=2)).strftime("%Y-%m-%dT%H")
     assert export_job.main(["--hour", future], spark="no session needed") == 2  # refused before any Spark
+
+
+def test_erasure_cuts_a_person_from_an_hourly_export_and_its_manifest(tmp_path):
+    """forget rewrites the hour's part without the person and the hour's own manifest follows
+    (rows, totals by channel and trigger, bytes and SHA-256); no Spark: the files are planted."""
+    from types import SimpleNamespace
+
+    from custseg.erasure import Person
+    from custseg.erasure_exports import erase_from_exports
+
+    conf = conf_for(tmp_path)
+    folder = Path(hour_folder(rt_export.export_root(conf), H14))
+    folder.mkdir(parents=True)
+    lines = [",".join(EXPORT_COLUMNS)]
+    for oid, key, channel, trigger in (
+        ("a1", "key-a", "email", "t1"),
+        ("b1", "key-b", "sms", "t1"),
+        ("a2", "key-a", "sms", "t2"),
+    ):
+        lines.append(
+            f"{oid},{key},{trigger},{channel},coupon,0.1,shoes,n,2026-12-07T16:00:00Z,2026-12-07T14:00:00Z,Loyal,x"
+        )
+    data = ("\n".join(lines) + "\n").encode()
+    (folder / "offers-part-00001.csv").write_bytes(data)
+    doc = {
+        "export": "realtime_offers",
+        "rows": 3,
+        "rows_by_channel": {"email": 1, "sms": 2},
+        "rows_by_trigger": {"t1": 2, "t2": 1},
+        "files": [{"file": "offers-part-00001.csv", "rows": 3, "bytes": len(data), "sha256": "x"}],
+    }
+    (folder / "manifest.json").write_text(json.dumps(doc))
+    person = Person(hashes=None, raw={}, tokens=None, needles=frozenset({"key-a"}))
+    assert erase_from_exports(SimpleNamespace(conf=conf), person) == 2
+    left = (folder / "offers-part-00001.csv").read_bytes()
+    assert [r["offer_id"] for r in read_parts(folder)[0]] == ["b1"]
+    after = json.loads((folder / "manifest.json").read_text())
+    assert (after["rows"], after["rows_by_channel"], after["rows_by_trigger"]) == (1, {"sms": 1}, {"t1": 1})
+    entry = after["files"][0]
+    assert (entry["rows"], entry["bytes"], entry["sha256"]) == (1, len(left), hashlib.sha256(left).hexdigest())
+    assert after["erasures"][0]["rows_deleted"] == 2 and "key-a" not in json.dumps(after)
