@@ -182,7 +182,7 @@ def test_an_hour_exports_exactly_its_offered_rows_and_reexports_identically(spar
     assert doc15["rows_by_channel"] == {"sms": 1, "email": 1}
 
 
-def test_an_hour_without_offers_gets_a_header_only_part_and_rows_0(spark, tmp_path):
+def test_an_hour_without_offers_gets_a_header_only_part_and_rows_0(spark, tmp_path, monkeypatch):
     tables = Tables(spark, StorageSettings(root=str(tmp_path / "tables"), engine="delta-rs"))
     conf = conf_for(tmp_path, compress=True)
     doc = export_hour(spark, tables, conf, H14)  # no table yet
@@ -197,12 +197,14 @@ def test_an_hour_without_offers_gets_a_header_only_part_and_rows_0(spark, tmp_pa
         manifest = json.loads((folder / "manifest.json").read_text())
         assert manifest["rows"] == 0 and manifest["rows_by_channel"] == {} and manifest["gzip"] is True
         assert manifest["files"][0]["sha256"] == hashlib.sha256(data).hexdigest()
-    assert {
-        r["offer_id"] for p in read_parts(Path(export_hour(spark, tables, conf, H15)["path"]), True) for r in p
-    } == {
-        "o15-first",
-        "o15-1",
-    }
+    # The command, end to end on this session: CUSTSEG_HOME holds the tables above and the exports.
+    from custseg.realtime import export_job
+
+    monkeypatch.setenv("CUSTSEG_HOME", str(tmp_path))
+    argv = ["--hour", "2026-12-07T15", "--set", "realtime.export.compress=true", "--set", "storage.engine=delta-rs"]
+    assert export_job.main(argv, spark=spark) == 0
+    parts = read_parts(tmp_path / "exports" / "realtime" / "2026-12-07" / "15", compressed=True)
+    assert {r["offer_id"] for p in parts for r in p} == {"o15-first", "o15-1"}
 
 
 # --- settings ------------------------------------------------------------------------------
@@ -289,6 +291,7 @@ def test_the_command_names_hours_and_refuses_an_open_one(tmp_path, monkeypatch):
     assert hours(parse_args(["--hour", "2026-12-07T14"])) == [H14]
     assert hours(parse_args(["--hour", "2026-12-07T15:00+01:00"])) == [H14]
     assert hours(parse_args(["--from", "2026-12-07T14", "--to", "2026-12-07T15"])) == [H14, H15]
+    assert hours(parse_args(["--latest"]), latest=H15) == [H15]
     day = hours(parse_args(["--date", "2026-12-07"]))
     assert len(day) == 24 and day[0] == datetime(2026, 12, 7) and day[-1] == datetime(2026, 12, 7, 23)
     for bad in (["--hour", "2026-12-07T14:30"], ["--from", "2026-12-07T14"], ["--hour", "yesterday"], []):
@@ -299,6 +302,9 @@ def test_the_command_names_hours_and_refuses_an_open_one(tmp_path, monkeypatch):
     monkeypatch.setenv("CUSTSEG_HOME", str(tmp_path))
     future = (datetime.now(UTC) + timedelta(hours=2)).strftime("%Y-%m-%dT%H")
     assert export_job.main(["--hour", future], spark="no session needed") == 2  # refused before any Spark
+    from custseg.cli import main as cli_main
+
+    assert cli_main(["stream-export", "--hour", future]) == 2  # the custseg command dispatches to it
 
 
 def test_erasure_cuts_a_person_from_an_hourly_export_and_its_manifest(tmp_path):

@@ -3,6 +3,7 @@
     custseg stream-export --hour 2026-12-07T14 [--conf F] [--set k=v ...]
     custseg stream-export --date 2026-12-07          # the day's 24 hours
     custseg stream-export --from 2026-12-07T10 --to 2026-12-07T14   # both included
+    custseg stream-export --latest                   # the newest closed hour (an hourly cron)
 
 For schedulers (an hourly run a few minutes past the hour) and backfills; ``custseg stream``
 exports closed hours by itself (custseg.realtime.export.export_due). Hours are UTC. An hour that
@@ -53,6 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     which.add_argument("--hour", type=_hour, help="one UTC hour: YYYY-MM-DDTHH")
     which.add_argument("--date", type=_day, help="the 24 UTC hours of a day: YYYY-MM-DD")
     which.add_argument("--from", dest="start", type=_hour, help="first hour of a range (with --to)")
+    which.add_argument("--latest", action="store_true", help="the newest closed hour (for an hourly schedule)")
     p.add_argument("--to", dest="end", type=_hour, help="last hour of the range, included")
     p.add_argument("--force", action="store_true", help="also hours not closed yet (their files may miss offers)")
     p.add_argument("--conf", default=None, help="config file (default: $CUSTSEG_CONF or conf/local.yaml)")
@@ -70,8 +72,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def hours(args: argparse.Namespace) -> list[datetime]:
-    """The hours the arguments name, oldest first."""
+def hours(args: argparse.Namespace, latest: datetime | None = None) -> list[datetime]:
+    """The hours the arguments name, oldest first (``latest``: the newest closed hour, for ``--latest``)."""
+    if args.latest:
+        return [latest]
     if args.hour is not None:
         return [args.hour]
     if args.date is not None:
@@ -85,7 +89,7 @@ def main(argv: list[str] | None = None, spark=None) -> int:
     import yaml
 
     from custseg.config import ConfigError, load_config
-    from custseg.realtime.export import HOUR, ExportSettings, export_hour, label
+    from custseg.realtime.export import HOUR, ExportSettings, closed_hours, export_hour, label
     from custseg.secrets import SecretError, load_secrets
     from custseg.session import get_session
     from custseg.stages.context import absolute
@@ -102,8 +106,8 @@ def main(argv: list[str] | None = None, spark=None) -> int:
     except (ConfigError, SecretError) as exc:
         log.error("%s", exc)
         return 2
-    todo = hours(args)
     now = datetime.now(UTC).replace(tzinfo=None)
+    todo = hours(args, latest=closed_hours(now, settings)[-1])
     open_hours = [h for h in todo if now < h + HOUR + timedelta(minutes=settings.grace_minutes)]
     if open_hours and not args.force:
         log.error(
