@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             "usage: custseg generate [...] | custseg run <stage> --date D [--conf F] | "
             "custseg forget --requests FILE|TABLE --date D [--conf F] | custseg stream [--trigger T] [--conf F] | "
-            "custseg stream-export --hour YYYY-MM-DDTHH|--date D|--from H --to H [--conf F] | custseg demo [...]"
+            "custseg stream-export --hour YYYY-MM-DDTHH|--date D|--from H --to H|--latest [--conf F] | custseg demo [...]"
         )
         return 0 if argv else 2
     cmd, rest = argv[0], argv[1:]
