@@ -1,4 +1,4 @@
-"""Command line: ``custseg generate | run <stage> | forget | stream | demo``; also the entry of every jobs/*.py.
+"""Command line: ``custseg generate | run <stage> | forget | stream | stream-export | demo``; also the entry of every jobs/*.py.
 
 ``run`` is what spark-submit, Databricks wheel tasks and EMR steps call: it parses
 arguments, loads the config (failing fast on a bad one), gets the session, runs one
@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             "usage: custseg generate [...] | custseg run <stage> --date D [--conf F] | "
             "custseg forget --requests FILE|TABLE --date D [--conf F] | custseg stream [--trigger T] [--conf F] | "
-            "custseg demo [...]"
+            "custseg stream-export --hour YYYY-MM-DDTHH|--date D|--from H --to H|--latest [--conf F] | custseg demo [...]"
         )
         return 0 if argv else 2
     cmd, rest = argv[0], argv[1:]
@@ -250,11 +250,15 @@ def main(argv: list[str] | None = None) -> int:
         from custseg.realtime.job import main as stream_main
 
         return stream_main(rest)
+    if cmd == "stream-export":
+        from custseg.realtime.export_job import main as export_main
+
+        return export_main(rest)
     if cmd == "demo":
         from custseg.demo import main as demo_main
 
         return demo_main(rest)
-    print(f"unknown command {cmd!r}; try: generate, run, forget, stream, demo", file=sys.stderr)
+    print(f"unknown command {cmd!r}; try: generate, run, forget, stream, stream-export, demo", file=sys.stderr)
     return 2
 
 

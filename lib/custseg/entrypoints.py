@@ -11,8 +11,9 @@ from __future__ import annotations
 import sys
 
 STAGES = ("ingest", "conform", "features", "segment", "basket", "marketing", "report", "pipeline", "maintain")
-# Not a stage: `custseg stream` runs until stopped (or, with --trigger available-now, until caught up).
-JOBS = (*STAGES, "stream")
+# Not stages: `custseg stream` runs until stopped (or, with --trigger available-now, until caught up);
+# `custseg stream-export` writes the hourly activation files of real-time offers (no --date: --hour).
+JOBS = (*STAGES, "stream", "stream-export")
 
 
 def _run(stage: str) -> None:
@@ -69,5 +70,12 @@ def maintain() -> None:
 def stream() -> None:
     """``custseg-stream``: the real-time job (docs/realtime.md); no --date, runs until stopped."""
     from custseg.realtime.job import main
+
+    sys.exit(main(sys.argv[1:]))
+
+
+def stream_export() -> None:
+    """``custseg-stream-export``: hours of real-time offers -> activation files (docs/realtime.md)."""
+    from custseg.realtime.export_job import main
 
     sys.exit(main(sys.argv[1:]))

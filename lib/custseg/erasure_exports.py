@@ -1,10 +1,11 @@
 """Erasure in the export files: the person's rows are cut out of every file still held.
 
 Every dated export folder under ``paths.exports`` is scanned (``_staging`` and other ``_`` /
-``.`` folders are skipped). A CSV (``.csv``, ``.csv.gz``) or Parquet file that holds a row
-with one of the person's values in any cell (raw id, normalized e-mail or phone, key, SHA-256)
-is rewritten without those rows, atomically, and the folder's ``manifest.json`` gets the
-file's new rows, bytes and SHA-256 plus an ``erasures`` entry (when, how many rows; never who).
+``.`` folders are skipped), the hourly real-time ones (``realtime/<date>/<HH>/``) included. A CSV
+(``.csv``, ``.csv.gz``) or Parquet file that holds a row with one of the person's values in any
+cell (raw id, normalized e-mail or phone, key, SHA-256) is rewritten without those rows,
+atomically, and the nearest ``manifest.json`` above it gets the file's new rows, bytes and
+SHA-256 (an hourly one also its totals) plus an ``erasures`` entry (when, how many rows; never who).
 Why rewrite rather than delete the date's folder: the other customers' hand-off stays valid
 and verifiable against its manifest, and nothing of the person survives in it. Files already
 loaded into a downstream tool are out of reach here: the DPO's request to that tool is
@@ -99,10 +100,35 @@ def erase_from_exports(ctx: StageContext, person: Person, country_code: str = "4
         if not dropped:
             continue
         fileio.write_bytes(f"{root}/{rel}", new)
-        _update_manifest(root, parts[0], "/".join(parts[1:]), new, dropped)
+        depth = _manifest_depth(root, parts)
+        _update_manifest(root, "/".join(parts[:depth]), "/".join(parts[depth:]), new, dropped)
         log.info("erasure: %d rows cut from export %s", dropped, rel)
         total += dropped
     return total
+
+
+def _manifest_depth(root: str, parts: list[str]) -> int:
+    """How many leading folders of a file's path lead to its manifest: the nearest folder above
+    the file with a ``manifest.json`` (``<date>/`` for the batch exports, whose files sit in
+    campaign folders; ``realtime/<date>/<HH>/`` for the hourly real-time export), else the first."""
+    for depth in range(len(parts) - 1, 0, -1):
+        if fileio.exists(f"{root}/{'/'.join(parts[:depth])}/manifest.json"):
+            return depth
+    return 1
+
+
+def _recount_hour(root: str, folder: str, doc: dict) -> None:
+    """An hourly real-time manifest's totals after a cut: rows, by channel and by trigger, from its
+    parts (one hour of offers, read with the csv module)."""
+    by_channel: dict[str, int] = {}
+    by_trigger: dict[str, int] = {}
+    for entry in doc.get("files", []):
+        data = _read(root, f"{folder}/{entry['file']}")
+        text = (gzip.decompress(data) if entry["file"].endswith(".gz") else data).decode("utf-8")
+        for row in csv.DictReader(io.StringIO(text, newline="")):
+            by_channel[row["channel"] or "none"] = by_channel.get(row["channel"] or "none", 0) + 1
+            by_trigger[row["trigger"] or "none"] = by_trigger.get(row["trigger"] or "none", 0) + 1
+    doc.update(rows=sum(by_channel.values()), rows_by_channel=by_channel, rows_by_trigger=by_trigger)
 
 
 def _update_manifest(root: str, folder: str, file: str, new: bytes, dropped: int) -> None:
@@ -119,6 +145,8 @@ def _update_manifest(root: str, folder: str, file: str, new: bytes, dropped: int
             by = doc.get("rows_by_campaign", {}).get(campaign, {})
             if export in by and entry.get("format") == "csv":
                 by[export] = int(by[export]) - dropped
+    if doc.get("export") == "realtime_offers":
+        _recount_hour(root, folder, doc)
     doc.setdefault("erasures", []).append(
         {"file": file, "rows_deleted": dropped, "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     )

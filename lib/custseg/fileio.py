@@ -96,6 +96,23 @@ def spark_list_files(spark: SparkSession, path: str, hidden=hidden_part) -> list
     return sorted(out)
 
 
+def walk(path: str) -> list[str]:
+    """Relative paths of every file under ``path``, markers (``_SUCCESS``) and hidden files included,
+    sorted; [] when it does not exist. A listing only (Python's file API, or one pyarrow.fs LIST on
+    object stores): no Spark job, cheap enough for a check every micro-batch."""
+    if is_local(path):
+        root = Path(local_path(path))
+        if not root.is_dir():
+            return []
+        return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    from pyarrow import fs as pafs
+
+    fs, key = _arrow_fs(path)
+    infos = fs.get_file_info(pafs.FileSelector(key, recursive=True, allow_not_found=True))
+    key = key.rstrip("/")
+    return sorted(i.path[len(key) :].lstrip("/") for i in infos if i.type == pafs.FileType.File)
+
+
 def exists(path: str) -> bool:
     """Whether a file exists (local paths with Python, others with pyarrow.fs)."""
     if is_local(path):

@@ -195,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     from custseg import faults
     from custseg.config import ConfigError, load_config
     from custseg.pii import MissingSaltError, resolve_pii_key
+    from custseg.realtime.export import ExportSettings
     from custseg.realtime.microbatch import KEYED_TABLES, StreamSettings, parse_trigger
     from custseg.secrets import SecretError, load_secrets
     from custseg.session import get_session
@@ -211,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         if overrides:
             conf = conf.with_overrides(overrides)
         settings = StreamSettings.from_config(conf)
+        ExportSettings.from_config(conf)  # the hourly export's settings fail the start, not a micro-batch
         salt = resolve_pii_key(conf)
         faults.parse(os.environ.get(faults.ENV, ""))
     except (ConfigError, MissingSaltError, SecretError, faults.FaultSpecError, KeyError) as exc:

@@ -314,6 +314,9 @@ class IngestBatch:
             + "".join(f"; {k} {v:.1f}s" for k, v in self._steps.items()),
             seconds,
         )
+        from custseg.realtime.export import export_due
+
+        export_due(spark, tables, self.conf, batch.clock, self._cache)  # closed hours -> files; never raises
 
     def raw_records(
         self, spark: SparkSession, name: str, kind: str, payload

@@ -8,8 +8,10 @@ spreadsheet would run as formulas escaped (``export.escape_formulas``) except va
 identifier columns. One Spark job writes every part: rows are numbered once, the part number
 is a partition column, and each part lands in exactly one task (one file).
 
-Publication (staging folder, manifest with a SHA-256 per file, ``_SUCCESS`` last, the swap
-that keeps the last good export on failure) stays with ``stages.marketing.write_exports``.
+Publication, shared by the batch exports (``stages.marketing.write_exports``) and the hourly
+real-time export (``realtime.export``): everything is written to a staging folder,
+``file_digests`` gives each file's bytes and SHA-256 for the manifest, ``_SUCCESS`` is written
+last, and ``publish_folder`` swaps the staging folder in, keeping the last good export on failure.
 """
 
 from __future__ import annotations
@@ -100,6 +102,47 @@ def write_csv_parts(
         out.append({"path": target, "part": index, "parts": parts, "rows": n})
     fileio.delete_tree(tmp)
     return out
+
+
+def uri(path: str) -> str:
+    """A path as ``binaryFile`` reports it (``file:`` for local paths)."""
+    return path if "://" in path or path.startswith("file:") else f"file:{path}"
+
+
+def file_digests(spark: SparkSession, paths: list[str]) -> dict[str, tuple[int, str]]:
+    """path -> (bytes, SHA-256 hex) of each file, read where the files are (``binaryFile``):
+    one row per file reaches the driver, never the content."""
+    if not paths:
+        return {}
+    sums = {
+        r["path"]: (int(r["length"]), r["sha256"])
+        for r in spark.read.format("binaryFile")
+        .load(paths)
+        .select(F.col("path"), F.col("length"), F.sha2(F.col("content"), 256).alias("sha256"))
+        .collect()  # one row per export file
+    }
+    return {p: sums[uri(p)] if uri(p) in sums else sums[p] for p in paths}
+
+
+def publish_folder(staging: str, target: str) -> None:
+    """Swaps a complete export folder in for ``target``: the old one is moved aside, the new one
+    renamed into place, then the old one deleted (on object stores a rename is a copy: the
+    window without a folder is as short as the copy)."""
+    old = f"{staging}.replaced"
+    had_old = fileio.is_dir(target)
+    if had_old:
+        try:
+            fileio.move(target, old)
+        except OSError as exc:
+            raise OSError(f"could not move the previous export {target} aside: {exc}") from exc
+    try:
+        fileio.move(staging, target)
+    except OSError as exc:
+        if had_old:
+            fileio.move(old, target)  # put the last good export back
+        raise OSError(f"could not move the new export {staging} to {target}: {exc}") from exc
+    if had_old:
+        fileio.delete_tree(old)
 
 
 def _csv_line(cells: list[str]) -> str:

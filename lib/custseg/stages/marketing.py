@@ -89,7 +89,7 @@ from custseg.marketing.propensity import (
 )
 from custseg.marketing.strategy import STRATEGY_COLUMNS, StrategySettings, segment_strategy, strategy_offers
 from custseg.stages.context import StageContext, absolute
-from custseg.stages.export_files import write_csv_parts
+from custseg.stages.export_files import file_digests, publish_folder, write_csv_parts
 from custseg.stages.flat_inputs import bronze_with_flat
 
 log = logging.getLogger(__name__)
@@ -532,40 +532,18 @@ def write_exports(
     as it was (downstream tools never see half an export), and readers that skip ``_`` folders
     never see the staging one.
     """
-    spark = ctx.spark
     exports = absolute(ctx.conf.paths.exports).rstrip("/")
     final_root = f"{exports}/{ctx.run_date}"
     root = f"{exports}/_staging/{ctx.run_date}-{uuid.uuid4().hex[:12]}"
     try:
         written = _write_export_files(ctx, root, campaigns, audience, base, consent)
-        _publish(spark, root, final_root)
+        publish_folder(root, final_root)
     finally:
         fileio.delete_tree(root)
     for w in written:
         w["path"] = f"{final_root}/{w['file']}"
     log.info("marketing: %d export files under %s", len(written), final_root)
     return written
-
-
-def _publish(spark: SparkSession, staging: str, target: str) -> None:
-    """Swaps a complete export folder in for ``target``: the old one is moved aside, the new one
-    renamed into place, then the old one deleted (on object stores a rename is a copy: the
-    window without a folder is as short as the copy)."""
-    old = f"{staging}.replaced"
-    had_old = fileio.is_dir(target)
-    if had_old:
-        try:
-            fileio.move(target, old)
-        except OSError as exc:
-            raise OSError(f"could not move the previous export {target} aside: {exc}") from exc
-    try:
-        fileio.move(staging, target)
-    except OSError as exc:
-        if had_old:
-            fileio.move(old, target)  # put the last good export back
-        raise OSError(f"could not move the new export {staging} to {target}: {exc}") from exc
-    if had_old:
-        fileio.delete_tree(old)
 
 
 def _write_export_files(
@@ -625,17 +603,10 @@ def _write_export_files(
         contacts.unpersist()
         if activation is not None:
             activation.unpersist()
-    if written:
-        sums = {
-            r["path"]: (int(r["length"]), r["sha256"])
-            for r in spark.read.format("binaryFile")
-            .load([w["path"] for w in written])
-            .select(F.col("path"), F.col("length"), F.sha2(F.col("content"), 256).alias("sha256"))
-            .collect()  # one row per export file
-        }
-        for w in written:
-            size, digest = sums[_uri(w["path"])] if _uri(w["path"]) in sums else sums[w["path"]]
-            w.update(bytes=size, sha256=digest, file=w["path"][len(root) + 1 :])
+    sums = file_digests(spark, [w["path"] for w in written])
+    for w in written:
+        size, digest = sums[w["path"]]
+        w.update(bytes=size, sha256=digest, file=w["path"][len(root) + 1 :])
     doc = manifest(
         ctx.run_date,
         [{k: v for k, v in w.items() if k != "path"} for w in written],
@@ -760,10 +731,6 @@ def _write_profile(
         for f in files
     ]
     return entries, summary
-
-
-def _uri(path: str) -> str:
-    return path if "://" in path or path.startswith("file:") else f"file:{path}"
 
 
 def _write_single_file(spark: SparkSession, df: DataFrame, fmt: str, target: str) -> None:
