@@ -176,7 +176,9 @@ def _wait_for(path: Path, text: str, proc, timeout: float) -> None:
     raise SystemExit(f"no {text!r} within {timeout:.0f}s: see the log")
 
 
-def latency(home: Path, work: Path, rate: float, seconds: float, trigger: str, log, log_path: Path) -> dict:
+def latency(
+    home: Path, work: Path, rate: float, seconds: float, trigger: str, log, log_path: Path, max_files: int = 100
+) -> dict:
     scratch = _scratch(home, work, "latency")
     env = _env(scratch)
     from custseg.datagen.replay import load_records
@@ -189,7 +191,11 @@ def latency(home: Path, work: Path, rate: float, seconds: float, trigger: str, l
     speed = rate * span_s / n  # event time runs this much faster than the wall clock
     stream_log = work / "latency-stream.log"
     with stream_log.open("w") as out:
-        proc = subprocess.Popen(_stream_args(trigger, []), env=env, cwd=scratch, stdout=out, stderr=subprocess.STDOUT)
+        # --max-files: what a micro-batch may take per source. The replay lands one file per source
+        # per second, so the default 10 is exactly a 10 s trigger's worth: any micro-batch longer
+        # than the trigger would leave files behind and the backlog (and latency) would only grow.
+        args = _stream_args(trigger, ["--max-files", str(max_files)])
+        proc = subprocess.Popen(args, env=env, cwd=scratch, stdout=out, stderr=subprocess.STDOUT)
         try:
             _wait_for(stream_log, "starting query sessions", proc, 300)
             time.sleep(15)  # the first (empty) micro-batches are done: the session is warm
@@ -313,6 +319,7 @@ def markdown(r: dict) -> str:
             "min {min} / mean {mean} / max {max}".format(**r["load_latency"]),
         ),
         ("trigger", r["trigger"]),
+        ("files per source per micro-batch (max)", r.get("max_files_per_trigger", 10)),
         ("event rate asked / measured", f"{r['rate']:g} / {lat.get('rate_measured_records_per_s')} records/s"),
         ("records replayed, micro-batches", f"{lat.get('records_replayed')}, {lat.get('micro_batches')}"),
         ("micro-batch seconds (p50)", lat.get("micro_batch_s_p50")),
@@ -354,6 +361,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--rate", type=float, default=5000.0, help="records per second to replay")
     ap.add_argument("--seconds", type=float, default=60.0, help="about how long the replay lasts")
     ap.add_argument("--trigger", default="processing:10s")
+    ap.add_argument("--max-files", type=int, default=100, help="stream.max_files_per_trigger of the latency run")
     ap.add_argument("--backlog-limit", type=int, default=0, help="records of the catch-up backlog (0: all)")
     ap.add_argument("--work", default="/tmp/custseg-bench-stream")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "stream.json"))
@@ -377,7 +385,7 @@ def main(argv: list[str] | None = None) -> dict:
         print("catch-up:", json.dumps(cu), flush=True)
         sampler = LoadSampler()
         sampler.start()
-        lat = latency(home, work, args.rate, args.seconds, args.trigger, log, log_path)
+        lat = latency(home, work, args.rate, args.seconds, args.trigger, log, log_path, args.max_files)
         load_lat = sampler.stop()
         print("latency:", json.dumps(lat), flush=True)
     p95 = lat.get("latency_s_visible_p95")
@@ -387,6 +395,7 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": {"cores": os.cpu_count(), "platform": platform.platform(), "shared": True},
         "home": str(home),
         "trigger": args.trigger,
+        "max_files_per_trigger": args.max_files,
         "rate": args.rate,
         "latency": lat,
         "catch_up": cu,
