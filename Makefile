@@ -16,10 +16,10 @@ KAFKA40 := $(VENV40)/.kafka-jars
 SCALE ?= s
 PYTEST_ARGS ?=
 # Two pytest workers (pytest-xdist): each test module is one unit of work, and the modules that
-# share the pipeline run of tests/integration/conftest.py go to one worker (tests/conftest.py).
-# TEST_WORKERS=0 runs everything in one process.
+# share the pipeline run of tests/integration/conftest.py are one unit (the scheduler in
+# tests/conftest.py). TEST_WORKERS=0 runs everything in one process.
 TEST_WORKERS ?= 2
-XDIST := -n $(TEST_WORKERS) --dist loadgroup
+XDIST := -n $(TEST_WORKERS)
 UV_VERSION := 0.13.9
 
 .PHONY: demo test test-fast test-spark40 lint format bench bench-exits bench-stream clean java venv venv40 dist lock kafka-jars

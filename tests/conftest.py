@@ -35,17 +35,31 @@ SHARED = ROOT.parent / "shared"
 
 from tests.kafka_broker import kafka_broker  # noqa: E402, F401  (a real KRaft broker, started on first use)
 
-# Tests that share the session-scoped pipeline run (tests/integration/conftest.py demo_run) run
-# on one xdist worker, so that `make test` (-n 2 --dist loadgroup) makes that run once; every
-# other module is its own group (loadgroup falls back to one group per module).
-SHARED_RUN_FIXTURES = {"demo_run", "demo_tables"}
+# `make test` runs two xdist workers. Each test module is one unit of work, so that module
+# fixtures run once, and every module that uses the session-scoped pipeline run of
+# tests/integration/conftest.py (demo_run, demo_tables) joins one unit, so that it runs once.
+# A scheduler, not xdist_group marks: with pytest 9.2 and xdist 3.8, --dist loadgroup did not
+# group (two modules marked with one group ran on both workers), and ungrouped tests are each
+# their own unit there, so module fixtures ran on both workers.
+SHARED_RUN_FIXTURES = ("demo_run", "demo_tables")
+SHARED_RUN_UNIT = "shared-pipeline-run"
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns the mark into the group suffix
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if SHARED_RUN_FIXTURES & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.xdist_group("shared_pipeline_run"))
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    uses_shared_run: dict[str, bool] = {}
+
+    class ModulesAndSharedRun(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            if module not in uses_shared_run:
+                path = Path(config.rootpath) / module
+                text = path.read_text() if path.is_file() else ""
+                uses_shared_run[module] = any(name in text for name in SHARED_RUN_FIXTURES)
+            return SHARED_RUN_UNIT if uses_shared_run[module] else module
+
+    return ModulesAndSharedRun(config, log)
 
 
 def ci() -> bool:
