@@ -20,22 +20,12 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 # At least pii.salt_min_length (32) bytes; the key-safety tests plant their own salts.
 os.environ.setdefault("CUSTSEG_PII_SALT", "test-salt-for-unit-tests-0123456789abcdef")
-# Every Spark driver the tests start (this process's and the jobs run as subprocesses; not the
-# Spark Connect server, see its fixture) JIT-compiles with C1 only. Test JVMs live minutes on
-# small data: C2 spent ~100 CPU-s per shared pipeline run compiling code that ran a few times.
-# Measured on 2 cores (tests/unit marketing_plan, audience, rfm): 77 -> 52 CPU-s for the same
-# tests, wall 48 -> 44 s; the saving is what lets two test workers share two cores.
-# -Xss4m: C1's frames are larger, and a task thread deserialising the marketing stage's models
-# overflowed the default 1 MB stack; in local mode a StackOverflowError in a task ends the JVM
-# (the shared pipeline run died in marketing without it). spark-submit adds SPARK_SUBMIT_OPTS to
-# the driver's java command; jobs outside the tests keep the JVM's defaults.
-os.environ.setdefault("SPARK_SUBMIT_OPTS", "-XX:TieredStopAtLevel=1 -Xss4m")
 
 SHARED = ROOT.parent / "shared"
 
 from tests.kafka_broker import kafka_broker  # noqa: E402, F401  (a real KRaft broker, started on first use)
 
-# `make test` runs two xdist workers. Each test module is one unit of work, so that module
+# With TEST_WORKERS=2 (`make test`, opt-in) two xdist workers run. Each test module is one unit of work, so that module
 # fixtures run once, and every module that uses the session-scoped pipeline run of
 # tests/integration/conftest.py (demo_run, demo_tables) joins one unit, so that it runs once.
 # A scheduler, not xdist_group marks: with pytest 9.2 and xdist 3.8, --dist loadgroup did not

@@ -93,8 +93,7 @@ def connect_server(spark, tmp_path_factory):
         cmd += ["--conf", f"{key}={value}"]
     cmd.append("spark-internal")
     env = {
-        # the server keeps the default JIT: tests/conftest.py's C1-only SPARK_SUBMIT_OPTS is left out
-        **{k: v for k, v in os.environ.items() if k != "SPARK_SUBMIT_OPTS"},
+        **os.environ,
         "SPARK_HOME": str(spark_home),
         "SPARK_LOCAL_IP": "127.0.0.1",
         "PYSPARK_PYTHON": sys.executable,
