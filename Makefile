@@ -24,7 +24,7 @@ TEST_WORKERS ?= 0
 XDIST := -n $(TEST_WORKERS)
 UV_VERSION := 0.13.9
 
-.PHONY: demo test test-fast test-spark40 lint format bench bench-exits bench-stream clean java venv venv40 dist lock kafka-jars
+.PHONY: demo test test-fast test-extended test-all test-spark40 lint format bench bench-exits bench-stream clean java venv venv40 dist lock kafka-jars
 
 # uv installs the same pins as pip in under half the time (downloads in parallel; the
 # pyspark sdist is built while the rest unpacks): 35 s against about 80 s on an empty cache (2 cores).
@@ -91,9 +91,19 @@ java:
 demo: $(STAMP) $(JARS) $(KAFKA) java
 	$(VENV)/bin/custseg demo
 
+# `make test` (what CI runs) leaves out the tests marked `extended`: the kill -9 chain through
+# every stage (tests/integration/test_faults.py, ~16 min on 2 cores), spark-submit on a
+# standalone cluster (~8 min) and the second real data set (~3 min). With them the suite took
+# 95 min on this 2-core machine (2026-12-07), past CI's 90. `make test-extended` runs those
+# alone, `make test-all` everything. The slowest tests are listed at the end of each run.
 test: $(STAMP) $(JARS) $(KAFKA) java
-	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) -m "not extended" --durations=25 $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-spark40
+
+test-extended: $(STAMP) $(JARS) $(KAFKA) java
+	$(PY) -m pytest $(XDIST) -m extended --durations=10 $(PYTEST_ARGS)
+
+test-all: test test-extended
 
 # The Spark 4.0 line: the storage contract suite and a small pipeline, in their own venv.
 # With one Kafka round trip (the connector pinned for 4.0, against the broker in .venv).
@@ -102,7 +112,7 @@ test-spark40: $(STAMP40) $(JARS40) $(KAFKA40) $(KAFKA) java
 	$(VENV40)/bin/python -m pytest -p no:cacheprovider $(XDIST) tests/unit/test_storage_contract.py tests/spark40 $(KAFKA40_TEST) $(PYTEST_ARGS)
 
 test-fast: $(STAMP) $(JARS) $(KAFKA) java
-	$(PY) -m pytest $(XDIST) -m "not slow and not cluster" $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) -m "not slow and not cluster and not extended" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check lib jobs tests bench

@@ -193,6 +193,8 @@ def _salt() -> str:
 CDNOW_DATE = date(1998, 6, 30)
 
 
+# Outside `make test` (online retail covers the real-file path there): `make test-extended`.
+@pytest.mark.extended
 def test_cdnow_through_every_stage_without_items(spark, shared_datasets, tmp_path, monkeypatch):
     src = shared_datasets / "CDNOW_master.txt"
     landing = tmp_path / "landing" / "flat_transactions" / CDNOW_DATE.isoformat()
