@@ -112,7 +112,7 @@ test-spark40: $(STAMP40) $(JARS40) $(KAFKA40) $(KAFKA) java
 	$(VENV40)/bin/python -m pytest -p no:cacheprovider $(XDIST) tests/unit/test_storage_contract.py tests/spark40 $(KAFKA40_TEST) $(PYTEST_ARGS)
 
 test-fast: $(STAMP) $(JARS) $(KAFKA) java
-	$(PY) -m pytest $(XDIST) -m "not slow and not cluster and not extended" $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) -m "not slow and not cluster" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check lib jobs tests bench

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-# Outside `make test` (about 8 min of its 2-core time): `make test-extended` runs it.
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.extended]
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,6 @@ from custseg.runs import ABANDONED
 from custseg.stages import PIPELINE
 from tests.integration.conftest import pipeline_args
 
-# Outside `make test` (about 16 min of its 2-core time): `make test-extended` runs it.
 pytestmark = [pytest.mark.slow, pytest.mark.extended]
 
 ROOT = Path(__file__).resolve().parents[2]
