@@ -70,3 +70,21 @@ def test_a_missing_or_short_salt_fails_the_job_at_start_up_and_writes_nothing(sp
     assert any("CUSTSEG_PII_SALT is not set" in e for e in errors)
     assert any("at least 32" in e for e in errors) and not any("short-salt" in e for e in errors)
     assert not tables(spark, home).exists("silver.customers")
+
+
+def test_a_stream_with_another_salt_than_the_batch_identity_map_fails_at_start(spark, home, monkeypatch, caplog):  # noqa: F811
+    """The stream joins silver.identity_map: with another salt it would resolve nobody (every order
+    an unknown customer), so it refuses to start, though its own *_rt tables are new."""
+    from custseg.realtime import job
+
+    _landed(spark, home)
+    monkeypatch.setenv("CUSTSEG_PII_SALT", SALT_A)
+    assert run(spark, "conform") == 0
+    monkeypatch.setenv("CUSTSEG_PII_SALT", SALT_B)
+    assert job.main(["--trigger", "once"]) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert any("is not the key that wrote" in e and "silver.identity_map" in e for e in errors), errors
+    t = tables(spark, home)
+    assert not t.exists("silver.events_rt") and not t.exists("meta.stream_progress")
+    recorded = {r["table"] for r in t.read(FINGERPRINTS).collect()}
+    assert not any(name.endswith("_rt") for name in recorded), "nothing recorded for the stream's tables"
