@@ -138,7 +138,8 @@ clean:
 
 # Real-time bench (issue 23): event-to-offer latency of `custseg stream` at RATE records/s with a
 # 10 s processing-time trigger, and the availableNow catch-up throughput, over a home with batch
-# gold (`make demo`; made if absent). Writes bench/results/stream.json and stream.md.
+# gold keyed with CUSTSEG_PII_SALT (CUSTSEG_BENCH_HOME; default: one the bench builds with
+# `custseg demo`, 5,000 customers). Writes bench/results/stream.json and stream.md.
 RATE ?= 5000
 bench-stream: $(STAMP) $(JARS) $(KAFKA) java
-	$(PY) -m bench.stream_latency --home $${CUSTSEG_HOME:-data} --rate $(RATE)
+	$(PY) -m bench.stream_latency --home "$${CUSTSEG_BENCH_HOME:-}" --rate $(RATE)

@@ -5,11 +5,13 @@ once in gold.campaign_pulse, on both storage engines.
 The batch gold is planted (gold.customer_features with ``declining`` customers, silver.customers
 with their e-mail opt-in, silver.identity_map keyed with the test salt), and one trigger is on:
 ``welcome_back`` (a declining customer shows up). Each of 3 events files (one micro-batch each)
-brings 5 new declining customers, so each micro-batch decides 5 offers. Micro-batch writes:
-bronze.events_rt, bronze.quarantine, silver.events_rt, gold.realtime_offers, gold.campaign_pulse,
-meta.stream_progress (6 each). delta-rs is killed after write 9 (micro-batch 1's silver, before
-its offers: the replay must make them); spark-delta after write 10 (its offers committed, the
-pulse not: the replay must not offer again, and must count the pulse once).
+brings 5 new declining customers, so each micro-batch decides 5 offers. Micro-batch writes,
+offers first: gold.realtime_offers, bronze.events_rt, bronze.quarantine, silver.events_rt,
+gold.campaign_pulse, meta.stream_progress (6 each). delta-rs is killed after write 6 (micro-batch
+0 wholly written, its end not yet in the checkpoint: the replay must skip all six writes, the
+offers included, and micro-batch 1 decides anew); spark-delta after write 7 (micro-batch 1's
+offers committed, nothing else of it: the replay must not offer again, must write bronze and
+silver, and must count the pulse once).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from tests.integration.test_stream_exactly_once import _run, _table
 pytestmark = pytest.mark.slow
 
 FILES, PER_FILE = 3, 5
-KILLS = {"delta-rs": (9, "silver.events_rt"), "spark-delta": (10, "gold.realtime_offers")}
+KILLS = {"delta-rs": (6, "meta.stream_progress"), "spark-delta": (7, "gold.realtime_offers")}
 TRIGGERS = """
 defaults: {channels: [email], max_per_day: 1, holdout_share: 0.3}
 triggers:
@@ -148,7 +150,7 @@ def test_every_firing_decided_exactly_once(offers_run):
     assert set(offers["decision"]) <= {"offered", "control"} and (offers["decision"] == "offered").any()
     assert sorted(offers["batch_id"].unique()) == list(range(FILES))
     assert (offers.groupby("batch_id").size() == PER_FILE).all()
-    # the kill fell where it was meant to: micro-batch 1's offers missing (delta-rs) or in (spark-delta)
+    # the kill fell where it was meant to: micro-batch 1's offers not yet made (delta-rs) or in (spark-delta)
     committed = 0 if before is None else int((before["batch_id"] == 1).sum())
     assert committed == (PER_FILE if engine == "spark-delta" else 0)
 

@@ -28,6 +28,14 @@ def test_defaults_load_from_base_yaml():
     assert StreamSettings(checkpoint_location="/ck/").checkpoint("/t", "ingest") == "/ck/ingest"
 
 
+def test_the_sessions_query_runs_on_its_own_slower_clock_only_beside_a_processing_trigger():
+    s = StreamSettings.from_config(load_config())
+    assert s.session_trigger() == "processing:60s"  # base.yaml
+    assert StreamSettings(trigger="processing:5s", sessions_trigger="").session_trigger() == "processing:5s"
+    for ending in ("available-now", "once"):  # both queries end: the same trigger
+        assert StreamSettings(trigger=ending, sessions_trigger="processing:60s").session_trigger() == ending
+
+
 @pytest.mark.parametrize(
     ("key", "value"),
     [
@@ -38,6 +46,8 @@ def test_defaults_load_from_base_yaml():
         ("stream.on_unknown_fields", "ignore"),
         ("stream.dedup_horizon_days", -1),
         ("stream.reference_refresh_minutes", -5),
+        ("stream.sessions_trigger", "available-now"),
+        ("stream.sessions_trigger", "every minute"),
     ],
 )
 def test_a_bad_value_names_its_key_and_file(key, value):

@@ -143,13 +143,14 @@ def start_sessions(spark, conf, settings, tables, landing: str):
         .writeStream.queryName(SESSIONS)
         .outputMode("append")
         .option("checkpointLocation", checkpoint)
-        .trigger(**parse_trigger(settings.trigger))
+        .trigger(**parse_trigger(settings.session_trigger()))
         .foreachBatch(SessionBatch(conf, settings, tables.settings.root))
     )
     log.info(
-        "starting query %s: triggers %s, watermark %s, checkpoint %s",
+        "starting query %s: triggers %s, trigger=%s, watermark %s, checkpoint %s",
         SESSIONS,
         ",".join(t.id for t in triggers),
+        settings.session_trigger(),
         rt.watermark,
         checkpoint,
     )

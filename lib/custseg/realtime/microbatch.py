@@ -28,6 +28,7 @@ is quarantined as ``duplicate_id`` too (a producer that re-sends, a file re-deli
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -115,6 +116,13 @@ def parse_trigger(text: str) -> dict:
     return {"processingTime": f"{int(m.group(1))} {_UNITS[m.group(2)]}"}
 
 
+def _parse_or_none(text: str) -> dict:
+    try:
+        return parse_trigger(text)
+    except ValueError:
+        return {}
+
+
 @dataclass(frozen=True)
 class StreamSettings:
     """``stream.*`` of the config (docs/realtime.md)."""
@@ -127,6 +135,7 @@ class StreamSettings:
     on_unknown_fields: str = ""
     dedup_horizon_days: int = 2
     reference_refresh_minutes: float = 10.0
+    sessions_trigger: str = "processing:60s"
 
     @classmethod
     def from_config(cls, conf: Config) -> StreamSettings:
@@ -140,6 +149,7 @@ class StreamSettings:
             on_unknown_fields=str(get("on_unknown_fields", "") or ""),
             dedup_horizon_days=get("dedup_horizon_days", cls.dedup_horizon_days),
             reference_refresh_minutes=get("reference_refresh_minutes", cls.reference_refresh_minutes),
+            sessions_trigger=str(get("sessions_trigger", cls.sessions_trigger) or ""),
         )
         if s.source not in SOURCE_KINDS:
             raise conf.error("stream.source", f"must be one of {', '.join(SOURCE_KINDS)}; got {s.source!r}")
@@ -147,6 +157,11 @@ class StreamSettings:
             parse_trigger(s.trigger)
         except ValueError as exc:
             raise conf.error("stream.trigger", str(exc)) from None
+        if s.sessions_trigger and "processingTime" not in _parse_or_none(s.sessions_trigger):
+            raise conf.error(
+                "stream.sessions_trigger",
+                f"must be empty (as stream.trigger) or processing:<n>s|ms|m; got {s.sessions_trigger!r}",
+            )
         unknown = [x for x in s.sources if x not in RT_SOURCES]
         if not s.sources or unknown:
             raise conf.error("stream.sources", f"must list some of {', '.join(RT_SOURCES)}; got {list(s.sources)}")
@@ -165,6 +180,17 @@ class StreamSettings:
         if isinstance(r, bool) or not isinstance(r, (int, float)) or r < 0:
             raise conf.error("stream.reference_refresh_minutes", f"must be a number of minutes >= 0; got {r!r}")
         return s
+
+    def session_trigger(self) -> str:
+        """The ``sessions`` query's trigger: ``sessions_trigger`` while the stream runs on a
+        processing-time trigger, else the stream's own (available-now / once end both queries).
+
+        Its own, slower clock because a session offer waits for the session timeout plus the
+        watermark (40 minutes of event time by default) anyway, while each of its micro-batches
+        takes the cores from the ``ingest`` query, whose offers are due within a minute."""
+        if "processingTime" not in parse_trigger(self.trigger):
+            return self.trigger
+        return self.sessions_trigger or self.trigger
 
     def checkpoint(self, tables_root: str, query: str) -> str:
         """Where ``query`` keeps its checkpoint: ``stream.checkpoint_location`` or ``<tables>/meta/_checkpoints``."""
@@ -226,6 +252,7 @@ class IngestBatch:
         self._batch_frames: list[DataFrame] = []  # persisted for this micro-batch only
         self._silver: dict[str, DataFrame] = {}  # this micro-batch's silver rows, for the triggers
         self._steps: dict[str, float] = {}  # seconds of the batch's steps after ingest, for its log line
+        self._writes: list[tuple[str, object]] = []  # (source, write) queued until the offers are committed
 
     def __getstate__(self):  # Config reads attributes through __getattr__: pickle its parts
         c = self.conf
@@ -235,7 +262,7 @@ class IngestBatch:
         data, file, origin = state["conf"]
         self.conf = Config(data, file, origin)
         self.settings, self.tables_root, self._cache = state["settings"], state["tables_root"], {}
-        self._batch_frames, self._silver, self._steps = [], {}, {}
+        self._batch_frames, self._silver, self._steps, self._writes = [], {}, {}, []
 
     # --- per session -------------------------------------------------------------------
 
@@ -283,19 +310,31 @@ class IngestBatch:
                 work[name] = ("records", df.where(F.col("source") == name))
         batch = BatchInfo(self.query, int(batch_id), clock)
         reports = []
-        self._batch_frames, self._silver, self._steps = [], {}, {}
+        self._batch_frames, self._silver, self._steps, self._writes = [], {}, {}, []
         decided = None
         try:
+            # Validate every source first (a drift failure stops the batch before any write), then
+            # decide and commit the offers, then the bronze / quarantine / silver writes: an offer
+            # is due within a minute, the bookkeeping is not. Each write has its own write id, so
+            # a batch killed anywhere in between replays to the same tables.
             for name in sorted(work):
                 t0 = time.monotonic()
                 report = self.ingest_source(spark, tables, batch, name, *work[name])
-                report.written["seconds"] = round(time.monotonic() - t0, 2)
+                report.written["seconds"] = time.monotonic() - t0
                 reports.append(report)
-            decided = self.decisions(spark, tables, batch)
+            offers = self.offers(spark, tables, batch)
+            by_source = {r.source: r for r in reports}
+            for name, write in self._writes:
+                t0 = time.monotonic()
+                write()
+                by_source[name].written["seconds"] += time.monotonic() - t0
+            for r in reports:
+                r.written["seconds"] = round(r.written["seconds"], 2)
+            decided = self.pulse(tables, batch, offers)
         finally:
             for frame in self._batch_frames:
                 frame.unpersist()
-            self._batch_frames, self._silver = [], {}
+            self._batch_frames, self._silver, self._writes = [], {}, []
         seconds = time.monotonic() - started
         self.record(spark, tables, batch, reports, seconds)
         log.info(
@@ -358,52 +397,55 @@ class IngestBatch:
                 Bounds.from_config(self.conf),
             )
         )
-        checked = self.earlier_duplicates(tables, batch, name, checked)
-        validated = checked.persist(StorageLevel.MEMORY_AND_DISK)
-        try:
-            stats = validated.agg(
-                F.count("*").alias("read"),
-                F.count_if(F.size("reasons") == 0).alias("ok"),
-                F.count_if(F.size(UNKNOWN) > 0).alias("unknown"),
-            ).first()
-            report = SourceReport(name, n_files, int(stats["read"]), int(stats["ok"] or 0), lag_s=lag)
-            report.quarantined, report.unknown = report.read - report.accepted, int(stats["unknown"] or 0)
-            if report.unknown:
-                fields = validated.where(F.size(UNKNOWN) > 0).select(F.explode(UNKNOWN).alias("f")).distinct().limit(20)
-                names = ", ".join(sorted(r["f"] for r in fields.collect()))
-                if policy == "fail":
-                    raise SchemaDriftError(
-                        f"{name}: {report.unknown} records of micro-batch {batch.batch_id} carry fields the source does "
-                        f"not declare ({names}); on_unknown_fields is fail: the query stops, nothing of the batch was "
-                        "written, and it is replayed when the stream restarts"
-                    )
-                log.warning(
-                    "%s: %d records carry undeclared fields (%s); on_unknown_fields=%s",
-                    name,
-                    report.unknown,
-                    names,
-                    policy,
+        # Pinned: it reads bronze.<source>_rt (earlier duplicates), which this batch appends to.
+        validated = pin(self.earlier_duplicates(tables, batch, name, checked))
+        stats = validated.agg(
+            F.count("*").alias("read"),
+            F.count_if(F.size("reasons") == 0).alias("ok"),
+            F.count_if(F.size(UNKNOWN) > 0).alias("unknown"),
+        ).first()
+        report = SourceReport(name, n_files, int(stats["read"]), int(stats["ok"] or 0), lag_s=lag)
+        report.quarantined, report.unknown = report.read - report.accepted, int(stats["unknown"] or 0)
+        if report.unknown:
+            fields = validated.where(F.size(UNKNOWN) > 0).select(F.explode(UNKNOWN).alias("f")).distinct().limit(20)
+            names = ", ".join(sorted(r["f"] for r in fields.collect()))
+            if policy == "fail":
+                raise SchemaDriftError(
+                    f"{name}: {report.unknown} records of micro-batch {batch.batch_id} carry fields the source does "
+                    f"not declare ({names}); on_unknown_fields is fail: the query stops, nothing of the batch was "
+                    "written, and it is replayed when the stream restarts"
                 )
-            accepted, quarantined = split_batch(validated, spec, batch.day.isoformat(), batch.tag, batch.clock)
-            quarantined = quarantined.withColumn("source", F.lit(f"{name}_rt"))
-            if report.accepted:
-                table = bronze_table(name)
-                tables.append(accepted, table, partition_by=["_batch_date"], txn=batch.txn(table))
-            if report.quarantined:
-                # One write id per source: every source of a micro-batch appends its own rows to
-                # the shared quarantine table, and one id for all would skip the second source's
-                # rows as "already committed" (they were lost before this).
-                tables.append(
-                    quarantined,
-                    QUARANTINE,
-                    partition_by=["_batch_date", "source"],
-                    txn=batch.txn(f"{QUARANTINE}/{name}"),
-                )
-            if report.accepted:
-                self._silver.update(self.write_silver(spark, tables, batch, name, accepted))
-        finally:
-            validated.unpersist()
+            log.warning(
+                "%s: %d records carry undeclared fields (%s); on_unknown_fields=%s",
+                name,
+                report.unknown,
+                names,
+                policy,
+            )
+        accepted, quarantined = split_batch(validated, spec, batch.day.isoformat(), batch.tag, batch.clock)
+        quarantined = quarantined.withColumn("source", F.lit(f"{name}_rt"))
+        if report.accepted:
+            table = bronze_table(name)
+            self._queue(name, tables.append, accepted, table, partition_by=["_batch_date"], txn=batch.txn(table))
+        if report.quarantined:
+            # One write id per source: every source of a micro-batch appends its own rows to
+            # the shared quarantine table, and one id for all would skip the second source's
+            # rows as "already committed" (they were lost before this).
+            self._queue(
+                name,
+                tables.append,
+                quarantined,
+                QUARANTINE,
+                partition_by=["_batch_date", "source"],
+                txn=batch.txn(f"{QUARANTINE}/{name}"),
+            )
+        if report.accepted:
+            self._silver.update(self.write_silver(spark, tables, batch, name, accepted))
         return report
+
+    def _queue(self, source: str, fn, *args, **kwargs) -> None:
+        """A write of ``source`` for after the offers (``__call__`` runs them in this order)."""
+        self._writes.append((source, functools.partial(fn, *args, **kwargs)))
 
     def earlier_duplicates(self, tables, batch: BatchInfo, name: str, checked: DataFrame) -> DataFrame:
         """Usable records whose id an earlier micro-batch (within the horizon) accepted become ``duplicate_id``."""
@@ -473,10 +515,10 @@ class IngestBatch:
         salt, id_map = self.salt(), self.identity_map(spark, tables, batch.day)
 
         def put(df: DataFrame, table: str) -> DataFrame:
-            # kept for the triggers of this micro-batch (the PII hashing runs once)
+            # kept for the triggers of this micro-batch and its write (the PII hashing runs once)
             df = df.persist(StorageLevel.MEMORY_AND_DISK)
             self._batch_frames.append(df)
-            tables.append(df, table, partition_by=SILVER_PARTITIONS[table], txn=batch.txn(table))
+            self._queue(name, tables.append, df, table, partition_by=SILVER_PARTITIONS[table], txn=batch.txn(table))
             return df
 
         if name == "events":
@@ -530,33 +572,45 @@ class IngestBatch:
                 log.warning("stream %s: no real-time decisions until the batch gold exists: %s", self.query, exc)
             return None
 
-    def decisions(self, spark: SparkSession, tables, batch: BatchInfo) -> dict | None:
-        """The stateless triggers on this micro-batch's silver rows -> decide -> gold.realtime_offers; the pulse."""
+    def offers(self, spark: SparkSession, tables, batch: BatchInfo) -> DataFrame | None:
+        """The stateless triggers on this micro-batch's silver rows -> decide -> gold.realtime_offers
+        (committed, and sent to Kafka where configured). Returns the batch's offers, persisted until
+        the batch ends, or None."""
         from custseg.realtime.detect import stateless_candidates
 
         stateless = [t for t in self.triggers() if not t.is_session]
-        events, items, responses = (self._silver.get(k) for k in ("events", "items", "responses"))
-        if not stateless or (events is None and items is None and responses is None):
+        events, items = self._silver.get("events"), self._silver.get("items")
+        if not stateless or (events is None and items is None):
             return None
-        t0 = time.monotonic()
-        gold = self.gold(tables, batch)
-        self._steps["gold"] = time.monotonic() - t0
+        gold = self.batch_gold(tables, batch)
         if gold is None:
             return None
-        offers = None
-        if events is not None or items is not None:
-            t0 = time.monotonic()
-            candidates = stateless_candidates(events, items, gold, stateless)
-            offers = write_offers(spark, tables, self.conf, batch, candidates, gold, self.triggers())
-            self._steps["offers"] = time.monotonic() - t0
+        t0 = time.monotonic()
+        candidates = stateless_candidates(events, items, gold, stateless)
+        offers = write_offers(spark, tables, self.conf, batch, candidates, gold, self.triggers())
+        self._steps["offers"] = time.monotonic() - t0
+        return offers
+
+    def pulse(self, tables, batch: BatchInfo, offers: DataFrame | None) -> dict | None:
+        """gold.campaign_pulse with this batch's responses and offers; returns the offers by decision."""
         counts = offer_counts(offers) if offers is not None else {}
-        if responses is not None or counts:
-            t0 = time.monotonic()
-            update_pulse(tables, self.conf, batch, responses, offers if counts else None, gold, self.triggers())
-            self._steps["pulse"] = time.monotonic() - t0
-        if offers is not None:
-            offers.unpersist()
+        responses = self._silver.get("responses")
+        if not (responses is not None or counts) or not any(not t.is_session for t in self.triggers()):
+            return counts or None
+        gold = self.batch_gold(tables, batch)
+        if gold is None:
+            return counts or None
+        t0 = time.monotonic()
+        update_pulse(tables, self.conf, batch, responses, offers if counts else None, gold, self.triggers())
+        self._steps["pulse"] = time.monotonic() - t0
         return counts or None
+
+    def batch_gold(self, tables, batch: BatchInfo):
+        """``gold()``, timed once per micro-batch in its log line."""
+        t0 = time.monotonic()
+        gold = self.gold(tables, batch)
+        self._steps.setdefault("gold", time.monotonic() - t0)
+        return gold
 
     def record(
         self, spark: SparkSession, tables, batch: BatchInfo, reports: list[SourceReport], seconds: float
@@ -580,6 +634,19 @@ class IngestBatch:
             for r in reports
         ]
         tables.append(spark.createDataFrame(rows, PROGRESS_SCHEMA), PROGRESS, txn=batch.txn(PROGRESS))
+
+
+def pin(df: DataFrame) -> DataFrame:
+    """``df`` computed once and cut from the tables it was read from (a local checkpoint).
+
+    A persisted frame is not enough in a micro-batch: after every write to a Delta table, Spark
+    re-caches each cached plan that reads that table (``recacheByPlan``), i.e. recomputes it at
+    its next use, from the table as it is now. The batch's validated records read
+    bronze.<source>_rt and its offers read gold.realtime_offers, the very tables it then appends
+    to: each was computed again after each such write (the offers up to three times per batch),
+    and a frame that reads a table another query of the stream appends to could change between
+    two uses. The rows are held on the executors for the batch (bounded by the batch)."""
+    return df.localCheckpoint(eager=True, storageLevel=StorageLevel.MEMORY_AND_DISK)
 
 
 def _persist(value):
@@ -626,14 +693,14 @@ def earlier_offers(tables, batch: BatchInfo, horizon_days: int = 2) -> DataFrame
 
 def write_offers(spark: SparkSession, tables, conf: Config, batch: BatchInfo, candidates: DataFrame, gold, triggers):
     """CANDIDATE rows -> OFFER rows appended to gold.realtime_offers exactly once; the offered ones
-    to Kafka when brokers are configured. Returns the batch's offers (persisted: unpersist them)."""
+    to Kafka when brokers are configured. Returns the batch's offers (pinned)."""
     from custseg.realtime.decide import decide
 
     with _OFFERS_LOCK:
         earlier = earlier_offers(tables, batch)
         offers = decide(candidates, gold, earlier, triggers, conf, batch.clock, batch.query, batch.batch_id)
-        offers = offers.persist(StorageLevel.MEMORY_AND_DISK)
-        if offers.limit(1).count():
+        offers = pin(offers)  # reads gold.realtime_offers (earlier offers), appended to below
+        if not offers.isEmpty():
             tables.append(offers, OFFERS, partition_by=["decision_date"], txn=batch.txn(OFFERS))
             activate(offers, conf)
     return offers
@@ -738,15 +805,12 @@ class SessionBatch(IngestBatch):
                 if tables.exists("silver.orders_rt"):
                     since = batch.day - timedelta(days=1)
                     orders = tables.read("silver.orders_rt").where(F.col("order_date") >= F.lit(since))
-                candidates = session_candidates(closed, triggers, orders).persist(StorageLevel.MEMORY_AND_DISK)
-                try:
-                    n_candidates = candidates.count()
-                    if n_candidates:
-                        offers = write_offers(spark, tables, self.conf, batch, candidates, gold, self.triggers())
-                        counts = offer_counts(offers)
-                        offers.unpersist()
-                finally:
-                    candidates.unpersist()
+                # pinned: silver.orders_rt is appended to by the ingest query meanwhile
+                candidates = pin(session_candidates(closed, triggers, orders))
+                n_candidates = candidates.count()
+                if n_candidates:
+                    offers = write_offers(spark, tables, self.conf, batch, candidates, gold, self.triggers())
+                    counts = offer_counts(offers)
         finally:
             closed.unpersist()
         seconds = time.monotonic() - started
