@@ -136,10 +136,10 @@ dist: $(STAMP)
 clean:
 	rm -rf $(VENV) $(VENV40) build dist *.egg-info lib/*.egg-info .pytest_cache .ruff_cache data spark-warehouse metastore_db derby.log
 
-# Real-time bench (issue 23): event-to-offer latency of `custseg stream` at RATE records/s with a
+# Real-time bench (issue 23): event-to-offer latency of `custseg stream` at each RATE[:SECONDS] with a
 # 10 s processing-time trigger, and the availableNow catch-up throughput, over a home with batch
 # gold keyed with CUSTSEG_PII_SALT (CUSTSEG_BENCH_HOME; default: one the bench builds with
 # `custseg demo`, 5,000 customers). Writes bench/results/stream.json and stream.md.
-RATE ?= 5000
+RATE ?= 500:120,1000:120,5000:30
 bench-stream: $(STAMP) $(JARS) $(KAFKA) java
 	$(PY) -m bench.stream_latency --home "$${CUSTSEG_BENCH_HOME:-}" --rate $(RATE)
