@@ -31,10 +31,11 @@ EVENT_FILES, EVENTS_PER_FILE = 3, 60
 ORDER_FILES, ORDERS_PER_FILE = 3, 15
 RESPONSE_FILES, RESPONSES_PER_FILE = 2, 20
 RESPONSE_HEADER = "campaign_id,customer_id,channel,group,sent_ts,opened_ts,clicked_ts,converted_ts,revenue"
-# Micro-batch 0 writes: campaign_responses (bronze, silver), events (bronze, quarantine,
-# silver), orders (bronze, quarantine, order items, orders), progress: 10 writes. Micro-batch 1
-# starts with campaign_responses (11, 12), then bronze.events_rt (13): killed right after it commits.
-KILL = "stream:kill-after-write:13"
+# Micro-batch 0 writes: campaign_responses (bronze, silver), events (bronze, silver), orders
+# (bronze, order items, orders), every source's quarantined records in one append, progress: 9
+# writes. Micro-batch 1 starts with campaign_responses (10, 11), then bronze.events_rt (12):
+# killed right after it commits.
+KILL = "stream:kill-after-write:12"
 
 
 def _plant(landing: Path) -> dict:
@@ -149,7 +150,7 @@ def killed_and_restarted(request, tmp_path_factory):
     truth = _plant(home / "landing")
     first = _run(home, engine, KILL)
     assert first.returncode == -signal.SIGKILL, f"expected the kill: rc={first.returncode}\n{first.stderr[-4000:]}"
-    assert "after write 13 (bronze.events_rt)" in first.stderr, first.stderr[-4000:]
+    assert "after write 12 (bronze.events_rt)" in first.stderr, first.stderr[-4000:]
     # killed mid-batch: batch 1's bronze events are in, its silver events are not yet
     assert (_table(home, "bronze.events_rt")["_batch_id"] == "stream/ingest/1").sum() == EVENTS_PER_FILE
     assert len(_table(home, "silver.events_rt")) == EVENTS_PER_FILE

@@ -6,7 +6,7 @@ The batch gold is planted (gold.customer_features with ``declining`` customers, 
 with their e-mail opt-in, silver.identity_map keyed with the test salt), and one trigger is on:
 ``welcome_back`` (a declining customer shows up). Each of 3 events files (one micro-batch each)
 brings 5 new declining customers, so each micro-batch decides 5 offers. Micro-batch writes,
-offers first: gold.realtime_offers, bronze.events_rt, bronze.quarantine, silver.events_rt,
+offers first: gold.realtime_offers, bronze.events_rt, silver.events_rt, bronze.quarantine,
 gold.campaign_pulse, meta.stream_progress (6 each). delta-rs is killed after write 6 (micro-batch
 0 wholly written, its end not yet in the checkpoint: the replay must skip all six writes, the
 offers included, and micro-batch 1 decides anew); spark-delta after write 7 (micro-batch 1's

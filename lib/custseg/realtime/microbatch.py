@@ -253,6 +253,7 @@ class IngestBatch:
         self._silver: dict[str, DataFrame] = {}  # this micro-batch's silver rows, for the triggers
         self._steps: dict[str, float] = {}  # seconds of the batch's steps after ingest, for its log line
         self._writes: list[tuple[str, object]] = []  # (source, write) queued until the offers are committed
+        self._quarantined: list[DataFrame] = []  # every source's rejected records: one append
 
     def __getstate__(self):  # Config reads attributes through __getattr__: pickle its parts
         c = self.conf
@@ -262,7 +263,7 @@ class IngestBatch:
         data, file, origin = state["conf"]
         self.conf = Config(data, file, origin)
         self.settings, self.tables_root, self._cache = state["settings"], state["tables_root"], {}
-        self._batch_frames, self._silver, self._steps, self._writes = [], {}, {}, []
+        self._batch_frames, self._silver, self._steps, self._writes, self._quarantined = [], {}, {}, [], []
 
     # --- per session -------------------------------------------------------------------
 
@@ -310,7 +311,7 @@ class IngestBatch:
                 work[name] = ("records", df.where(F.col("source") == name))
         batch = BatchInfo(self.query, int(batch_id), clock)
         reports = []
-        self._batch_frames, self._silver, self._steps, self._writes = [], {}, {}, []
+        self._batch_frames, self._silver, self._steps, self._writes, self._quarantined = [], {}, {}, [], []
         decided = None
         try:
             # Validate every source first (a drift failure stops the batch before any write), then
@@ -328,13 +329,16 @@ class IngestBatch:
                 t0 = time.monotonic()
                 write()
                 by_source[name].written["seconds"] += time.monotonic() - t0
-            for r in reports:
-                r.written["seconds"] = round(r.written["seconds"], 2)
+            t0 = time.monotonic()
+            self.write_quarantine(tables, batch)
+            for r in reports:  # the shared append's time, split between the sources that quarantined
+                share = (time.monotonic() - t0) / max(1, sum(1 for x in reports if x.quarantined))
+                r.written["seconds"] = round(r.written["seconds"] + (share if r.quarantined else 0.0), 2)
             decided = self.pulse(tables, batch, offers)
         finally:
             for frame in self._batch_frames:
                 frame.unpersist()
-            self._batch_frames, self._silver, self._writes = [], {}, []
+            self._batch_frames, self._silver, self._writes, self._quarantined = [], {}, [], []
         seconds = time.monotonic() - started
         self.record(spark, tables, batch, reports, seconds)
         log.info(
@@ -428,20 +432,18 @@ class IngestBatch:
             table = bronze_table(name)
             self._queue(name, tables.append, accepted, table, partition_by=["_batch_date"], txn=batch.txn(table))
         if report.quarantined:
-            # One write id per source: every source of a micro-batch appends its own rows to
-            # the shared quarantine table, and one id for all would skip the second source's
-            # rows as "already committed" (they were lost before this).
-            self._queue(
-                name,
-                tables.append,
-                quarantined,
-                QUARANTINE,
-                partition_by=["_batch_date", "source"],
-                txn=batch.txn(f"{QUARANTINE}/{name}"),
-            )
+            self._quarantined.append(quarantined)  # every source's in one append (write_quarantine)
         if report.accepted:
             self._silver.update(self.write_silver(spark, tables, batch, name, accepted))
         return report
+
+    def write_quarantine(self, tables, batch: BatchInfo) -> None:
+        """The rejected records of every source of the micro-batch in one append to
+        bronze.quarantine, with one write id (one commit where there were one per source)."""
+        if not self._quarantined:
+            return
+        rows = functools.reduce(DataFrame.unionByName, self._quarantined)
+        tables.append(rows, QUARANTINE, partition_by=["_batch_date", "source"], txn=batch.txn(QUARANTINE))
 
     def _queue(self, source: str, fn, *args, **kwargs) -> None:
         """A write of ``source`` for after the offers (``__call__`` runs them in this order)."""

@@ -67,6 +67,7 @@ class SparkDeltaEngine(Engine):
         return self._delta_table.forPath(self.spark, ref.path)
 
     def exists(self, ref: TableRef) -> bool:
+        self._held_detail = None  # a write starts here (Tables._write): its detail is read afresh
         if not ref.in_catalog:
             return self._delta_table.isDeltaTable(self.spark, ref.path)
         if not self.spark.catalog.tableExists(ref.identifier.replace("`", "")):
@@ -84,7 +85,18 @@ class SparkDeltaEngine(Engine):
         return self._table(ref).toDF().schema
 
     def partition_columns(self, ref: TableRef) -> list[str]:
-        return list(self._table(ref).detail().select("partitionColumns").head()[0] or [])
+        return list(self._detail(ref)["partitionColumns"] or [])
+
+    def _detail(self, ref: TableRef):
+        """``DESCRIBE DETAIL`` of ``ref`` (partition columns, properties). A write asks twice (the
+        facade for the partition columns, then ``_ensure_properties``): the second answer is the
+        first one's, kept from the write's ``exists`` check until its commit."""
+        held = getattr(self, "_held_detail", None)
+        if held is not None and held[0] == ref:
+            return held[1]
+        row = self._table(ref).detail().select("partitionColumns", "properties").head()
+        self._held_detail = (ref, row)
+        return row
 
     def version(self, ref: TableRef) -> int:
         return int(self._table(ref).history(1).select("version").head()[0])
@@ -116,6 +128,7 @@ class SparkDeltaEngine(Engine):
         tag = {"custseg_write": token, **({"txn": req.txn.tag} if req.txn else {})}
         if not req.create:
             self._ensure_properties(ref, req.properties)
+        self._held_detail = None  # the write changes the table: its detail is not kept past here
         try:
             if ref.in_catalog and not req.create:
                 self._write_catalog(req, json.dumps(tag, sort_keys=True))
@@ -185,7 +198,7 @@ class SparkDeltaEngine(Engine):
         before this write's files get statistics."""
         if not wanted:
             return
-        config = dict(self._table(ref).detail().select("properties").head()[0] or {})
+        config = dict(self._detail(ref)["properties"] or {})
         todo = missing_properties(config, wanted)
         if todo:
             pairs = ", ".join(f"{sql_string(k)} = {sql_string(v)}" for k, v in todo.items())
