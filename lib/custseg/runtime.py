@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -115,6 +116,14 @@ def connect_gc_guard(spark: SparkSession):
     finally:
         gc.enable()
         gc.collect()
+
+
+def pin(df: DataFrame) -> DataFrame:
+    """``df`` computed once (a local checkpoint, memory then disk) and cut from its lineage: from
+    the plan that made it, and from the tables it was read from. Unlike a cached frame it is not
+    recomputed after a write to one of those tables (Spark re-caches every cached plan that reads
+    a table it writes) and its plan no longer grows with every frame built on it."""
+    return df.localCheckpoint(eager=True, storageLevel=StorageLevel.MEMORY_AND_DISK)
 
 
 def keep(df: DataFrame) -> DataFrame:

@@ -53,6 +53,7 @@ from custseg.config import Config
 from custseg.file_checks import check_files, local_form
 from custseg.ingest import DRIFT_POLICIES, UNKNOWN, Bounds, jsonl_records, read_raw, split_batch, with_reasons
 from custseg.realtime.source import BATCH_CLOCK, FILES, SOURCE_KINDS
+from custseg.runtime import pin
 from custseg.sources.catalog import SOURCES
 from custseg.storage import WriteId
 
@@ -116,13 +117,6 @@ def parse_trigger(text: str) -> dict:
     return {"processingTime": f"{int(m.group(1))} {_UNITS[m.group(2)]}"}
 
 
-def _parse_or_none(text: str) -> dict:
-    try:
-        return parse_trigger(text)
-    except ValueError:
-        return {}
-
-
 @dataclass(frozen=True)
 class StreamSettings:
     """``stream.*`` of the config (docs/realtime.md)."""
@@ -157,7 +151,7 @@ class StreamSettings:
             parse_trigger(s.trigger)
         except ValueError as exc:
             raise conf.error("stream.trigger", str(exc)) from None
-        if s.sessions_trigger and "processingTime" not in _parse_or_none(s.sessions_trigger):
+        if s.sessions_trigger and not _TRIGGER.match(s.sessions_trigger.strip().lower()):
             raise conf.error(
                 "stream.sessions_trigger",
                 f"must be empty (as stream.trigger) or processing:<n>s|ms|m; got {s.sessions_trigger!r}",
@@ -331,8 +325,9 @@ class IngestBatch:
                 by_source[name].written["seconds"] += time.monotonic() - t0
             t0 = time.monotonic()
             self.write_quarantine(tables, batch)
-            for r in reports:  # the shared append's time, split between the sources that quarantined
-                share = (time.monotonic() - t0) / max(1, sum(1 for x in reports if x.quarantined))
+            # the shared append's time, split between the sources that quarantined
+            share = (time.monotonic() - t0) / max(1, sum(1 for r in reports if r.quarantined))
+            for r in reports:
                 r.written["seconds"] = round(r.written["seconds"] + (share if r.quarantined else 0.0), 2)
             decided = self.pulse(tables, batch, offers)
         finally:
@@ -401,7 +396,9 @@ class IngestBatch:
                 Bounds.from_config(self.conf),
             )
         )
-        # Pinned: it reads bronze.<source>_rt (earlier duplicates), which this batch appends to.
+        # Pinned, not cached: it reads bronze.<source>_rt (earlier duplicates), which this batch
+        # appends to, and Spark recomputes a cached plan after each write to a table it reads
+        # (the validated records and the offers were computed again after every append).
         validated = pin(self.earlier_duplicates(tables, batch, name, checked))
         stats = validated.agg(
             F.count("*").alias("read"),
@@ -576,8 +573,7 @@ class IngestBatch:
 
     def offers(self, spark: SparkSession, tables, batch: BatchInfo) -> DataFrame | None:
         """The stateless triggers on this micro-batch's silver rows -> decide -> gold.realtime_offers
-        (committed, and sent to Kafka where configured). Returns the batch's offers, persisted until
-        the batch ends, or None."""
+        (committed, and sent to Kafka where configured). Returns the batch's offers (pinned), or None."""
         from custseg.realtime.detect import stateless_candidates
 
         stateless = [t for t in self.triggers() if not t.is_session]
@@ -597,7 +593,8 @@ class IngestBatch:
         """gold.campaign_pulse with this batch's responses and offers; returns the offers by decision."""
         counts = offer_counts(offers) if offers is not None else {}
         responses = self._silver.get("responses")
-        if not (responses is not None or counts) or not any(not t.is_session for t in self.triggers()):
+        stateless = any(not t.is_session for t in self.triggers())
+        if not stateless or (responses is None and not counts):
             return counts or None
         gold = self.batch_gold(tables, batch)
         if gold is None:
@@ -636,19 +633,6 @@ class IngestBatch:
             for r in reports
         ]
         tables.append(spark.createDataFrame(rows, PROGRESS_SCHEMA), PROGRESS, txn=batch.txn(PROGRESS))
-
-
-def pin(df: DataFrame) -> DataFrame:
-    """``df`` computed once and cut from the tables it was read from (a local checkpoint).
-
-    A persisted frame is not enough in a micro-batch: after every write to a Delta table, Spark
-    re-caches each cached plan that reads that table (``recacheByPlan``), i.e. recomputes it at
-    its next use, from the table as it is now. The batch's validated records read
-    bronze.<source>_rt and its offers read gold.realtime_offers, the very tables it then appends
-    to: each was computed again after each such write (the offers up to three times per batch),
-    and a frame that reads a table another query of the stream appends to could change between
-    two uses. The rows are held on the executors for the batch (bounded by the batch)."""
-    return df.localCheckpoint(eager=True, storageLevel=StorageLevel.MEMORY_AND_DISK)
 
 
 def _persist(value):

@@ -88,6 +88,7 @@ from custseg.marketing.propensity import (
     point_in_time_features,
 )
 from custseg.marketing.strategy import STRATEGY_COLUMNS, StrategySettings, segment_strategy, strategy_offers
+from custseg.runtime import pin
 from custseg.stages.context import StageContext, absolute
 from custseg.stages.export_files import file_digests, publish_folder, write_csv_parts
 from custseg.stages.flat_inputs import bronze_with_flat
@@ -504,7 +505,7 @@ def _materialise(df: DataFrame) -> DataFrame:
     """Computed once and cut from its lineage: the frames below are reused once per campaign,
     and without the cut every union branch carries the whole feature and scoring plan again
     (the plan, not the data, then outgrows the driver's memory)."""
-    return df.localCheckpoint(eager=True, storageLevel=StorageLevel.MEMORY_AND_DISK)
+    return pin(df)
 
 
 def _union(frames: list[DataFrame]) -> DataFrame:

@@ -60,6 +60,7 @@ class SparkDeltaEngine(Engine):
         from delta.tables import DeltaTable  # delta-spark's Python API, present with the jars
 
         self._delta_table = DeltaTable
+        self._held_detail = None  # (ref, DESCRIBE DETAIL row) within one write: _detail
 
     def _table(self, ref: TableRef):  # -> delta.tables.DeltaTable
         if ref.in_catalog:
@@ -91,9 +92,8 @@ class SparkDeltaEngine(Engine):
         """``DESCRIBE DETAIL`` of ``ref`` (partition columns, properties). A write asks twice (the
         facade for the partition columns, then ``_ensure_properties``): the second answer is the
         first one's, kept from the write's ``exists`` check until its commit."""
-        held = getattr(self, "_held_detail", None)
-        if held is not None and held[0] == ref:
-            return held[1]
+        if self._held_detail is not None and self._held_detail[0] == ref:
+            return self._held_detail[1]
         row = self._table(ref).detail().select("partitionColumns", "properties").head()
         self._held_detail = (ref, row)
         return row
